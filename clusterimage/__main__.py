@@ -1,0 +1,3 @@
+from clusterimage.cli.main import main
+
+main()

@@ -1,0 +1,76 @@
+"""The exception hierarchy.
+
+Every error a user can cause is a :class:`ClusterImageError`; the CLI prints its message as one
+line (``error: ...``) and exits 1 (2 for :class:`UsageError`). Anything else is a bug and gets a
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class ClusterImageError(Exception):
+    """A user-facing error: the message is one line that says what and where."""
+
+    exit_code = 1
+
+
+class UsageError(ClusterImageError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class InvalidReference(ClusterImageError):
+    """A string is not a valid image reference."""
+
+
+class InvalidDigest(ClusterImageError):
+    """A string is not a valid digest."""
+
+
+class DigestMismatch(ClusterImageError):
+    """Content did not hash to the digest (or size) it was announced with."""
+
+
+class ManifestError(ClusterImageError):
+    """A manifest, index or config could not be read."""
+
+
+class ImageNotFound(ClusterImageError):
+    """No image with that reference or digest exists where it was looked for."""
+
+
+class BlobNotFound(ClusterImageError):
+    """A blob is missing."""
+
+
+class StoreError(ClusterImageError):
+    """The local store is missing, not a layout, or damaged."""
+
+
+class TransportError(ClusterImageError):
+    """A transport reference is wrong, or a transport cannot do what was asked."""
+
+
+class RegistryError(ClusterImageError):
+    """A registry answered with an error, or could not be reached."""
+
+
+class AuthError(RegistryError):
+    """Credentials are missing or were refused."""
+
+
+class KubefileError(ClusterImageError):
+    """A Kubefile is wrong; the message names file and line."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class BuildError(ClusterImageError):
+    """A build failed for a reason other than the Kubefile's syntax."""
