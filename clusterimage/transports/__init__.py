@@ -1,0 +1,77 @@
+"""Transports: where images live. ``parse`` turns ``transport:reference`` strings into
+:class:`~clusterimage.transports.base.ImageReference` objects.
+
+Each transport module registers a parser with :func:`register`; the registry is filled on first
+use so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from clusterimage.errors import TransportError
+from clusterimage.transports.base import (
+    Context,
+    ImageDestination,
+    ImageReference,
+    ImageSource,
+    ProgressFn,
+)
+
+__all__ = [
+    "Context",
+    "ImageDestination",
+    "ImageReference",
+    "ImageSource",
+    "ProgressFn",
+    "parse",
+    "register",
+]
+
+Parser = Callable[[str], ImageReference]
+
+_PARSERS: dict[str, Parser] = {}
+# transport name -> module that registers it
+_MODULES = {
+    "store": "clusterimage.transports.store",
+    "oci": "clusterimage.transports.oci_layout",
+    "docker": "clusterimage.transports.docker",
+    "oci-archive": "clusterimage.transports.oci_archive",
+    "docker-archive": "clusterimage.transports.docker_archive",
+    "registry-dir": "clusterimage.transports.registry_dir",
+}
+
+
+def register(name: str, parser: Parser) -> None:
+    _PARSERS[name] = parser
+
+
+def _parser(name: str) -> Parser:
+    if name not in _PARSERS and name in _MODULES:
+        try:
+            importlib.import_module(_MODULES[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != _MODULES[name]:
+                raise
+    parser = _PARSERS.get(name)
+    if parser is None:
+        known = ", ".join(sorted(set(_PARSERS) | set(_MODULES)))
+        raise TransportError(f"unknown transport {name!r} (known: {known})")
+    return parser
+
+
+def parse(value: str, default: str | None = None) -> ImageReference:
+    """Parse ``transport:rest``; ``docker://ref`` too. Without a transport prefix, ``default``
+    (e.g. ``"docker"`` or ``"store"``) takes the whole string."""
+    if value.startswith("docker://"):
+        return _parser("docker")(value[len("docker://") :])
+    name, sep, rest = value.partition(":")
+    if sep and name in (set(_MODULES) | set(_PARSERS)) and name != "docker":
+        return _parser(name)(rest)
+    if default is None:
+        raise TransportError(
+            f"invalid image reference {value!r}: expected TRANSPORT:REFERENCE "
+            "(e.g. docker://host/repo:tag, oci:DIR:TAG)"
+        )
+    return _parser(default)(value)

@@ -1,0 +1,105 @@
+"""What every command shares: global state, the store location, output helpers, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+from clusterimage.copy import CopyEvent
+
+stderr = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class State:
+    debug: bool = False
+    store: Path | None = None
+
+
+STATE = State()
+
+
+def home_dir() -> Path:
+    """``$CLUSTERIMAGE_HOME``, else ``$XDG_DATA_HOME/clusterimage``, else ~/.local/share/..."""
+    env = os.environ.get("CLUSTERIMAGE_HOME")
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "clusterimage"
+
+
+def store_dir() -> Path:
+    """``--store DIR`` if given, else ``<home>/store``."""
+    return STATE.store if STATE.store is not None else home_dir() / "store"
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str) -> None:
+    """A status line on stderr (never on stdout, which carries results)."""
+    stderr.print(message)
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+class CopyProgress:
+    """Rich progress bars for a copy, on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self._enabled = interactive() if enabled is None else enabled
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> CopyProgress:
+        if self._enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=stderr,
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event: CopyEvent) -> None:
+        if self._progress is None:
+            return
+        key = str(event.descriptor.digest)
+        task = self._tasks.get(key)
+        if task is None:
+            labels = {"blob-skipped": "exists ", "blob-mounted": "mounted"}
+            label = labels.get(event.kind, "copying")
+            task = self._progress.add_task(
+                f"{label} {event.descriptor.digest.short}", total=event.descriptor.size
+            )
+            self._tasks[key] = task
+        self._progress.update(task, completed=event.done)

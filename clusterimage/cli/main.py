@@ -1,0 +1,72 @@
+"""The ``clusterimage`` command: global options, error handling, and the command groups."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli import _common
+from clusterimage.errors import ClusterImageError
+
+app = typer.Typer(
+    name="clusterimage",
+    help="Build, store, ship and unpack OCI cluster images from Kubefiles, daemonless.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and debug output.")
+    ] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="The local store (an OCI image layout). Default: $CLUSTERIMAGE_HOME/store.",
+            envvar="CLUSTERIMAGE_STORE",
+        ),
+    ] = None,
+) -> None:
+    _common.STATE.debug = debug
+    _common.STATE.store = store
+
+
+# One module per command group under clusterimage/cli/, each exposing register(app).
+# Keep one name per line: several people add to this list.
+_COMMAND_MODULES = ("version",)
+
+
+def _register_commands() -> None:
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"clusterimage.cli.{name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line on stderr."""
+    _register_commands()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        # Standalone mode lets typer report usage errors itself (exit 2); our errors come here.
+        app(args=argv)
+    except ClusterImageError as exc:
+        if debug:
+            traceback.print_exc()
+        _common.stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        if debug:
+            raise
+        # Disk full, permission denied, ...: the user's environment, not our bug.
+        where = f" {exc.filename}:" if exc.filename else ""
+        _common.stderr.print(f"error:{where} {exc.strerror or exc}", markup=False)
+        sys.exit(1)

@@ -1,0 +1,204 @@
+"""The copy engine: the one loop that moves images between transports.
+
+It reads the source's top manifest, picks what to copy (one platform or all of them), copies every
+blob not already at the destination (several at once, each digest once), then writes child
+manifests and finally the top manifest. Manifests travel as their exact bytes, so digests never
+change unless a layer is deliberately recompressed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Literal
+
+from clusterimage.errors import ImageNotFound
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
+from clusterimage.oci.platform import Platform
+from clusterimage.transports.base import Context, ImageDestination, ImageReference, ImageSource
+
+EventKind = Literal["blob-start", "blob-progress", "blob-done", "blob-skipped", "blob-mounted"]
+
+
+@dataclass(frozen=True)
+class CopyEvent:
+    kind: EventKind
+    descriptor: Descriptor
+    done: int = 0  # bytes of this blob transferred so far (resumed bytes included)
+
+
+@dataclass
+class CopyOptions:
+    platform: Platform | None = None  # None: the context's, else the host's
+    all_platforms: bool = False
+    jobs: int = 4
+    on_event: Callable[[CopyEvent], None] | None = None
+
+
+@dataclass
+class CopyResult:
+    digest: Digest
+    media_type: str
+    size: int
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    bytes_copied: int = 0
+    manifests: list[Digest] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "digest": str(self.digest),
+            "mediaType": self.media_type,
+            "size": self.size,
+            "blobsCopied": self.blobs_copied,
+            "blobsSkipped": self.blobs_skipped,
+            "blobsMounted": self.blobs_mounted,
+            "bytesCopied": self.bytes_copied,
+            "manifests": [str(d) for d in self.manifests],
+        }
+
+
+def copy_image(
+    src: ImageReference,
+    dst: ImageReference,
+    ctx: Context | None = None,
+    options: CopyOptions | None = None,
+) -> CopyResult:
+    """Copy the image at ``src`` to ``dst``; returns what was written at the top."""
+    ctx = ctx or Context()
+    options = options or CopyOptions(jobs=ctx.jobs)
+    with src.new_source(ctx) as source, dst.new_destination(ctx) as dest:
+        result = _Copier(source, dest, options, ctx, str(src)).run()
+        dest.commit()
+        return result
+
+
+class _Copier:
+    def __init__(
+        self,
+        source: ImageSource,
+        dest: ImageDestination,
+        options: CopyOptions,
+        ctx: Context,
+        name: str,
+    ) -> None:
+        self._source = source
+        self._dest = dest
+        self._options = options
+        self._ctx = ctx
+        self._name = name
+        self._lock = threading.Lock()
+        self._result: CopyResult | None = None
+        self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "bytes": 0}
+
+    def run(self) -> CopyResult:
+        top = self._source.get_manifest()
+        if isinstance(top, ImageIndex) and not self._options.all_platforms:
+            top = self._select_platform(top)
+        images: list[ImageManifest] = []
+        children: list[Manifest] = []
+        if isinstance(top, ImageIndex):
+            self._collect_index(top, images, children)
+        else:
+            images.append(top)
+        self._copy_blobs(images)
+        for child in children:
+            self._dest.put_manifest(child, top=False)
+        self._dest.put_manifest(top, top=True)
+        return CopyResult(
+            digest=top.digest,
+            media_type=top.media_type,
+            size=top.size,
+            blobs_copied=self._stats["copied"],
+            blobs_skipped=self._stats["skipped"],
+            blobs_mounted=self._stats["mounted"],
+            bytes_copied=self._stats["bytes"],
+            manifests=[m.digest for m in children] + [top.digest],
+        )
+
+    def _select_platform(self, index: ImageIndex) -> Manifest:
+        want = self._options.platform or self._ctx.platform or Platform.host()
+        available = []
+        for entry in index.manifests:
+            if entry.platform is None:
+                continue
+            available.append(str(entry.platform))
+            if want.matches(entry.platform):
+                child = self._source.get_manifest(entry.digest)
+                if isinstance(child, ImageIndex):
+                    return self._select_platform(child)
+                return child
+        listed = ", ".join(available) or "none"
+        raise ImageNotFound(
+            f"{self._name}: no image for platform {want} (available: {listed}); "
+            "choose one with --platform or copy them all with --all"
+        )
+
+    def _collect_index(
+        self, index: ImageIndex, images: list[ImageManifest], children: list[Manifest]
+    ) -> None:
+        for entry in index.manifests:
+            child = self._source.get_manifest(entry.digest)
+            if isinstance(child, ImageIndex):
+                self._collect_index(child, images, children)
+            else:
+                images.append(child)
+            children.append(child)
+
+    def _copy_blobs(self, images: list[ImageManifest]) -> None:
+        blobs: dict[Digest, Descriptor] = {}
+        for image in images:
+            for desc in image.blobs:
+                blobs.setdefault(desc.digest, desc)
+        if not blobs:
+            return
+        jobs = max(1, self._options.jobs)
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="blob") as pool:
+            futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in blobs.values()]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in done:
+                future.result()  # re-raise the first failure
+            for future in futures:
+                if not future.cancelled():
+                    future.result()
+
+    def _emit(self, kind: EventKind, desc: Descriptor, done: int = 0) -> None:
+        if self._options.on_event is not None:
+            self._options.on_event(CopyEvent(kind, desc, done))
+
+    def _count(self, key: str, nbytes: int = 0) -> None:
+        with self._lock:
+            self._stats[key] += 1
+            self._stats["bytes"] += nbytes
+
+    def _copy_blob(self, desc: Descriptor) -> None:
+        if self._dest.has_blob(desc):
+            self._count("skipped")
+            self._emit("blob-skipped", desc, desc.size)
+            return
+        if self._dest.try_mount(desc, self._source):
+            self._count("mounted")
+            self._emit("blob-mounted", desc, desc.size)
+            return
+        offset = self._dest.blob_offset(desc) if self._source.supports_ranges else 0
+        if not 0 <= offset < max(desc.size, 1):
+            offset = 0
+        done = offset
+        self._emit("blob-start", desc, done)
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            self._emit("blob-progress", desc, done)
+
+        with self._source.open_blob(desc, offset) as stream:
+            self._dest.put_blob(desc, stream, offset, progress)
+        self._count("copied", desc.size - offset)
+        self._emit("blob-done", desc, desc.size)

@@ -1,0 +1,105 @@
+"""Image configuration (OCI image config, which Docker's container config shares)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterimage.errors import ManifestError
+from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import canonical_json
+from clusterimage.oci.platform import Platform
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """A config blob; keeps its bytes, so its digest is always that of what is stored."""
+
+    raw: bytes
+    data: dict[str, Any] = field(repr=False, compare=False)
+    media_type: str = mt.OCI_CONFIG
+
+    @classmethod
+    def parse(
+        cls, raw: bytes, media_type: str = mt.OCI_CONFIG, where: str = "config"
+    ) -> ImageConfig:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: not a JSON object")
+        return cls(raw, data, media_type)
+
+    @classmethod
+    def build(cls, data: dict[str, Any], media_type: str = mt.OCI_CONFIG) -> ImageConfig:
+        return cls(canonical_json(data), data, media_type)
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.raw)
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        return dict(self.data.get("config") or {})
+
+    @property
+    def env(self) -> list[str]:
+        return list(self.container_config.get("Env") or [])
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in self.env:
+            key, _, value = item.partition("=")
+            out[key] = value
+        return out
+
+    @property
+    def cmd(self) -> list[str]:
+        return list(self.container_config.get("Cmd") or [])
+
+    @property
+    def entrypoint(self) -> list[str]:
+        return list(self.container_config.get("Entrypoint") or [])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.container_config.get("Labels") or {})
+
+    @property
+    def working_dir(self) -> str:
+        return str(self.container_config.get("WorkingDir") or "")
+
+    @property
+    def user(self) -> str:
+        return str(self.container_config.get("User") or "")
+
+    @property
+    def created(self) -> str | None:
+        value = self.data.get("created")
+        return str(value) if value else None
+
+    @property
+    def platform(self) -> Platform:
+        return Platform(
+            os=str(self.data.get("os", "")),
+            architecture=str(self.data.get("architecture", "")),
+            variant=self.data.get("variant") or None,
+            os_version=self.data.get("os.version") or None,
+        )
+
+    @property
+    def diff_ids(self) -> list[Digest]:
+        rootfs = self.data.get("rootfs") or {}
+        return [Digest.parse(d) for d in rootfs.get("diff_ids") or []]
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.data.get("history") or [])

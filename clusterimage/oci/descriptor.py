@@ -1,0 +1,94 @@
+"""Content descriptors: what points at a blob or manifest (media type, digest, size, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterimage.errors import InvalidDigest, ManifestError
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.platform import Platform
+
+_KNOWN = frozenset(
+    {"mediaType", "digest", "size", "annotations", "platform", "urls", "artifactType", "data"}
+)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: dict[str, str] | None = None
+    platform: Platform | None = None
+    urls: tuple[str, ...] | None = None
+    artifact_type: str | None = None
+    # Fields we do not model, kept so a descriptor round-trips unchanged.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "descriptor") -> Descriptor:
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: expected an object")
+        try:
+            digest = Digest.parse(data["digest"])
+            size = data["size"]
+            media_type = data.get("mediaType", "")
+        except KeyError as exc:
+            raise ManifestError(f"{where}: missing {exc.args[0]!r}") from None
+        except InvalidDigest as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ManifestError(f"{where}: invalid size {size!r}")
+        if not isinstance(media_type, str):
+            raise ManifestError(f"{where}: invalid mediaType")
+        platform = data.get("platform")
+        urls = data.get("urls")
+        return cls(
+            media_type=media_type,
+            digest=digest,
+            size=size,
+            annotations=dict(data["annotations"]) if data.get("annotations") else None,
+            platform=Platform.from_dict(platform) if isinstance(platform, dict) else None,
+            urls=tuple(urls) if urls else None,
+            artifact_type=data.get("artifactType"),
+            extra={k: v for k, v in data.items() if k not in _KNOWN},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.urls:
+            out["urls"] = list(self.urls)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = self.platform.to_dict()
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        out.update(self.extra)
+        return out
+
+    def with_annotations(self, annotations: dict[str, str] | None) -> Descriptor:
+        return Descriptor(
+            self.media_type,
+            self.digest,
+            self.size,
+            annotations or None,
+            self.platform,
+            self.urls,
+            self.artifact_type,
+            dict(self.extra),
+        )
+
+    @property
+    def ref_name(self) -> str | None:
+        """``org.opencontainers.image.ref.name`` of an OCI layout index entry."""
+        return (self.annotations or {}).get(REF_NAME_ANNOTATION)
+
+
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+CREATED_ANNOTATION = "org.opencontainers.image.created"

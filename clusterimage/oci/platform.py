@@ -1,0 +1,97 @@
+"""Platforms (``os/arch[/variant]``) and the rules that match an image to one.
+
+Normalisation and matching follow containerd's ``platforms`` package, which Docker, buildah and
+skopeo share: ``aarch64`` is ``arm64``, ``arm64`` means ``arm64/v8``, ``arm`` means ``arm/v7``.
+"""
+
+from __future__ import annotations
+
+import platform as _host
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterimage.errors import UsageError
+
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
+_VARIANT_ALIASES = {"8": "v8", "7": "v7", "6": "v6", "5": "v5"}
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+    os_version: str | None = None
+    os_features: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def parse(cls, value: str) -> Platform:
+        """Parse ``os/arch[/variant]`` (``linux/arm64/v8``); ``arch`` alone means linux."""
+        parts = value.strip().lower().split("/")
+        if not value.strip() or len(parts) > 3 or any(not p for p in parts):
+            raise UsageError(f"invalid platform {value!r}: expected OS/ARCH[/VARIANT]")
+        if len(parts) == 1:
+            parts = ["linux", *parts]
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None).normalized()
+
+    @classmethod
+    def host(cls) -> Platform:
+        machine = _host.machine().lower() or "amd64"
+        return cls("linux", machine).normalized()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Platform:
+        return cls(
+            os=str(data.get("os", "")),
+            architecture=str(data.get("architecture", "")),
+            variant=data.get("variant") or None,
+            os_version=data.get("os.version") or None,
+            os_features=tuple(data.get("os.features") or ()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        if self.os_version:
+            out["os.version"] = self.os_version
+        if self.os_features:
+            out["os.features"] = list(self.os_features)
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def normalized(self) -> Platform:
+        arch = _ARCH_ALIASES.get(self.architecture, self.architecture)
+        variant = self.variant
+        if variant:
+            variant = _VARIANT_ALIASES.get(variant, variant)
+        if arch == "arm64" and variant == "v8":
+            variant = None  # arm64 always means v8; keep the canonical form short
+        return Platform(self.os, arch, variant, self.os_version, self.os_features)
+
+    def matches(self, candidate: Platform) -> bool:
+        """Whether an image built for ``candidate`` satisfies a request for ``self``.
+
+        A request without a variant takes the default variant of the architecture, or any when
+        architecture has none.
+        """
+        want, have = self.normalized(), candidate.normalized()
+        if want.os != have.os or want.architecture != have.architecture:
+            return False
+        want_variant = want.variant or _DEFAULT_VARIANTS.get(want.architecture)
+        have_variant = have.variant or _DEFAULT_VARIANTS.get(have.architecture)
+        if want.variant is None and want.architecture not in _DEFAULT_VARIANTS:
+            return True
+        return want_variant == have_variant
+
+    def __str__(self) -> str:
+        base = f"{self.os}/{self.architecture}"
+        return f"{base}/{self.variant}" if self.variant else base
