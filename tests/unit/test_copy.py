@@ -1,0 +1,250 @@
+"""The copy engine against in-memory transports (unit level)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import pytest
+
+from clusterimage.copy import CopyEvent, CopyOptions, copy_image
+from clusterimage.errors import BlobNotFound, DigestMismatch, ImageNotFound
+from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest, check
+from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, parse_manifest
+from clusterimage.oci.platform import Platform
+from clusterimage.transports.base import (
+    Context,
+    ImageDestination,
+    ImageReference,
+    ImageSource,
+    ProgressFn,
+)
+
+
+class MemoryPlace:
+    """A place holding blobs and manifests in dicts, plus the name of its top manifest."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[Digest, bytes] = {}
+        self.manifests: dict[Digest, bytes] = {}
+        self.top: Digest | None = None
+        self.partial: dict[Digest, bytes] = {}
+        self.mountable: set[Digest] = set()
+        self.opened: list[tuple[Digest, int]] = []
+        self.order: list[str] = []
+
+    def add_blob(self, data: bytes, media_type: str = mt.OCI_LAYER_GZIP) -> Descriptor:
+        digest = Digest.of(data)
+        self.blobs[digest] = data
+        return Descriptor(media_type, digest, len(data))
+
+    def add_manifest(self, manifest: Manifest) -> Descriptor:
+        self.manifests[manifest.digest] = manifest.raw
+        return manifest.descriptor()
+
+
+class MemorySource(ImageSource):
+    supports_ranges = True
+
+    def __init__(self, place: MemoryPlace) -> None:
+        self.place = place
+
+    def get_manifest(self, digest: Digest | None = None) -> Manifest:
+        key = digest or self.place.top
+        assert key is not None
+        return parse_manifest(self.place.manifests[key])
+
+    @contextmanager
+    def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
+        if desc.digest not in self.place.blobs:
+            raise BlobNotFound(f"blob {desc.digest} not found")
+        self.place.opened.append((desc.digest, offset))
+        yield io.BytesIO(self.place.blobs[desc.digest][offset:])
+
+
+class MemoryDestination(ImageDestination):
+    def __init__(self, place: MemoryPlace) -> None:
+        self.place = place
+        self._lock = threading.Lock()
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return desc.digest in self.place.blobs
+
+    def blob_offset(self, desc: Descriptor) -> int:
+        return len(self.place.partial.get(desc.digest, b""))
+
+    def try_mount(self, desc: Descriptor, source: ImageSource) -> bool:
+        if desc.digest in self.place.mountable:
+            assert isinstance(source, MemorySource)
+            self.place.blobs[desc.digest] = source.place.blobs[desc.digest]
+            return True
+        return False
+
+    def put_blob(
+        self,
+        desc: Descriptor,
+        stream: IO[bytes],
+        offset: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        data = self.place.partial.pop(desc.digest, b"")[:offset] + stream.read()
+        hasher = desc.digest.hasher()
+        hasher.update(data)
+        check(desc.digest, desc.size, hasher)
+        if progress:
+            progress(len(data) - offset)
+        with self._lock:
+            self.place.blobs[desc.digest] = data
+            self.place.order.append(f"blob {desc.digest.short}")
+
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> None:
+        self.place.manifests[manifest.digest] = manifest.raw
+        self.place.order.append(f"{'top' if top else 'child'} {manifest.digest.short}")
+        if top:
+            self.place.top = manifest.digest
+
+
+class MemoryReference(ImageReference):
+    transport = "memory"
+
+    def __init__(self, place: MemoryPlace) -> None:
+        self.place = place
+
+    def new_source(self, ctx: Context) -> ImageSource:
+        return MemorySource(self.place)
+
+    def new_destination(self, ctx: Context) -> ImageDestination:
+        return MemoryDestination(self.place)
+
+    def __str__(self) -> str:
+        return "memory:test"
+
+
+def _image(place: MemoryPlace, *layers: bytes, arch: str = "amd64") -> ImageManifest:
+    config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers"}})
+    config_desc = place.add_blob(config.encode(), mt.OCI_CONFIG)
+    manifest = ImageManifest.build(config_desc, [place.add_blob(x) for x in layers])
+    place.add_manifest(manifest)
+    return manifest
+
+
+def _multiarch(place: MemoryPlace) -> ImageIndex:
+    amd = _image(place, b"shared", b"amd64 only", arch="amd64")
+    arm = _image(place, b"shared", b"arm64 only", arch="arm64")
+    index = ImageIndex.build(
+        [
+            amd.descriptor(platform=Platform("linux", "amd64")),
+            arm.descriptor(platform=Platform("linux", "arm64", "v8")),
+        ]
+    )
+    place.add_manifest(index)
+    place.top = index.digest
+    return index
+
+
+def test_single_image_copies_blobs_then_manifest_with_same_digest() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, b"layer one", b"layer two")
+    src.top = manifest.digest
+    result = copy_image(MemoryReference(src), MemoryReference(dst))
+    assert result.digest == manifest.digest
+    assert dst.manifests[manifest.digest] == manifest.raw
+    assert set(dst.blobs) == {d.digest for d in manifest.blobs}
+    assert dst.order[-1] == f"top {manifest.digest.short}"
+    assert result.blobs_copied == 3 and result.blobs_skipped == 0
+
+
+def test_existing_blobs_are_skipped_and_mounts_are_used() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, b"already there", b"mount me")
+    src.top = manifest.digest
+    dst.blobs[manifest.layers[0].digest] = b"already there"
+    dst.mountable.add(manifest.layers[1].digest)
+    events: list[CopyEvent] = []
+    result = copy_image(
+        MemoryReference(src), MemoryReference(dst), options=CopyOptions(on_event=events.append)
+    )
+    assert (result.blobs_copied, result.blobs_skipped, result.blobs_mounted) == (1, 1, 1)
+    kinds = {e.descriptor.digest: e.kind for e in events if e.kind != "blob-progress"}
+    assert kinds[manifest.layers[0].digest] == "blob-skipped"
+    assert kinds[manifest.layers[1].digest] == "blob-mounted"
+    assert kinds[manifest.config.digest] == "blob-done"
+
+
+def test_index_selects_requested_platform() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    index = _multiarch(src)
+    arm = index.manifests[1]
+    result = copy_image(
+        MemoryReference(src),
+        MemoryReference(dst),
+        options=CopyOptions(platform=Platform.parse("linux/arm64")),
+    )
+    assert result.digest == arm.digest
+    assert dst.top == arm.digest
+    assert index.digest not in dst.manifests
+    assert Digest.of(b"amd64 only") not in dst.blobs
+
+
+def test_index_without_match_names_available_platforms() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    _multiarch(src)
+    with pytest.raises(ImageNotFound, match=r"linux/amd64, linux/arm64"):
+        copy_image(
+            MemoryReference(src),
+            MemoryReference(dst),
+            options=CopyOptions(platform=Platform.parse("linux/s390x")),
+        )
+
+
+def test_all_platforms_keeps_the_index_bytes_and_dedupes_blobs() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    index = _multiarch(src)
+    result = copy_image(
+        MemoryReference(src), MemoryReference(dst), options=CopyOptions(all_platforms=True)
+    )
+    assert result.digest == index.digest
+    assert dst.manifests[index.digest] == index.raw
+    # children first, index last
+    assert [o.split()[0] for o in dst.order[-3:]] == ["child", "child", "top"]
+    opened = [d for d, _ in src.opened]
+    assert opened.count(Digest.of(b"shared")) == 1
+    assert result.blobs_copied == 5  # 2 configs + shared + 2 arch layers
+
+
+def test_resume_starts_at_destination_offset() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, b"0123456789" * 100)
+    src.top = manifest.digest
+    layer = manifest.layers[0]
+    dst.partial[layer.digest] = b"0123456789" * 40
+    copy_image(MemoryReference(src), MemoryReference(dst))
+    assert (layer.digest, 400) in src.opened
+    assert dst.blobs[layer.digest] == b"0123456789" * 100
+
+
+def test_corrupt_source_fails_and_leaves_no_top_manifest() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, b"good bytes")
+    src.top = manifest.digest
+    src.blobs[manifest.layers[0].digest] = b"bad bytes!"
+    with pytest.raises(DigestMismatch, match=str(manifest.layers[0].digest)):
+        copy_image(MemoryReference(src), MemoryReference(dst))
+    assert dst.top is None
+    assert manifest.layers[0].digest not in dst.blobs
+
+
+def test_missing_blob_error_propagates_from_worker_threads() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, *(f"layer {i}".encode() for i in range(10)))
+    src.top = manifest.digest
+    del src.blobs[manifest.layers[5].digest]
+    with pytest.raises(BlobNotFound):
+        copy_image(MemoryReference(src), MemoryReference(dst), options=CopyOptions(jobs=4))
+    assert dst.top is None
