@@ -43,7 +43,10 @@ def _global(
 
 # One module per command group under clusterimage/cli/, each exposing register(app).
 # Keep one name per line: several people add to this list.
-_COMMAND_MODULES = ("version",)
+_COMMAND_MODULES = (
+    "version",
+    "create",
+)
 
 
 def _register_commands() -> None:
