@@ -25,13 +25,15 @@ _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+# ASCII only: Go's \w, unlike Python's, does not match Unicode letters.
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
 _DOMAIN_RE: Final = re.compile(rf"^{_DOMAIN}$")
 _PATH_RE: Final = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 _TAG_RE: Final = re.compile(rf"^{_TAG}$")
 _DIGEST_RE: Final = re.compile(rf"^{_DIGEST}$")
+_IDENTIFIER_RE: Final = re.compile(r"^[a-f0-9]{64}$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class Reference:
             raise InvalidReference("invalid reference: empty")
         if value != value.strip() or any(c.isspace() for c in value):
             raise InvalidReference(f"invalid reference {value!r}: contains whitespace")
+        if _IDENTIFIER_RE.match(value):
+            # distribution refuses these: a 64-hex name would be mistaken for an image ID.
+            raise InvalidReference(
+                f"invalid reference {value!r}: a 64-character hex string is an ID, not a name"
+            )
         name, tag, digest = _split(value)
         registry, repository = _split_domain(name, value)
         if repository != repository.lower():
