@@ -60,6 +60,17 @@ class AuthError(RegistryError):
     """Credentials are missing or were refused."""
 
 
+class TransferInterrupted(ClusterImageError):
+    """A blob transfer broke off (connection lost, server busy); trying it again may succeed.
+
+    The copy engine retries the blob, resuming at the offset the destination reports.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class KubefileError(ClusterImageError):
     """A Kubefile is wrong; the message names file and line."""
 
