@@ -1,0 +1,1 @@
+"""clusterimage's test suite (a package, so test modules import ``tests.fixtures``)."""

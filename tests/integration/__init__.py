@@ -1,0 +1,1 @@
+"""Tests against real components: docker-registry, skopeo, buildah, umoci, dockerd."""

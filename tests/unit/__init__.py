@@ -1,0 +1,1 @@
+"""Fast tests of single modules; fakes allowed, no external tools."""
