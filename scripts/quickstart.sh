@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# First run on a fresh Debian machine: create .venv, install clusterimage, run it.
+#
+#   ./scripts/quickstart.sh
+#
+# Everything it stores goes to $CLUSTERIMAGE_HOME (default: ./.quickstart-home), so it never
+# touches your real image store. Remove that folder to start over.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# --- install --------------------------------------------------------------------------------
+python=""
+for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 \
+        && "$candidate" -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' \
+            >/dev/null 2>&1; then
+        python=$candidate
+        break
+    fi
+done
+if [ ! -x .venv/bin/python ]; then
+    if [ -z "$python" ]; then
+        say "need Python >= 3.11 with venv: apt-get install python3 python3-venv"
+        exit 1
+    fi
+    say "creating .venv with $python"
+    "$python" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import clusterimage' >/dev/null 2>&1; then
+    say "installing clusterimage into .venv"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+fi
+
+# --- run --------------------------------------------------------------------------------------
+export CLUSTERIMAGE_HOME="${CLUSTERIMAGE_HOME:-$PWD/.quickstart-home}"
+mkdir -p "$CLUSTERIMAGE_HOME"
+
+clusterimage() {
+    printf '$ clusterimage %s\n' "$*" >&2
+    .venv/bin/clusterimage "$@"
+}
+
+say "clusterimage home: $CLUSTERIMAGE_HOME"
+clusterimage version
+
+say "done"
