@@ -36,6 +36,7 @@ tools=(
     "runc:runc"
     "dockerd:docker.io"
     "htpasswd:apache2-utils"
+    "busybox:busybox-static"
 )
 have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
 
