@@ -1,0 +1,199 @@
+"""Streaming blob writes into a layout: hashed while written, visible only once verified.
+
+A write goes to a file in the layout's ingest folder, is flushed and fsynced, checked against
+the expected digest and size, and only then renamed into ``blobs/<alg>/<hex>``. A write whose
+digest is known in advance is named after it (``ingest/<alg>-<hex>``), so after a crash, a kill
+or a dropped connection the next writer of the same blob finds the partial file, re-hashes it
+and continues where it ended. Each ingest file is ``flock``-ed by its writer, so two processes
+writing the same blob take turns instead of interleaving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from clusterimage.errors import DigestMismatch
+from clusterimage.oci.digest import CHUNK_SIZE, Digest, Hasher, check
+
+_BUFFER = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ingest_name(digest: Digest) -> str:
+    """The ingest file name of a resumable write of ``digest``."""
+    return f"{digest.algorithm}-{digest.hex}"
+
+
+class BlobWriter:
+    """One blob being written; use as a context manager and call :meth:`commit` at the end.
+
+    ``offset`` is the number of bytes already there when the writer opened (non-zero only when
+    resuming): the caller continues the stream from that byte. Leaving the ``with`` block without
+    a commit discards the write, except that a partial write of a known digest stays in the
+    ingest folder for a later resume.
+    """
+
+    def __init__(
+        self,
+        ingest_dir: Path,
+        blob_path: Callable[[Digest], Path],
+        expected: Digest | None = None,
+        size: int | None = None,
+        resume: bool = False,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.expected = expected
+        self.size = size if size is not None and size >= 0 else None
+        self._blob_path = blob_path
+        self._on_close = on_close
+        self._hasher = expected.hasher() if expected is not None else Hasher()
+        self._committed = False
+        self._closed = False
+        self._keep_partial = expected is not None
+        ingest_dir.mkdir(parents=True, exist_ok=True)
+        if expected is not None:
+            self._path = ingest_dir / ingest_name(expected)
+        else:
+            self._path = ingest_dir / f"tmp-{secrets.token_hex(8)}"
+        try:
+            self._file = self._open_locked()
+            self.offset = self._prepare(resume)
+        except BaseException:
+            self._finish()
+            raise
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def written(self) -> int:
+        """Bytes in the blob so far, resumed bytes included."""
+        return self._hasher.size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise ValueError("write to a closed BlobWriter")
+        if self.size is not None and self._hasher.size + len(data) > self.size:
+            self._keep_partial = False
+            what = self.expected or "blob"
+            raise DigestMismatch(f"blob {what}: more than the {self.size} bytes announced")
+        self._file.write(data)
+        self._hasher.update(data)
+        return len(data)
+
+    def copy_from(self, stream: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
+        """Write everything ``stream`` yields, one chunk at a time."""
+        while chunk := stream.read(CHUNK_SIZE):
+            self.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
+
+    def commit(self) -> tuple[Digest, int]:
+        """Verify and publish the blob; returns its digest and size."""
+        if self._closed:
+            raise ValueError("commit of a closed BlobWriter")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        digest = self._hasher.digest()
+        try:
+            if self.expected is not None:
+                check(self.expected, self.size, self._hasher)
+            elif self.size is not None and self._hasher.size != self.size:
+                raise DigestMismatch(
+                    f"blob {digest}: size is {self._hasher.size} bytes, expected {self.size}"
+                )
+        except DigestMismatch:
+            self._keep_partial = False
+            raise
+        target = self._blob_path(digest)
+        if target.exists():
+            # Same digest, same content: another writer published it first.
+            self._path.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self._path, 0o644)
+            os.replace(self._path, target)
+            fsync_dir(target.parent)
+        self._committed = True
+        self._finish()
+        return digest, self._hasher.size
+
+    def abort(self) -> None:
+        """Discard the write (keeping a resumable partial file when the digest is known)."""
+        self._finish()
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._finish()
+
+    # -- private ----------------------------------------------------------------------------
+
+    def _open_locked(self) -> IO[bytes]:
+        # Another process may be writing the same blob: wait for its lock, then make sure the
+        # path still names the file we locked (the other writer may have renamed it into blobs/).
+        while True:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.stat(self._path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                return open(fd, "r+b", buffering=_BUFFER)
+            os.close(fd)
+
+    def _prepare(self, resume: bool) -> int:
+        existing = os.fstat(self._file.fileno()).st_size
+        if not resume or self.expected is None or (self.size is not None and existing > self.size):
+            self._file.truncate(0)
+            self._file.seek(0)
+            return 0
+        # Re-hash what an earlier writer left, so the final check covers every byte.
+        self._file.seek(0)
+        while chunk := self._file.read(CHUNK_SIZE):
+            self._hasher.update(chunk)
+        self._file.seek(self._hasher.size)
+        return self._hasher.size
+
+    def _finish(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        file = getattr(self, "_file", None)
+        if not self._committed and file is not None:
+            if self._keep_partial:
+                with contextlib.suppress(OSError):
+                    file.flush()
+            else:
+                # Unlink before closing: while we hold the lock nobody else uses the file.
+                self._path.unlink(missing_ok=True)
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+        if self._on_close is not None:
+            self._on_close()

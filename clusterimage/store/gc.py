@@ -1,0 +1,65 @@
+"""Garbage collection: remove blobs that nothing in ``index.json`` reaches, and stale writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clusterimage.oci.digest import Digest
+from clusterimage.store.layout import Layout
+from clusterimage.store.walk import walk
+
+GC_TIMEOUT = 60.0
+
+
+@dataclass
+class GcResult:
+    """What a gc removed."""
+
+    blobs: list[tuple[Digest, int]] = field(default_factory=list)  # (digest, size)
+    partial_files: int = 0  # interrupted writes in the ingest folder
+    partial_bytes: int = 0
+
+    @property
+    def freed(self) -> int:
+        return sum(size for _, size in self.blobs) + self.partial_bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "blobs": [{"digest": str(d), "size": s} for d, s in self.blobs],
+            "partialFiles": self.partial_files,
+            "freed": self.freed,
+        }
+
+
+def collect(layout: Layout, timeout: float = GC_TIMEOUT) -> GcResult:
+    """Remove every blob the index does not reach and every partial write.
+
+    Holds the layout exclusively (no import or build may run meanwhile), waiting at most
+    ``timeout`` seconds for running ones; raises StoreBusy after that.
+    """
+    result = GcResult()
+    with layout.exclusive(timeout):
+        live = walk(layout).reachable
+        for path, digest in layout.iter_blobs():
+            if digest is None or digest in live:
+                continue  # fsck reports stray files; gc only removes what it understands
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            result.blobs.append((digest, size))
+        # No writer holds the guard now, so every ingest file is abandoned.
+        if layout.ingest_dir.is_dir():
+            for path in sorted(layout.ingest_dir.iterdir()):
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except (FileNotFoundError, IsADirectoryError):
+                    continue
+                result.partial_files += 1
+                result.partial_bytes += size
+        with layout.locked_index():
+            for path in layout.stale_index_temps():
+                path.unlink(missing_ok=True)
+    return result

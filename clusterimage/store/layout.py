@@ -1,0 +1,381 @@
+"""An OCI image layout on disk: ``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``.
+
+:class:`Layout` is what the local store and the ``oci:`` transport share: verified streaming
+blob writes, manifests and configs read back as the exact bytes stored, and ``index.json``
+entries changed under a lock with write-temp + fsync + rename.
+
+Private working state lives in a hidden ``.clusterimage/`` folder at the top of the layout (OCI
+tools ignore it; see the store's docstring): ``ingest/`` for blob writes in progress, the lock
+files, and temporary copies of ``index.json`` before they are renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from clusterimage.errors import BlobNotFound, InvalidDigest, ManifestError, StoreError
+from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.config import ImageConfig
+from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import ImageManifest, Manifest, parse_manifest
+from clusterimage.store.blobs import BlobWriter, fsync_dir, ingest_name
+from clusterimage.store.locks import GcGuard, index_lock
+
+STATE_DIR = ".clusterimage"
+OCI_LAYOUT_FILE = "oci-layout"
+INDEX_FILE = "index.json"
+BLOBS_DIR = "blobs"
+
+# Larger manifests and configs are refused rather than read into memory (distribution caps
+# manifests at 4 MiB; configs with long histories stay far below 32 MiB).
+MAX_MANIFEST_SIZE = 4 << 20
+MAX_CONFIG_SIZE = 32 << 20
+
+# What a folder may hold while another process is still creating a layout in it.
+_INIT_ENTRIES = frozenset({STATE_DIR, BLOBS_DIR, INDEX_FILE})
+
+IndexEntries = list[dict[str, Any]]
+
+
+class Layout:
+    """An OCI image layout at ``root``.
+
+    With ``create`` a missing or empty folder becomes an empty layout; otherwise, and for any
+    folder that holds something else, :class:`StoreError` says it is not an OCI image layout.
+    """
+
+    def __init__(self, root: Path, create: bool = True) -> None:
+        self.root = Path(root)
+        self.state_dir = self.root / STATE_DIR
+        self.ingest_dir = self.state_dir / "ingest"
+        self.blobs_dir = self.root / BLOBS_DIR
+        self._guard = GcGuard(self.state_dir / "gc.lock")
+        self._open(create)
+
+    # -- layout files -----------------------------------------------------------------------
+
+    def _open(self, create: bool) -> None:
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"not an OCI image layout: {root} is not a directory")
+        if (root / OCI_LAYOUT_FILE).exists():
+            self._check_layout_files()
+            return
+        if not create:
+            if not root.exists():
+                raise StoreError(f"not an OCI image layout: {root} does not exist")
+            raise StoreError(f"not an OCI image layout: {root} (no oci-layout file)")
+        if root.exists() and not {p.name for p in root.iterdir()} <= _INIT_ENTRIES:
+            raise StoreError(f"not an OCI image layout: {root} (not empty, and no oci-layout file)")
+        root.mkdir(parents=True, exist_ok=True)
+        with index_lock(self._index_lock_path):
+            if (root / OCI_LAYOUT_FILE).exists():  # another process finished first
+                self._check_layout_files()
+                return
+            (root / BLOBS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
+            if not (root / INDEX_FILE).exists():
+                self._write_index({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
+            # oci-layout last: its presence says the layout is complete.
+            self._write_atomic(
+                root / OCI_LAYOUT_FILE,
+                json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode(),
+            )
+
+    def _check_layout_files(self) -> None:
+        problem = self.layout_problem()
+        if problem is not None:
+            raise StoreError(f"not an OCI image layout: {problem}")
+
+    def layout_problem(self) -> str | None:
+        """What is wrong with ``oci-layout`` or ``index.json``, or None."""
+        path = self.root / OCI_LAYOUT_FILE
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except (ValueError, UnicodeDecodeError):
+            return f"{path} is not valid JSON"
+        version = data.get("imageLayoutVersion") if isinstance(data, dict) else None
+        if not isinstance(version, str) or not version.startswith("1."):
+            return f"{path}: unsupported imageLayoutVersion {version!r}"
+        try:
+            self.read_index()
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    # -- index.json -------------------------------------------------------------------------
+
+    @property
+    def _index_lock_path(self) -> Path:
+        return self.state_dir / "index.lock"
+
+    def read_index(self) -> dict[str, Any]:
+        """``index.json`` as a dict (unknown fields kept). Readers need no lock: writers rename."""
+        path = self.root / INDEX_FILE
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise StoreError(f"{path} is missing") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{path} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
+            raise StoreError(f"{path} has no 'manifests' list")
+        if data.get("schemaVersion") != 2:
+            raise StoreError(f"{path}: schemaVersion is {data.get('schemaVersion')!r}, not 2")
+        for i, entry in enumerate(data["manifests"]):
+            try:
+                Descriptor.from_dict(entry, f"{path}: manifests[{i}]")
+            except ManifestError as exc:
+                raise StoreError(str(exc)) from None
+        return data
+
+    def entries(self) -> list[Descriptor]:
+        """The descriptors listed in ``index.json``, in order."""
+        data = self.read_index()
+        return [Descriptor.from_dict(e) for e in data["manifests"]]
+
+    def update_index(self, change: Callable[[IndexEntries], IndexEntries]) -> None:
+        """Replace the entries of ``index.json`` by ``change(entries)``, under the index lock."""
+        with index_lock(self._index_lock_path):
+            data = self.read_index()
+            new = change(list(data["manifests"]))
+            if new == data["manifests"]:
+                return
+            data["manifests"] = new
+            self._write_index(data)
+
+    def set_ref(self, name: str | None, desc: Descriptor) -> None:
+        """Point ref name ``name`` at ``desc`` (one entry per name; re-setting replaces).
+
+        ``name=None`` lists the manifest without a name, once per digest; naming a digest later
+        replaces its unnamed entry.
+        """
+        annotations = {
+            k: v for k, v in (desc.annotations or {}).items() if k != REF_NAME_ANNOTATION
+        }
+        if name is not None:
+            annotations[REF_NAME_ANNOTATION] = name
+        entry = desc.with_annotations(annotations).to_dict()
+        digest = str(desc.digest)
+
+        def change(entries: IndexEntries) -> IndexEntries:
+            out: IndexEntries = []
+            placed = False
+            for old in entries:
+                old_name = _entry_name(old)
+                unnamed_same = old_name is None and old.get("digest") == digest
+                if (name is not None and old_name == name) or unnamed_same:
+                    if not placed:
+                        out.append(entry)  # keep the position of what it replaces
+                        placed = True
+                    continue
+                if name is None and old.get("digest") == digest:
+                    return entries  # already listed under a name: nothing to add
+                out.append(old)
+            if not placed:
+                out.append(entry)
+            return out
+
+        with self.writing():
+            if not self.has_blob(desc.digest):
+                raise BlobNotFound(f"manifest {desc.digest} is not in {self.root}")
+            self.update_index(change)
+
+    def _write_index(self, data: dict[str, Any]) -> None:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        self._write_atomic(self.root / INDEX_FILE, raw)
+
+    def _write_atomic(self, path: Path, raw: bytes) -> None:
+        # The temporary copy lives in the state folder so no stray file ever shows in the layout.
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_dir / f"{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            with open(tmp, "wb") as out:
+                out.write(raw)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(path.parent)
+
+    def stale_index_temps(self) -> list[Path]:
+        """Temporary index copies a killed writer left (call with the index lock held)."""
+        if not self.state_dir.is_dir():
+            return []
+        return sorted(self.state_dir.glob("*.tmp"))
+
+    @contextmanager
+    def locked_index(self) -> Iterator[None]:
+        """Hold the index lock (used by gc while it removes stale temporary copies)."""
+        with index_lock(self._index_lock_path):
+            yield
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.blobs_dir / digest.algorithm / digest.hex
+
+    def has_blob(self, digest: Digest) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def blob_size(self, digest: Digest) -> int:
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in {self.root}") from None
+
+    def open_blob(self, digest: Digest, offset: int = 0) -> IO[bytes]:
+        """The blob as a binary file positioned at ``offset``; close it (or use ``with``)."""
+        try:
+            stream = open(self.blob_path(digest), "rb")  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in {self.root}") from None
+        if offset:
+            stream.seek(offset)
+        return stream
+
+    def read_blob(self, digest: Digest, limit: int) -> bytes:
+        """A small blob's bytes; refuses blobs larger than ``limit``."""
+        with self.open_blob(digest) as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise ManifestError(f"blob {digest} is larger than {limit} bytes")
+        return data
+
+    def partial_size(self, digest: Digest) -> int:
+        """Bytes of ``digest`` kept from an interrupted write (0: none)."""
+        try:
+            return (self.ingest_dir / ingest_name(digest)).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def blob_writer(
+        self, expected: Digest | None = None, size: int | None = None, resume: bool = False
+    ) -> BlobWriter:
+        """A streaming writer; see :class:`~clusterimage.store.blobs.BlobWriter`."""
+        hold: AbstractContextManager[None] = self._guard.shared()
+        hold.__enter__()
+        try:
+            return BlobWriter(
+                self.ingest_dir,
+                self.blob_path,
+                expected,
+                size,
+                resume,
+                on_close=lambda: hold.__exit__(None, None, None),
+            )
+        except BaseException:
+            hold.__exit__(None, None, None)
+            raise
+
+    def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
+        """Store a small document (manifest, config) and return its digest."""
+        digest = expected or Digest.of(data)
+        if self.has_blob(digest):
+            return digest
+        with self.blob_writer(expected, len(data)) as writer:
+            writer.write(data)
+            return writer.commit()[0]
+
+    def put_stream(
+        self,
+        stream: IO[bytes],
+        expected: Digest | None = None,
+        size: int | None = None,
+        *,
+        offset: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[Digest, int]:
+        """Store what ``stream`` yields; with ``offset`` > 0 the stream starts at that byte of
+        the blob and the partial ingest file supplies the bytes before it."""
+        with self.blob_writer(expected, size, resume=offset > 0) as writer:
+            have = writer.offset
+            if have < offset:
+                if expected is not None and self.has_blob(expected):
+                    return expected, self.blob_size(expected)  # another writer finished it
+                raise StoreError(
+                    f"blob {expected}: the partial download shrank while resuming; try again"
+                )
+            if have > offset:
+                _skip(stream, have - offset)
+            writer.copy_from(stream, progress)
+            return writer.commit()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold while adding blobs that are not referenced yet, so that gc leaves them alone.
+
+        Blob writers and ref changes hold it by themselves; an import holds it from its first
+        blob to its tag.
+        """
+        with self._guard.shared():
+            yield
+
+    def exclusive(self, timeout: float) -> AbstractContextManager[None]:
+        """Hold the layout alone (gc); :class:`StoreBusy` after ``timeout`` seconds."""
+        return self._guard.exclusive(timeout)
+
+    def iter_blobs(self) -> Iterator[tuple[Path, Digest | None]]:
+        """Every file under ``blobs/``, with its digest (None for a name that is not one)."""
+        if not self.blobs_dir.is_dir():
+            return
+        for algorithm_dir in sorted(self.blobs_dir.iterdir()):
+            if not algorithm_dir.is_dir():
+                yield algorithm_dir, None
+                continue
+            for path in sorted(algorithm_dir.iterdir()):
+                try:
+                    digest = Digest.parse(f"{algorithm_dir.name}:{path.name}")
+                except InvalidDigest:
+                    digest = None
+                yield path, digest if path.is_file() else None
+
+    # -- documents --------------------------------------------------------------------------
+
+    def get_manifest(self, digest: Digest, media_type: str | None = None) -> Manifest:
+        raw = self.read_blob(digest, MAX_MANIFEST_SIZE)
+        return parse_manifest(raw, media_type, where=f"manifest {digest}")
+
+    def get_config(self, manifest: ImageManifest) -> ImageConfig:
+        desc = manifest.config
+        raw = self.read_blob(desc.digest, MAX_CONFIG_SIZE)
+        return ImageConfig.parse(raw, desc.media_type, where=f"config {desc.digest}")
+
+    def describe(self, manifest: Manifest) -> Descriptor:
+        """The index entry for ``manifest``: its descriptor, with the platform of its config
+        when it is an image whose config names one."""
+        if isinstance(manifest, ImageManifest):
+            try:
+                platform = self.get_config(manifest).platform
+            except (BlobNotFound, ManifestError):
+                platform = None
+            if platform is not None and platform.os and platform.architecture:
+                return manifest.descriptor(platform=platform)
+        return manifest.descriptor()
+
+
+def _entry_name(entry: dict[str, Any]) -> str | None:
+    annotations = entry.get("annotations")
+    if isinstance(annotations, dict):
+        name = annotations.get(REF_NAME_ANNOTATION)
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _skip(stream: IO[bytes], count: int) -> None:
+    while count > 0:
+        chunk = stream.read(min(count, 1 << 20))
+        if not chunk:
+            return
+        count -= len(chunk)

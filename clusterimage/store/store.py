@@ -1,0 +1,367 @@
+"""The local store: an OCI image layout whose ref names are full normalised references."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterimage.errors import (
+    BlobNotFound,
+    ImageNotFound,
+    InvalidDigest,
+    InvalidReference,
+    ManifestError,
+    StoreError,
+)
+from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import ImageIndex, ImageManifest
+from clusterimage.oci.platform import Platform
+from clusterimage.oci.reference import Reference
+from clusterimage.store import fsck as _fsck
+from clusterimage.store import gc as _gc
+from clusterimage.store.layout import IndexEntries, Layout, _entry_name
+from clusterimage.store.walk import Problem
+
+# An image ID: a prefix of the manifest digest's hex, optionally with its algorithm.
+_ID_RE = re.compile(r"^(?:(sha256|sha512):)?([a-f0-9]{3,128})$")
+MIN_ID_PREFIX = 3
+
+
+class AmbiguousImageID(ImageNotFound):
+    """An image-ID prefix matches more than one image."""
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One entry of the store's ``index.json``: a name (None when untagged) and a manifest."""
+
+    name: str | None
+    descriptor: Descriptor
+
+    @property
+    def digest(self) -> Digest:
+        return self.descriptor.digest
+
+    @property
+    def id(self) -> str:
+        """The image ID: the hex of the manifest digest (``images`` shows its first 12)."""
+        return self.descriptor.digest.hex
+
+    @property
+    def reference(self) -> Reference | None:
+        if self.name is None:
+            return None
+        try:
+            return Reference.parse(self.name)
+        except InvalidReference:
+            return None
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """What ``images`` and ``inspect`` show about an image or index."""
+
+    digest: Digest
+    media_type: str
+    size: int  # manifests + configs + layers, each blob counted once
+    created: str | None
+    platforms: tuple[Platform, ...] = ()
+
+
+@dataclass
+class RemoveResult:
+    untagged: list[str] = field(default_factory=list)
+    deleted: Digest | None = None  # set when the image itself left the index
+
+
+@dataclass(frozen=True)
+class _Match:
+    descriptor: Descriptor
+    name: str | None  # the index entry name it was found by; None: by digest or ID
+    parent: Digest | None = None  # the index listing it, when it is not an entry itself
+
+
+class Store(Layout):
+    """The local image store; see :mod:`clusterimage.store` for the whole API."""
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """An existing store; :class:`StoreError` when ``path`` is not an OCI image layout."""
+        return cls(path, create=False)
+
+    # -- listing and lookup -----------------------------------------------------------------
+
+    def images(self) -> list[ImageEntry]:
+        return [ImageEntry(d.ref_name, d) for d in self.entries()]
+
+    def names(self, digest: Digest) -> list[str]:
+        """Every name that points at ``digest``."""
+        return [e.name for e in self.images() if e.digest == digest and e.name is not None]
+
+    def resolve(self, name: str) -> Descriptor:
+        """The manifest ``name`` stands for: a reference (``nginx``, ``host/repo:tag``,
+        ``repo@sha256:...``), a digest, or an image-ID prefix of at least 3 hex characters.
+
+        Raises :class:`ImageNotFound` (:class:`AmbiguousImageID` for a prefix matching several
+        images) or :class:`InvalidReference`.
+        """
+        return self._lookup(name).descriptor
+
+    def _lookup(self, name: str) -> _Match:
+        if not isinstance(name, str) or not name:
+            raise InvalidReference("invalid reference: empty")
+        images = self.images()
+        id_match = _ID_RE.match(name)
+        if id_match:
+            found = self._by_id(images, id_match.group(1), id_match.group(2), name)
+            if found is not None:
+                return found
+        try:
+            ref = Reference.parse(name)
+        except InvalidReference:
+            if id_match:  # looked like an ID (e.g. 64 hex) and no image has it
+                raise ImageNotFound(f"{name}: image not known") from None
+            raise
+        full = str(ref)
+        for entry in images:
+            if entry.name == full:
+                return _Match(_plain(entry.descriptor), entry.name)
+        if ref.digest is not None:
+            for entry in images:
+                entry_ref = entry.reference
+                if entry.digest == ref.digest and entry_ref and entry_ref.name == ref.name:
+                    return _Match(_plain(entry.descriptor), None)
+            child = self._child(images, ref.digest)
+            if child is not None:
+                return child
+        shown = name if full == name else f"{name} ({full})"
+        raise ImageNotFound(f"{shown}: image not known")
+
+    def _by_id(
+        self, images: list[ImageEntry], algorithm: str | None, hex_part: str, name: str
+    ) -> _Match | None:
+        found: dict[Digest, Descriptor] = {}
+        for entry in images:
+            digest = entry.digest
+            if (algorithm is None or digest.algorithm == algorithm) and digest.hex.startswith(
+                hex_part
+            ):
+                found.setdefault(digest, _plain(entry.descriptor))
+        if len(found) > 1:
+            listed = ", ".join(d.short for d in sorted(found))
+            raise AmbiguousImageID(f"{name}: ambiguous image ID, matches {listed}")
+        if found:
+            return _Match(next(iter(found.values())), None)
+        if algorithm is not None:
+            try:
+                digest = Digest.parse(name)
+            except InvalidDigest:
+                return None
+            return self._child(images, digest)
+        return None
+
+    def _child(self, images: list[ImageEntry], digest: Digest) -> _Match | None:
+        """A manifest listed by an index in the store (one platform of a multi-arch image)."""
+        for entry in images:
+            try:
+                manifest = self.get_manifest(entry.digest, entry.descriptor.media_type)
+            except (BlobNotFound, ManifestError):
+                continue
+            if isinstance(manifest, ImageIndex):
+                for child in manifest.manifests:
+                    if child.digest == digest:
+                        return _Match(child, None, entry.digest)
+        return None
+
+    # -- names ------------------------------------------------------------------------------
+
+    def tag(self, image: Descriptor | str, ref: str | Reference) -> Reference:
+        """Give the image (a descriptor, or anything :meth:`resolve` takes) the name ``ref``;
+        a name that pointed elsewhere moves. Returns the normalised name."""
+        target = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        if target.digest is not None:
+            raise InvalidReference(f"cannot tag with a digest: {target}")
+        with self.writing():
+            desc = self.resolve(image) if isinstance(image, str) else image
+            if desc.platform is None:
+                desc = _with_annotations_of(self.describe(self.get_manifest(desc.digest)), desc)
+            self.set_ref(str(target), desc)
+        return target
+
+    def untag(self, ref: str | Reference) -> Descriptor:
+        """Remove the name ``ref``. The image stays (untagged) when no other name has it."""
+        target = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        name = str(target)
+        removed: list[dict[str, Any]] = []
+
+        def change(entries: IndexEntries) -> IndexEntries:
+            removed.clear()
+            out = [e for e in entries if _entry_name(e) != name]
+            removed.extend(e for e in entries if _entry_name(e) == name)
+            if removed and not any(e.get("digest") == removed[0].get("digest") for e in out):
+                unnamed = dict(removed[0])
+                annotations = {
+                    k: v
+                    for k, v in (unnamed.get("annotations") or {}).items()
+                    if k != REF_NAME_ANNOTATION
+                }
+                unnamed.pop("annotations", None)
+                if annotations:
+                    unnamed["annotations"] = annotations
+                out.append(unnamed)
+            return out
+
+        self.update_index(change)
+        if not removed:
+            raise ImageNotFound(f"{name}: no image has this name")
+        return _plain(Descriptor.from_dict(removed[0]))
+
+    def remove(self, name: str, force: bool = False) -> RemoveResult:
+        """``rmi``: by name, remove that name, and the image with its last name; by ID or
+        digest, remove the image, which with several names needs ``force``."""
+        match = self._lookup(name)
+        if match.parent is not None:
+            raise StoreError(
+                f"{name}: this manifest is part of the multi-platform image {match.parent.short}; "
+                "remove that image instead"
+            )
+        digest = str(match.descriptor.digest)
+        result = RemoveResult()
+
+        def change(entries: IndexEntries) -> IndexEntries:
+            result.untagged.clear()
+            result.deleted = None
+            same = [e for e in entries if e.get("digest") == digest]
+            if match.name is not None:
+                out = [e for e in entries if _entry_name(e) != match.name]
+                result.untagged.append(match.name)
+            else:
+                names = [n for e in same if (n := _entry_name(e)) is not None]
+                if len(names) > 1 and not force:
+                    raise StoreError(
+                        f"image {match.descriptor.digest.short} has several names "
+                        f"({', '.join(names)}): remove them by name, or use --force"
+                    )
+                out = [e for e in entries if e.get("digest") != digest]
+                result.untagged.extend(names)
+            if not any(e.get("digest") == digest for e in out):
+                result.deleted = match.descriptor.digest
+            return out
+
+        self.update_index(change)
+        return result
+
+    def remove_dangling(self) -> list[Descriptor]:
+        """Drop every image that has no name (``prune``); returns what left the index."""
+        removed: list[Descriptor] = []
+
+        def change(entries: IndexEntries) -> IndexEntries:
+            removed.clear()
+            removed.extend(Descriptor.from_dict(e) for e in entries if _entry_name(e) is None)
+            return [e for e in entries if _entry_name(e) is not None]
+
+        self.update_index(change)
+        return removed
+
+    # -- what images and inspect show -------------------------------------------------------
+
+    def summarize(self, desc: Descriptor, platform: Platform | None = None) -> ImageSummary:
+        """Size, creation time and platforms of an image or index (its blobs counted once).
+
+        For an index, ``created`` is that of the image for ``platform`` (default: the host's),
+        else of its first image in the store.
+        """
+        seen: set[Digest] = set()
+        size = 0
+        created: str | None = None
+        platforms: list[Platform] = []
+        want = platform or Platform.host()
+
+        def count(d: Descriptor) -> None:
+            nonlocal size
+            if d.digest not in seen and self.has_blob(d.digest):
+                seen.add(d.digest)
+                size += d.size
+
+        top = self.get_manifest(desc.digest, desc.media_type)
+        count(top.descriptor())
+        images: list[tuple[Descriptor, ImageManifest]] = []
+        if isinstance(top, ImageIndex):
+            for child in top.manifests:
+                if child.platform is not None:
+                    platforms.append(child.platform)
+                try:
+                    manifest = self.get_manifest(child.digest, child.media_type)
+                except BlobNotFound:
+                    continue
+                if isinstance(manifest, ImageManifest):
+                    images.append((child, manifest))
+        else:
+            images.append((desc, top))
+        created_matches = False
+        for child, manifest in images:
+            count(manifest.descriptor())
+            for blob in manifest.blobs:
+                count(blob)
+            try:
+                config = self.get_config(manifest)
+            except (BlobNotFound, ManifestError):
+                continue
+            if not isinstance(top, ImageIndex):
+                platforms.append(config.platform)
+            matches = child.platform is not None and want.matches(child.platform)
+            if created is None or (matches and not created_matches):
+                created, created_matches = config.created, matches
+        return ImageSummary(top.digest, top.media_type, size, created, tuple(platforms))
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def gc(self, timeout: float = _gc.GC_TIMEOUT) -> _gc.GcResult:
+        """Remove blobs that no index entry reaches, and abandoned partial writes.
+
+        Waits up to ``timeout`` seconds for running imports (StoreBusy after that)."""
+        return _gc.collect(self, timeout)
+
+    def fsck(self) -> list[Problem]:
+        """Every problem found; empty when the store is sound."""
+        return self.fsck_report().problems
+
+    def fsck_report(self) -> _fsck.FsckReport:
+        report = _fsck.check(self)
+        seen: set[str] = set()
+        try:
+            entries = self.images()
+        except StoreError:
+            return report
+        for entry in entries:
+            if entry.name is None:
+                continue
+            ref = entry.reference
+            if ref is None or str(ref) != entry.name:
+                report.problems.append(
+                    Problem(
+                        "index",
+                        f"index.json: ref name {entry.name!r} is not a full normalised reference",
+                        entry.digest,
+                        entry.name,
+                    )
+                )
+            if entry.name in seen:
+                report.problems.append(
+                    Problem("index", f"index.json: ref name {entry.name!r} is listed twice")
+                )
+            seen.add(entry.name)
+        return report
+
+
+def _plain(desc: Descriptor) -> Descriptor:
+    """``desc`` without its ref-name annotation (it names an image, not an index entry)."""
+    annotations = {k: v for k, v in (desc.annotations or {}).items() if k != REF_NAME_ANNOTATION}
+    return desc.with_annotations(annotations)
+
+
+def _with_annotations_of(desc: Descriptor, source: Descriptor) -> Descriptor:
+    return desc.with_annotations(_plain(source).annotations)
