@@ -1,0 +1,71 @@
+"""Source and destination over an OCI image layout, shared by the ``store`` and ``oci`` transports.
+
+The destination writes every blob through the layout's verifying blob writer (expected digest
+and size), resumes from the partial ingest file an interrupted copy left, and holds the layout's
+gc guard from its first blob to its last manifest so a concurrent gc keeps what it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import IO
+
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import Manifest
+from clusterimage.store.layout import Layout
+from clusterimage.transports.base import ImageDestination, ImageSource, ProgressFn
+
+
+class LayoutSource(ImageSource):
+    supports_ranges = True
+
+    def __init__(self, layout: Layout, top: Descriptor) -> None:
+        self.layout = layout
+        self.top = top
+
+    def get_manifest(self, digest: Digest | None = None) -> Manifest:
+        if digest is None:
+            return self.layout.get_manifest(self.top.digest, self.top.media_type)
+        return self.layout.get_manifest(digest)
+
+    @contextmanager
+    def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
+        with self.layout.open_blob(desc.digest, offset) as stream:
+            yield stream
+
+
+class LayoutDestination(ImageDestination):
+    """Writes into a layout; subclasses decide how the top manifest is named."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._hold = ExitStack()
+        self._hold.enter_context(layout.writing())
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.layout.has_blob(desc.digest)
+
+    def blob_offset(self, desc: Descriptor) -> int:
+        return self.layout.partial_size(desc.digest)
+
+    def put_blob(
+        self,
+        desc: Descriptor,
+        stream: IO[bytes],
+        offset: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.layout.put_stream(stream, desc.digest, desc.size, offset=offset, progress=progress)
+
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> None:
+        self.layout.put_bytes(manifest.raw, manifest.digest)
+        if top:
+            self.name_top(manifest)
+
+    def name_top(self, manifest: Manifest) -> None:
+        self.layout.set_ref(None, self.layout.describe(manifest))
+
+    def close(self) -> None:
+        self._hold.close()

@@ -1,0 +1,87 @@
+"""The ``store`` transport: ``store:REF``, the local image store.
+
+As a source, REF is anything :meth:`Store.resolve` takes: a reference (``nginx``,
+``host/repo:tag``, ``repo@sha256:...``), a digest or an image-ID prefix. As a destination, REF
+is the reference the image is tagged with, normalised (``nginx`` is
+``docker.io/library/nginx:latest``); ``store:`` alone stores the image untagged. The store is
+``Context.store_dir``, else :func:`clusterimage.store.default_root`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from clusterimage.errors import DigestMismatch, TransportError
+from clusterimage.oci.manifest import Manifest
+from clusterimage.oci.reference import Reference
+from clusterimage.store import Store, default_root
+from clusterimage.transports import register
+from clusterimage.transports._layout import LayoutDestination, LayoutSource
+from clusterimage.transports.base import Context, ImageReference
+
+# What the store resolves as an ID or digest rather than as a name.
+_ID_LIKE = re.compile(r"^(?:sha256:|sha512:)?[a-f0-9]{3,128}$")
+
+
+class StoreReference(ImageReference):
+    transport = "store"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reference: Reference | None = None
+        if name and not _ID_LIKE.match(name):
+            self.reference = Reference.parse(name)  # InvalidReference right away
+
+    @classmethod
+    def parse(cls, value: str) -> StoreReference:
+        return cls(value)
+
+    def store(self, ctx: Context) -> Store:
+        return Store(store_root(ctx))
+
+    def new_source(self, ctx: Context) -> LayoutSource:
+        if not self.name:
+            raise TransportError("store: name the image to read (store:NAME, a digest or an ID)")
+        store = self.store(ctx)
+        return LayoutSource(store, store.resolve(self.name))
+
+    def new_destination(self, ctx: Context) -> StoreDestination:
+        if self.name and self.reference is None:
+            raise TransportError(
+                f"store:{self.name}: an image ID cannot name a new image; use a reference"
+            )
+        return StoreDestination(self.store(ctx), self.reference)
+
+    def __str__(self) -> str:
+        return f"store:{self.reference if self.reference is not None else self.name}"
+
+
+class StoreDestination(LayoutDestination):
+    """Writes into the store; the top manifest is tagged with the destination reference."""
+
+    def __init__(self, store: Store, reference: Reference | None) -> None:
+        super().__init__(store)
+        self.store = store
+        self.reference = reference
+
+    def name_top(self, manifest: Manifest) -> None:
+        ref = self.reference
+        desc = self.store.describe(manifest)
+        if ref is None:
+            self.store.set_ref(None, desc)
+        elif ref.digest is not None:
+            if ref.digest != manifest.digest:
+                raise DigestMismatch(
+                    f"store:{ref}: the image's manifest digest is {manifest.digest}"
+                )
+            self.store.set_ref(str(ref), desc)
+        else:
+            self.store.tag(desc, ref)
+
+
+def store_root(ctx: Context) -> Path:
+    return ctx.store_dir or default_root()
+
+
+register("store", StoreReference.parse)
