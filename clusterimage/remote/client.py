@@ -1,0 +1,449 @@
+"""The HTTP side of one registry: scheme, TLS, authentication, retries, error messages.
+
+A :class:`Registry` is safe to share between threads (the copy engine's blob workers use one):
+httpx's connection pool is thread-safe, the ping runs once under a lock, and bearer tokens live in
+the process-wide :data:`~clusterimage.remote.auth.TOKENS` cache.
+
+Nothing here logs headers or prints URLs with their query (upload URLs and redirects to storage
+carry tokens and signatures); error messages name host, method and path only.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clusterimage import __version__
+from clusterimage.errors import AuthError, RegistryError, TransferInterrupted
+from clusterimage.remote import auth, credentials
+from clusterimage.remote.auth import Challenge, Scopes
+from clusterimage.remote.credentials import Credentials
+from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from clusterimage.remote.tls import TlsSettings, is_loopback, ssl_context
+
+USER_AGENT = f"clusterimage/{__version__}"
+_ERROR_BODY_LIMIT = 64 * 1024
+_TIMEOUT = httpx.Timeout(120.0, connect=30.0, pool=None)
+
+# Decided schemes per (host, verify setting): "https" or "http". One probe per process.
+_SCHEMES: dict[tuple[str, bool | None], str] = {}
+_SCHEMES_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How to talk to registries; built from a transport Context."""
+
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    auth_file: Path | None = None
+    creds: str | None = None
+    retries: int = 3
+    max_connections: int = 16
+
+
+def endpoint_host(registry: str) -> str:
+    """Where a registry name is served: Docker Hub's API lives at registry-1.docker.io."""
+    return "registry-1.docker.io" if registry == credentials.DOCKER_HUB else registry
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """A URL without query or fragment (they may carry tokens or signatures)."""
+    parsed = httpx.URL(str(url))
+    return str(parsed.copy_with(query=None, fragment=None))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        if id(exc) in seen:
+            break
+        seen.add(id(exc))
+        nxt = exc.__cause__ or exc.__context__
+        assert nxt is not None
+        exc = nxt
+    return exc
+
+
+def _is_cert_error(exc: BaseException) -> bool:
+    root = _root_cause(exc)
+    if isinstance(root, ssl.SSLCertVerificationError):
+        return True
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    return isinstance(_root_cause(exc), ssl.SSLError) or "SSL" in str(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Registry:
+    """One registry host seen with one set of credentials (those of ``repository``)."""
+
+    def __init__(
+        self,
+        registry: str,
+        options: ClientOptions | None = None,
+        *,
+        repository: str | None = None,
+    ) -> None:
+        self.name = registry
+        self.host = endpoint_host(registry)
+        self.options = options or ClientOptions()
+        self.policy = RetryPolicy(retries=max(0, self.options.retries))
+        self._repository = repository
+        self._lock = threading.Lock()
+        self._credentials: Credentials | None = None
+        self._base: str | None = None
+        self._challenge: Challenge | None = None
+        limits = httpx.Limits(
+            max_connections=self.options.max_connections,
+            max_keepalive_connections=self.options.max_connections,
+        )
+        self._client = httpx.Client(
+            verify=ssl_context(self.host, self.options.tls),
+            timeout=_TIMEOUT,
+            limits=limits,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- credentials and the ping ----------------------------------------------------------
+
+    @property
+    def credentials(self) -> Credentials:
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = credentials.lookup(
+                    self.name,
+                    self._repository,
+                    auth_file=self.options.auth_file,
+                    creds=self.options.creds,
+                )
+            return self._credentials
+
+    def use_credentials(self, creds: Credentials) -> None:
+        """Authenticate with ``creds`` instead of those found in auth files (``login``)."""
+        with self._lock:
+            self._credentials = creds
+
+    @property
+    def base_url(self) -> str:
+        self.ping()
+        assert self._base is not None
+        return self._base
+
+    def _candidate_bases(self) -> list[str]:
+        verify = self.options.tls.verify
+        key = (self.host, verify)
+        with _SCHEMES_LOCK:
+            known = _SCHEMES.get(key)
+        if known:
+            return [f"{known}://{self.host}"]
+        if verify is False or (verify is None and is_loopback(self.host)):
+            # As containers/image does for insecure registries: https first, then plain http.
+            return [f"https://{self.host}", f"http://{self.host}"]
+        return [f"https://{self.host}"]
+
+    def ping(self) -> Challenge | None:
+        """``GET /v2/``: decides the scheme and learns how the registry wants us to log in."""
+        with self._lock:
+            if self._base is not None:
+                return self._challenge
+        bases = self._candidate_bases()
+        last: BaseException | None = None
+        for attempt in range(self.policy.retries + 1):
+            for base in bases:
+                try:
+                    response = self._client.get(f"{base}/v2/")
+                except httpx.TransportError as exc:
+                    if base.startswith("https:") and _is_cert_error(exc):
+                        raise self._tls_error(exc) from None
+                    last = exc
+                    continue
+                if is_retryable_status(response.status_code):
+                    last = RegistryError(f"{self.host}: HTTP {response.status_code} on GET /v2/")
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    response.close()
+                    if attempt < self.policy.retries:
+                        self.policy.sleep(attempt, retry_after)
+                    break
+                challenge = None
+                if response.status_code == 401:
+                    challenge = auth.pick_challenge(
+                        auth.parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
+                    )
+                response.close()
+                scheme = base.split(":", 1)[0]
+                with _SCHEMES_LOCK:
+                    _SCHEMES[(self.host, self.options.tls.verify)] = scheme
+                with self._lock:
+                    self._base, self._challenge = base, challenge
+                return challenge
+            else:
+                if attempt < self.policy.retries:
+                    self.policy.sleep(attempt)
+                continue
+        if isinstance(last, RegistryError):
+            raise last
+        assert last is not None
+        if _is_tls_error(last) and len(bases) == 1:
+            raise self._tls_error(last)
+        raise RegistryError(f"cannot reach registry {self.host}: {_describe(last)}")
+
+    def _tls_error(self, exc: BaseException) -> RegistryError:
+        return RegistryError(
+            f"{self.host}: TLS verification failed ({_describe(_root_cause(exc))}); "
+            f"use --cert-dir DIR with the registry's CA certificate, or --tls-verify=false"
+        )
+
+    # -- authorization ---------------------------------------------------------------------
+
+    def _token_key(self, scopes: Scopes) -> tuple[str, str, tuple[str, ...]]:
+        creds = self.credentials
+        identity = creds.username or ("<identity-token>" if creds.identity_token else "")
+        return (self.host, identity, scopes.key())
+
+    def _authorization(self, scopes: Scopes) -> tuple[str | None, str | None]:
+        """(Authorization header, bearer token value) for a request needing ``scopes``."""
+        challenge = self.ping()
+        if challenge is None:
+            return None, None
+        creds = self.credentials
+        if challenge.scheme == "basic":
+            return (creds.basic_header() if creds.has_password else None), None
+        key = self._token_key(scopes)
+        token = auth.TOKENS.get(key)
+        if token is None:
+            with auth.TOKENS.key_lock(key):
+                token = auth.TOKENS.get(key)
+                if token is None:
+                    token = auth.fetch_token(
+                        self._client, challenge, creds, scopes, registry=self.name
+                    )
+                    auth.TOKENS.put(key, token)
+        return f"Bearer {token.value}", token.value
+
+    def check_login(self) -> None:
+        """Prove the credentials work (``login``): Basic on ``/v2/``, or a token fetch."""
+        challenge = self.ping()
+        if challenge is None:
+            return
+        creds = self.credentials
+        if challenge.scheme == "bearer":
+            auth.fetch_token(self._client, challenge, creds, Scopes(), registry=self.name)
+            return
+        response = self._send_once("GET", f"{self.base_url}/v2/", creds.basic_header())
+        response.close()
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"{self.name}: the registry refused the credentials for {creds.username}"
+            )
+        if response.status_code >= 400:
+            raise RegistryError(f"{self.name}: HTTP {response.status_code} on GET /v2/")
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        authorization: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+        content: bytes | Iterable[bytes] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+    ) -> httpx.Response:
+        all_headers = dict(headers or {})
+        if authorization:
+            all_headers["Authorization"] = authorization
+        request = self._client.build_request(
+            method, url, headers=all_headers, params=params, content=content
+        )
+        return self._client.send(request, stream=stream, follow_redirects=follow_redirects)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """An absolute URL for a registry path (``/v2/...``) or a Location the registry sent."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return str(httpx.URL(self.base_url).join(path))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: Scopes,
+        what: str,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+        content: bytes | Iterator[bytes] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+        ok: Iterable[int] = (200,),
+        missing: type[Exception] | None = None,
+    ) -> httpx.Response:
+        """Send a request with authentication and retries; return the response if its status is
+        in ``ok`` (for ``stream`` the body is not read yet: close it), else raise.
+
+        A streamed ``content`` (an iterator) cannot be sent twice: failures then raise
+        :class:`TransferInterrupted` for the caller to resume or restart the transfer.
+        ``missing``: the exception raised on 404 (e.g. BlobNotFound), else RegistryError.
+        """
+        ok_codes = frozenset(ok)
+        replayable = not isinstance(content, Iterator)
+        url = self.url(path)
+        shown = f"{method} {redact_url(url).split('://', 1)[-1]}"
+        auth_retried = False
+        attempt = 0
+        while True:
+            authorization, token_value = self._authorization(scopes)
+            try:
+                response = self._send_once(
+                    method,
+                    url,
+                    authorization,
+                    headers=headers,
+                    params=params,
+                    content=content,
+                    stream=stream,
+                    follow_redirects=follow_redirects,
+                )
+            except httpx.TransportError as exc:
+                if _is_cert_error(exc):
+                    raise self._tls_error(exc) from None
+                message = f"{self.host}: {what}: {shown}: {_describe(exc)}"
+                if not replayable:
+                    raise TransferInterrupted(message) from None
+                if attempt >= self.policy.retries:
+                    raise RegistryError(
+                        f"{message} (gave up after {attempt + 1} attempts)"
+                    ) from None
+                self.policy.sleep(attempt)
+                attempt += 1
+                continue
+            status = response.status_code
+            if status in ok_codes:
+                return response
+            if status == 401 and not auth_retried:
+                # The token expired early or lacks a scope the registry asks for: drop it, take
+                # the scope from the new challenge, and try once more with a fresh token.
+                auth_retried = True
+                header = response.headers.get("WWW-Authenticate", "")
+                response.close()
+                if token_value is not None:
+                    auth.TOKENS.invalidate(self._token_key(scopes), token_value)
+                challenge = auth.pick_challenge(auth.parse_www_authenticate(header))
+                if challenge is not None:
+                    with self._lock:
+                        self._challenge = Challenge(
+                            challenge.scheme,
+                            {k: v for k, v in challenge.params.items() if k != "scope"},
+                        )
+                    if challenge.scope:
+                        scopes = scopes.union(Scopes([challenge.scope]))
+                if not replayable:
+                    raise TransferInterrupted(f"{self.host}: {what}: token expired during upload")
+                continue
+            if is_retryable_status(status):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                detail = self._error_detail(response)
+                message = f"{self.host}: {what}: {shown}: HTTP {status}{detail}"
+                if not replayable:
+                    raise TransferInterrupted(message, retry_after)
+                if attempt >= self.policy.retries:
+                    raise RegistryError(f"{message} (gave up after {attempt + 1} attempts)")
+                self.policy.sleep(attempt, retry_after)
+                attempt += 1
+                continue
+            raise self.error_for(response, what, shown, missing=missing)
+
+    def _error_detail(self, response: httpx.Response) -> str:
+        """``: CODE: message`` from the registry's JSON error body, if any. Closes the response."""
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= _ERROR_BODY_LIMIT:
+                    break
+            body = b"".join(chunks)[:_ERROR_BODY_LIMIT]
+        except (httpx.HTTPError, httpx.StreamError):
+            body = b""
+        finally:
+            response.close()
+        return describe_error_body(body)
+
+    def error_for(
+        self,
+        response: httpx.Response,
+        what: str,
+        shown: str,
+        *,
+        missing: type[Exception] | None = None,
+    ) -> Exception:
+        status = response.status_code
+        detail = self._error_detail(response)
+        if status == 401:
+            if self.credentials.anonymous:
+                return AuthError(
+                    f"{self.name}: {what}: authentication required; "
+                    f"run `clusterimage login {self.name}`"
+                )
+            return AuthError(
+                f"{self.name}: {what}: the registry refused the credentials for "
+                f"{self.credentials.username or 'the identity token'}; "
+                f"run `clusterimage login {self.name}`"
+            )
+        if status == 403:
+            return AuthError(f"{self.name}: {what}: access denied{detail}")
+        if status == 404 and missing is not None:
+            return missing(f"{self.name}: {what}: not found{detail}")
+        return RegistryError(f"{self.name}: {what}: {shown}: HTTP {status}{detail}")
+
+
+def describe_error_body(body: bytes) -> str:
+    """Turn distribution's ``{"errors": [{"code", "message"}]}`` into ``: CODE: message``."""
+    import json
+
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return ""
+    parts = []
+    for item in errors[:3]:
+        if isinstance(item, dict):
+            code = str(item.get("code") or "").strip()
+            message = str(item.get("message") or "").strip()
+            parts.append(": ".join(p for p in (code, message) if p))
+    text = "; ".join(p for p in parts if p)
+    return f" ({text})" if text else ""

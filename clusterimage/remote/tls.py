@@ -1,0 +1,111 @@
+"""TLS settings per registry: verification, CA and client certificates from a certs directory.
+
+Follows containers/image (``pkg/tlsclientconfig``): in the directory for a registry, every
+``*.crt`` is a CA added to the system's, every ``*.cert`` is a client certificate whose key is the
+``*.key`` of the same name. ``--cert-dir`` replaces the per-host lookup in
+``~/.config/containers/certs.d``, ``/etc/containers/certs.d`` and ``/etc/docker/certs.d``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusterimage.errors import RegistryError
+
+SYSTEM_CERT_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    verify: bool | None = None  # None: verify (plain http allowed only for loopback hosts)
+    cert_dir: Path | None = None  # replaces the certs.d lookup when given
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host[:port]`` names this machine (where plain http is acceptable)."""
+    name = split_host(host)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def split_host(host: str) -> tuple[str, str]:
+    """``("127.0.0.1", "5000")`` for ``127.0.0.1:5000``; IPv6 brackets removed."""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, rest.lstrip(":")
+    name, _, port = host.partition(":")
+    return name, port
+
+
+def host_cert_dir(host: str, cert_dir: Path | None) -> Path | None:
+    """The directory of CA and client certificates for ``host`` (``None`` if there is none)."""
+    if cert_dir is not None:
+        return cert_dir
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    for base in (user / "containers" / "certs.d", *SYSTEM_CERT_DIRS):
+        candidate = base / host
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def ssl_context(host: str, settings: TlsSettings) -> ssl.SSLContext:
+    """The context for https to ``host``: system CAs plus the host's, client cert if any."""
+    directory = host_cert_dir(host, settings.cert_dir)
+    if settings.verify is False:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context()
+        if not ctx.get_ca_certs() and not ctx.cert_store_stats().get("x509_ca"):
+            _load_certifi(ctx)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if directory is not None:
+        _load_dir(ctx, directory, verify=settings.verify is not False)
+    return ctx
+
+
+def _load_certifi(ctx: ssl.SSLContext) -> None:
+    # Some Python builds find no system CA store; certifi (an httpx dependency) fills in.
+    try:
+        import certifi
+    except ImportError:
+        return
+    ctx.load_verify_locations(cafile=certifi.where())
+
+
+def _load_dir(ctx: ssl.SSLContext, directory: Path, *, verify: bool) -> None:
+    if not directory.is_dir():
+        raise RegistryError(f"--cert-dir {directory}: not a directory")
+    try:
+        names = sorted(p.name for p in directory.iterdir())
+    except OSError as exc:
+        raise RegistryError(f"{directory}: cannot list certificates ({exc.strerror})") from None
+    for name in names:
+        path = directory / name
+        if name.endswith(".crt") and verify:
+            try:
+                ctx.load_verify_locations(cafile=str(path))
+            except (ssl.SSLError, OSError) as exc:
+                raise RegistryError(f"{path}: not a PEM CA certificate ({exc})") from None
+        elif name.endswith(".cert"):
+            key = directory / (name[: -len(".cert")] + ".key")
+            if not key.exists():
+                raise RegistryError(f"{path}: client certificate without its key {key.name}")
+            try:
+                ctx.load_cert_chain(certfile=str(path), keyfile=str(key))
+            except (ssl.SSLError, OSError) as exc:
+                raise RegistryError(f"{path}: cannot load client certificate ({exc})") from None
+        elif name.endswith(".key"):
+            cert = directory / (name[: -len(".key")] + ".cert")
+            if not cert.exists():
+                raise RegistryError(f"{path}: client key without its certificate {cert.name}")
