@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require_tool, run_tool
+from tests.conftest import require_tool, run_cli, run_tool
 from tests.fixtures.dockerd import DockerDaemon
 from tests.fixtures.fault_proxy import FaultProxy
 from tests.fixtures.oci_layout import OciImage, make_oci_layout, sha256_digest
@@ -50,6 +50,30 @@ def push_plain(image: OciImage, host: str, repo: str) -> None:
 
 def inspect_digest(*args: str) -> str:
     return str(json.loads(skopeo("inspect", *args))["Digest"])
+
+
+# -- helpers from tests/conftest.py ---------------------------------------------------------
+
+
+def test_require_tool_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Path(require_tool("skopeo")).is_absolute()
+    monkeypatch.delenv("CLUSTERIMAGE_REQUIRE_TOOLS", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_tool("clusterimage-no-such-tool")
+    monkeypatch.setenv("CLUSTERIMAGE_REQUIRE_TOOLS", "1")
+    with pytest.raises(pytest.fail.Exception):
+        require_tool("clusterimage-no-such-tool")
+
+
+def test_run_cli_uses_ci_home(ci_home: Path, store_dir: Path) -> None:
+    assert os.environ["CLUSTERIMAGE_HOME"] == str(ci_home)
+    assert store_dir == ci_home / "store"
+    version = run_cli("version")
+    assert version.stdout.startswith("clusterimage ") and version.stderr == ""
+    usage = run_cli("no-such-command", check=False)
+    assert usage.returncode == 2 and usage.stdout == ""
+    with pytest.raises(pytest.fail.Exception, match="no-such-command"):
+        run_cli("no-such-command")
 
 
 # -- plain registry ---------------------------------------------------------------------------
@@ -122,9 +146,29 @@ def test_tls_registry_needs_ca_and_password(tls_registry: Registry, oci_image: O
     untrusted = skopeo_fails("inspect", f"--creds={reg.credentials}", ref)
     assert "certificate" in untrusted.lower() or "x509" in untrusted.lower()
 
+    assert reg.username is not None and reg.password is not None
     with httpx.Client(verify=reg.ssl_context(), trust_env=False) as client:
         assert client.get(f"{reg.url}/v2/").status_code == 401
         assert client.get(f"{reg.url}/v2/", auth=(reg.username, reg.password)).status_code == 200
+
+
+def test_fault_proxy_fronts_a_tls_registry(
+    tls_registry: Registry, fault_proxy_factory: Callable[..., FaultProxy], oci_image: OciImage
+) -> None:
+    proxy = fault_proxy_factory(tls_registry)
+    creds = f"--creds={tls_registry.credentials}"
+    skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        f"--dest-creds={tls_registry.credentials}",
+        oci_image.transport_ref,
+        f"docker://{proxy.host}/through/tls:v1",
+    )
+    ref = f"docker://{tls_registry.host}/through/tls:v1"
+    assert inspect_digest(f"--cert-dir={tls_registry.cert_dir}", creds, ref) == (
+        oci_image.manifest.digest
+    )
+    assert proxy.count(method="PUT", path="/manifests/v1", status=201) == 1
 
 
 # -- token auth -------------------------------------------------------------------------------
@@ -141,9 +185,7 @@ def test_token_registry_scopes_and_expiry(token_registry: Registry, oci_image: O
     skopeo("copy", "--dest-tls-verify=false", f"--dest-creds={alice}", oci_image.transport_ref, ref)
     pushed = [t for t in server.issued_tokens if t.user == "alice"]
     assert any(
-        a["name"] == "alice/hello" and "push" in a["actions"]  # type: ignore[operator]
-        for t in pushed
-        for a in t.access
+        a["name"] == "alice/hello" and "push" in a["actions"] for t in pushed for a in t.access
     )
 
     # bob may pull alice/* but not push there.
