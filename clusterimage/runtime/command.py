@@ -7,8 +7,11 @@ Modelled on how sealos mounts an image and runs it (``OCIToImageMount``,
   ``application``);
 - every ENTRYPOINT and CMD element equal to ``/bin/sh`` or ``-c`` is dropped; each remaining element
   is one shell command; ENTRYPOINT first, then CMD;
-- ``$(V)``, ``${V}`` and ``$V`` in a command are expanded from the image ENV overlaid by the
-  cluster env (PATH is left out: the host's PATH must win);
+- ``$(V)``, ``${V}`` and ``$V`` in a command resolve from the image ENV overlaid by the cluster
+  env (PATH is left out: the host's PATH must win). ``$(V)`` is not shell syntax (it would run a
+  command named V), so it is replaced in the text; ``${V}`` and ``$V`` are left to the shell,
+  which reads them from the exports below: the same values, without breaking the command's
+  quoting when a value holds quotes or spaces;
 - each command becomes ``cd <workdir> && <cmd>``, where the workdir is the cluster's rootfs for
   rootfs and patch images and the application's own folder for applications;
 - all are joined with ``; `` and prefixed by ``export K="V";`` per env entry, in image ENV order.
@@ -103,8 +106,9 @@ def merge_env(
     return merged
 
 
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Expand ``$(V)``, ``${V}`` and ``$V`` from ``env``, once, left to right.
+def expand(text: str, env: Mapping[str, str], *, shell_forms: bool = True) -> str:
+    """Expand ``$(V)``, and with ``shell_forms`` also ``${V}`` and ``$V``, from ``env``, once,
+    left to right.
 
     As Kubernetes' expansion (which sealos forks) does: ``$$`` is an escaped ``$``; a reference to
     a name ``env`` does not hold stays as written, so the shell can still resolve it (``$HOME``,
@@ -125,7 +129,7 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             out.append("$")
             i += 2
             continue
-        if nxt in "({":
+        if nxt == "(" or (nxt == "{" and shell_forms):
             close = ")" if nxt == "(" else "}"
             end = text.find(close, i + 2)
             name = text[i + 2 : end] if end != -1 else None
@@ -136,7 +140,7 @@ def expand(text: str, env: Mapping[str, str]) -> str:
                 out.append(c)
                 i += 1
             continue
-        match = _NAME_RE.match(text, i + 1)
+        match = _NAME_RE.match(text, i + 1) if shell_forms else None
         if match and match.group() in env:
             out.append(env[match.group()])
             i = match.end()
@@ -189,9 +193,12 @@ class RuntimeCommand:
 
     @property
     def command_line(self) -> str:
-        """The whole line: ``export K="V"; ...`` then the commands joined with ``; ``."""
-        exports = "".join(f"export {k}={_quote_value(v)}; " for k, v in self.env.items())
-        return exports + "; ".join(self.commands)
+        """The whole line: ``export K="V";`` per env entry, then the commands joined with ``; ``
+        (only the exports when the image has no command, as rootfs images often do)."""
+        parts = [f"export {k}={_quote_value(v)};" for k, v in self.env.items()]
+        if self.commands:
+            parts.append("; ".join(self.commands))
+        return " ".join(parts)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -228,8 +235,8 @@ def runtime_command(
         type=kind,
         version=image_version(labels),
         env=merged,
-        entrypoint=[expand(c, merged) for c in shell_commands(entrypoint)],
-        cmd=[expand(c, merged) for c in shell_commands(cmd)],
+        entrypoint=[expand(c, merged, shell_forms=False) for c in shell_commands(entrypoint)],
+        cmd=[expand(c, merged, shell_forms=False) for c in shell_commands(cmd)],
         workdir=workdir
         if workdir is not None
         else workdir_for(kind, cluster=cluster, app_name=app_name, data_root=data_root),

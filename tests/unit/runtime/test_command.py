@@ -52,6 +52,18 @@ def test_expand(text: str, expected: str) -> None:
     assert expand(text, ENV) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$(NAME) ${NAME} $NAME", "nginx ${NAME} $NAME"),
+        ("$$(NAME) $$NAME", "$(NAME) $NAME"),
+        ("${NAME", "${NAME"),
+    ],
+)
+def test_expand_without_shell_forms(text: str, expected: str) -> None:
+    assert expand(text, ENV, shell_forms=False) == expected
+
+
 def test_expand_does_not_expand_substituted_values() -> None:
     assert expand("$(A)", {"A": "$(B)", "B": "no"}) == "$(B)"
 
@@ -181,7 +193,7 @@ CASES = [
             "cluster": "c1",
         },
         'export criData="/var/lib/containerd"; '
-        "cd /var/lib/sealos/data/c1/rootfs && bash init.sh /var/lib/containerd; "
+        "cd /var/lib/sealos/data/c1/rootfs && bash init.sh $criData; "
         "cd /var/lib/sealos/data/c1/rootfs && bash check.sh",
         id="rootfs-two-commands",
     ),
@@ -193,7 +205,7 @@ CASES = [
             "labels": {},
             "workdir": "/a dir",
         },
-        'export Q="say \\"hi\\" \\$x \\`y\\` \\\\z"; ',
+        'export Q="say \\"hi\\" \\$x \\`y\\` \\\\z";',
         id="values-quoted-no-commands",
     ),
     pytest.param(
@@ -248,3 +260,62 @@ def test_to_dict_carries_everything_create_prints() -> None:
         "commands": ["cd /r && run 1"],
         "commandLine": 'export A="1"; cd /r && run 1',
     }
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['say "hi"', "$HOME and $(id) and `id`", "back\\slash\\", "multi\nline", "", "a=b c=d"],
+)
+def test_exported_values_reach_the_shell_unchanged(tmp_path: object, value: str) -> None:
+    import subprocess
+
+    rc = runtime_command(
+        env=[f"Q={value}"],
+        entrypoint=[],
+        cmd=['printf %s "$Q"'],
+        labels={},
+        workdir=str(tmp_path),
+    )
+    out = subprocess.run(
+        ["/bin/sh", "-c", rc.command_line], capture_output=True, text=True, check=True
+    )
+    assert out.stdout == value
+
+
+def test_commands_run_in_the_workdir(tmp_path: object) -> None:
+    import subprocess
+
+    rc = runtime_command(
+        env=[], entrypoint=["pwd"], cmd=["/bin/sh", "-c", "pwd"], labels={}, workdir=str(tmp_path)
+    )
+    out = subprocess.run(
+        ["/bin/sh", "-c", rc.command_line], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.splitlines() == [str(tmp_path), str(tmp_path)]
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["echo $(NAME)-${NS}-$NAME", "echo ${NAME}.$NS", "echo $(MISSING)x"],
+)
+def test_shell_resolves_what_the_text_leaves_the_same_as_full_expansion(
+    tmp_path: object, command: str
+) -> None:
+    """${V} and $V are left to the shell; with the exports it gives what expand() gives."""
+    import subprocess
+
+    env = {"NAME": "nginx", "NS": "web"}
+    rc = runtime_command(
+        env=[f"{k}={v}" for k, v in env.items()],
+        entrypoint=[],
+        cmd=[command],
+        labels={},
+        workdir=str(tmp_path),
+    )
+    out = subprocess.run(
+        ["/bin/sh", "-c", rc.command_line + " 2>/dev/null"], capture_output=True, text=True
+    )
+    expected = subprocess.run(
+        ["/bin/sh", "-c", expand(command, env) + " 2>/dev/null"], capture_output=True, text=True
+    )
+    assert out.stdout == expected.stdout
