@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
             labels=config.labels,
             cluster_env=cluster_env,
             cluster=cluster,
-            app_name=_app_name(image),
+            app_name=_app_name(ref),
             workdir=workdir,
             data_root=data_root,
             where=image,
@@ -108,18 +109,25 @@ def _parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
-def _app_name(image: str) -> str:
+def _app_name(ref: ImageReference) -> str:
     """The folder name of an application under the cluster's data: the last path component of
-    the repository (sealos uses its mount's name there, which we do not have)."""
-    rest = image
-    name, sep, tail = image.partition(":")
-    if sep and name in ("store", "docker", "oci", "oci-archive", "docker-archive"):
-        rest = tail.removeprefix("//")
-    try:
-        return Reference.parse(rest).repository.rsplit("/", 1)[-1]
-    except InvalidReference:  # a layout or archive path: name it after its last component
-        base = rest.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        return base.split(":", 1)[0] or "app"
+    its repository (sealos uses its mount's name there, which we do not have)."""
+    # Transports that know a docker reference expose it as .reference (store, docker); layouts
+    # and archives carry a ref name (.name) and a path (.path).
+    reference = getattr(ref, "reference", None)
+    if isinstance(reference, Reference):
+        return reference.repository.rsplit("/", 1)[-1]
+    name = getattr(ref, "name", None)
+    if isinstance(name, str) and name:
+        try:
+            return Reference.parse(name).repository.rsplit("/", 1)[-1]
+        except InvalidReference:
+            if "/" not in name and ":" not in name:
+                return name
+    path = getattr(ref, "path", None)
+    if path is not None and Path(path).name:
+        return Path(path).name.split(":", 1)[0]
+    return "app"
 
 
 def _read_config(ref: ImageReference, ctx: Context, where: str) -> ImageConfig:
