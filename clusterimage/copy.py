@@ -8,13 +8,15 @@ change unless a layer is deliberately recompressed.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clusterimage.errors import ImageNotFound
+from clusterimage.errors import ImageNotFound, TransferInterrupted
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
@@ -187,18 +189,44 @@ class _Copier:
             self._count("mounted")
             self._emit("blob-mounted", desc, desc.size)
             return
-        offset = self._dest.blob_offset(desc) if self._source.supports_ranges else 0
-        if not 0 <= offset < max(desc.size, 1):
-            offset = 0
-        done = offset
-        self._emit("blob-start", desc, done)
+        done = 0
+        started = False
+        first_offset = 0
 
         def progress(n: int) -> None:
             nonlocal done
             done += n
             self._emit("blob-progress", desc, done)
 
-        with self._source.open_blob(desc, offset) as stream:
-            self._dest.put_blob(desc, stream, offset, progress)
-        self._count("copied", desc.size - offset)
+        # A transfer that breaks off (TransferInterrupted) is tried again, resuming at the
+        # offset the destination reports (0: from the start), at most ctx.retries times.
+        attempt = 0
+        while True:
+            offset = self._dest.blob_offset(desc) if self._source.supports_ranges else 0
+            if not 0 <= offset < max(desc.size, 1):
+                offset = 0
+            done = offset
+            if not started:
+                started, first_offset = True, offset
+                self._emit("blob-start", desc, done)
+            else:
+                self._emit("blob-progress", desc, done)
+            try:
+                with self._source.open_blob(desc, offset) as stream:
+                    self._dest.put_blob(desc, stream, offset, progress)
+                break
+            except TransferInterrupted as exc:
+                if attempt >= self._ctx.retries:
+                    raise
+                time.sleep(_backoff(attempt, exc.retry_after))
+                attempt += 1
+        self._count("copied", desc.size - first_offset)
         self._emit("blob-done", desc, desc.size)
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds before retry ``attempt`` (0-based): the server's word, else exponential + jitter."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), 60.0)
+    ceiling = min(10.0, 0.25 * (2**attempt))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
