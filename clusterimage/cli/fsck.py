@@ -1,0 +1,41 @@
+"""``clusterimage fsck``: re-hash every blob and check every image of the local store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli._common import print_json, stderr, store_dir
+from clusterimage.store import Store
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fsck")
+    def fsck(
+        json_output: Annotated[
+            bool, typer.Option("--json", help="Print JSON: {ok, blobs, images, problems}.")
+        ] = False,
+    ) -> None:
+        """Check the local store: every blob's content against its digest, every image's
+        manifests, config and layers present with the right sizes, oci-layout and index.json.
+
+        Prints one `error:` line per problem (naming the blob digest or the image) and exits 1;
+        prints an `ok` summary otherwise.
+
+        Examples:
+
+          clusterimage fsck
+
+          clusterimage --store ./layout fsck --json
+        """
+        report = Store(store_dir()).fsck_report()
+        if json_output:
+            print_json(report.to_dict())
+        elif report.ok:
+            typer.echo(f"ok: {report.blobs} blobs, {report.images} images checked")
+        else:
+            for problem in report.problems:
+                stderr.print(f"error: {problem}", markup=False, highlight=False, soft_wrap=True)
+        if not report.ok:
+            raise typer.Exit(1)

@@ -1,0 +1,47 @@
+"""``clusterimage prune``: remove untagged images and every blob no image uses."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli._common import print_json, store_dir
+from clusterimage.cli._humanize import human_size
+from clusterimage.store import Store
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("prune")
+    def prune(
+        json_output: Annotated[
+            bool,
+            typer.Option("--json", help="Print JSON: {images, blobs, partialFiles, freed}."),
+        ] = False,
+    ) -> None:
+        """Remove untagged images, then every blob that no image in the store uses and every
+        partial download an interrupted command left behind. Waits for running imports.
+
+        Examples:
+
+          clusterimage prune
+
+          clusterimage prune --json
+        """
+        store = Store(store_dir())
+        dangling = store.remove_dangling()
+        result = store.gc()
+        if json_output:
+            print_json({"images": [str(d.digest) for d in dangling], **result.to_dict()})
+            return
+        for desc in dangling:
+            typer.echo(f"Deleted: {desc.digest.hex}")
+        for digest, size in result.blobs:
+            typer.echo(f"Removed blob {digest} ({human_size(size)})")
+        partial = ""
+        if result.partial_files:
+            partial = f", {result.partial_files} partial download(s)"
+        typer.echo(
+            f"Freed {human_size(result.freed)}: {len(dangling)} image(s), "
+            f"{len(result.blobs)} blob(s){partial}"
+        )

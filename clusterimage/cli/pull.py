@@ -1,0 +1,119 @@
+"""``clusterimage pull``: copy an image from any transport into the local store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clusterimage import transports
+from clusterimage.cli._common import CopyProgress, info, print_json, store_dir
+from clusterimage.copy import CopyOptions, copy_image
+from clusterimage.errors import InvalidReference, UsageError
+from clusterimage.oci.platform import Platform
+from clusterimage.oci.reference import Reference
+from clusterimage.transports.base import Context, ImageReference
+from clusterimage.transports.oci_layout import OciLayoutReference
+from clusterimage.transports.store import StoreReference
+
+
+def pull_context(*, platform: str | None = None) -> Context:
+    """The transport context of a pull, built from the command's options in this one place.
+
+    Registry options (auth file, credentials, TLS, certificate directory) join here.
+    """
+    return Context(store_dir=store_dir(), platform=Platform.parse(platform) if platform else None)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pull")
+    def pull(
+        source: Annotated[
+            str,
+            typer.Argument(
+                metavar="SRC",
+                help="Where the image is: oci:DIR[:REF], docker://REF (a bare name means docker).",
+            ),
+        ],
+        name: Annotated[
+            str | None,
+            typer.Option(
+                "--name", metavar="REF", help="Store the image under this name (reference)."
+            ),
+        ] = None,
+        platform: Annotated[
+            str | None,
+            typer.Option(
+                "--platform",
+                metavar="OS/ARCH[/VARIANT]",
+                help="Platform to take from a multi-platform image (default: this machine's).",
+            ),
+        ] = None,
+        all_platforms: Annotated[
+            bool, typer.Option("--all", help="Keep every platform of a multi-platform image.")
+        ] = False,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
+        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Copy an image into the local store and name it.
+
+        The name is --name, else the source's own: for oci:DIR:REF, REF when it is a whole
+        image reference (nginx:1.25, quay.io/org/app:v1); a bare tag such as v1 needs --name.
+
+        Examples:
+
+          clusterimage pull oci:./layout:docker.io/library/nginx:1.25
+
+          clusterimage pull oci:./layout:v1 --name localhost/myapp:v1
+
+          clusterimage pull oci:./multiarch:app:v1 --all -q
+        """
+        if platform and all_platforms:
+            raise UsageError("pull: --platform and --all exclude each other")
+        src = transports.parse(source, default="docker")
+        target = Reference.parse(name) if name else _default_name(src)
+        dst = StoreReference(str(target))
+        ctx = pull_context(platform=platform)
+        with CopyProgress(enabled=False if quiet or json_output else None) as progress:
+            options = CopyOptions(
+                platform=ctx.platform,
+                all_platforms=all_platforms,
+                jobs=ctx.jobs,
+                on_event=progress,
+            )
+            result = copy_image(src, dst, ctx, options)
+        if json_output:
+            print_json({"name": str(target), "source": str(src), **result.to_dict()})
+            return
+        if not quiet:
+            info(
+                f"Stored {target} ({result.blobs_copied} blobs copied, "
+                f"{result.blobs_skipped} already present)"
+            )
+        typer.echo(str(result.digest))
+
+
+def _default_name(src: ImageReference) -> Reference:
+    if isinstance(src, OciLayoutReference):
+        ref_name = src.name or src.top().ref_name
+        if ref_name and _is_image_name(ref_name):
+            return Reference.parse(ref_name)
+        why = f"{ref_name!r} is not a whole image reference" if ref_name else "it has no name"
+        raise UsageError(f"{src}: {why}; name it with --name (e.g. --name localhost/app:v1)")
+    reference = getattr(src, "reference", None)  # registry transports carry their reference
+    if isinstance(reference, Reference):
+        return reference
+    raise UsageError(f"{src}: name the image with --name")
+
+
+def _is_image_name(value: str) -> bool:
+    """A whole reference, not a bare tag: ``v1`` and ``latest`` are tags of some other name."""
+    if not any(c in value for c in "/:@"):
+        return False
+    try:
+        Reference.parse(value)
+    except InvalidReference:
+        return False
+    return True

@@ -1,0 +1,83 @@
+"""``clusterimage rmi``: remove images (or names of images) from the local store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli._common import info, store_dir, warn
+from clusterimage.cli._humanize import human_size
+from clusterimage.errors import ClusterImageError, UsageError
+from clusterimage.store import Store, StoreBusy
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("rmi")
+    def rmi(
+        images: Annotated[
+            list[str] | None,
+            typer.Argument(metavar="[REF...]", help="Names, digests or image IDs."),
+        ] = None,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force", "-f", help="Remove an image by ID even if it has several names."
+            ),
+        ] = False,
+        all_images: Annotated[
+            bool, typer.Option("--all", "-a", help="Remove every image.")
+        ] = False,
+    ) -> None:
+        """Remove images from the local store.
+
+        By name, the name goes, and the image with its last name. By ID or digest, the image
+        goes with all its names; an image with several names needs --force. Blobs no other
+        image uses are freed right away (or by the next `prune` when the store is busy).
+
+        Examples:
+
+          clusterimage rmi nginx:1.25
+
+          clusterimage rmi -f 3f1d455bcb73
+
+          clusterimage rmi --all
+        """
+        names = list(images or [])
+        if all_images and names:
+            raise UsageError("rmi: give image names or --all, not both")
+        if not all_images and not names:
+            raise UsageError("rmi: name at least one image (or use --all)")
+        store = Store(store_dir())
+        if all_images:
+            seen: list[str] = []
+            for entry in store.images():
+                if str(entry.digest) not in seen:
+                    seen.append(str(entry.digest))
+            names, force = seen, True
+        failures: list[ClusterImageError] = []
+        for name in names:
+            try:
+                result = store.remove(name, force=force)
+            except ClusterImageError as exc:
+                failures.append(exc)
+                continue
+            for untagged in result.untagged:
+                typer.echo(f"Untagged: {untagged}")
+            if result.deleted is not None:
+                typer.echo(f"Deleted: {result.deleted.hex}")
+        _free(store)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ClusterImageError("; ".join(str(f) for f in failures))
+
+
+def _free(store: Store) -> None:
+    try:
+        result = store.gc(timeout=0)
+    except StoreBusy:
+        warn("the store is in use; the next `clusterimage prune` frees the removed blobs")
+        return
+    if result.freed:
+        info(f"freed {human_size(result.freed)}")
