@@ -46,6 +46,13 @@ def _global(
 _COMMAND_MODULES = (
     "version",
     "create",
+    "images",
+    "inspect",
+    "tag",
+    "rmi",
+    "prune",
+    "fsck",
+    "pull",
 )
 
 
