@@ -11,11 +11,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import IO, Literal
 
+from clusterimage import recompress
 from clusterimage.errors import ImageNotFound, TransferInterrupted
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
@@ -39,6 +42,9 @@ class CopyOptions:
     all_platforms: bool = False
     jobs: int = 4
     on_event: Callable[[CopyEvent], None] | None = None
+    # "gzip" | "zstd": recompress layers compressed otherwise (see clusterimage.recompress).
+    compression_format: str | None = None
+    tmp_dir: Path | None = None  # where recompressed layers wait for upload (None: system temp)
 
 
 @dataclass
@@ -97,6 +103,7 @@ class _Copier:
         self._lock = threading.Lock()
         self._result: CopyResult | None = None
         self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "bytes": 0}
+        self._replaced: dict[Digest, recompress.Recompressed] = {}
 
     def run(self) -> CopyResult:
         top = self._source.get_manifest()
@@ -109,6 +116,8 @@ class _Copier:
         else:
             images.append(top)
         self._copy_blobs(images)
+        if self._replaced:
+            top, children = recompress.rewrite(top, children, self._replaced)
         for child in children:
             self._dest.put_manifest(child, top=False)
         self._dest.put_manifest(top, top=True)
@@ -181,6 +190,9 @@ class _Copier:
             self._stats["bytes"] += nbytes
 
     def _copy_blob(self, desc: Descriptor) -> None:
+        if recompress.needs_recompression(desc, self._options.compression_format):
+            self._copy_recompressed(desc)
+            return
         if self._dest.has_blob(desc):
             self._count("skipped")
             self._emit("blob-skipped", desc, desc.size)
@@ -189,6 +201,55 @@ class _Copier:
             self._count("mounted")
             self._emit("blob-mounted", desc, desc.size)
             return
+        first_offset = self._transfer(
+            desc, self._source.open_blob, self._source.supports_ranges, desc
+        )
+        self._count("copied", desc.size - first_offset)
+        self._emit("blob-done", desc, desc.size)
+
+    def _copy_recompressed(self, desc: Descriptor) -> None:
+        """Recompress a layer into a temporary file, then copy that file to the destination."""
+        target = self._options.compression_format
+        assert target is not None
+        done = 0
+        self._emit("blob-start", desc, 0)
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            self._emit("blob-progress", desc, done)
+
+        with self._source.open_blob(desc, 0) as stream:
+            result = recompress.recompress(stream, desc, target, self._options.tmp_dir, progress)
+        try:
+            with self._lock:
+                self._replaced[desc.digest] = result
+            new = result.descriptor(docker=False)
+            if self._dest.has_blob(new):
+                self._count("skipped")
+            else:
+
+                @contextmanager
+                def open_at(_desc: Descriptor, offset: int) -> Iterator[IO[bytes]]:
+                    with open(result.path, "rb") as stream:
+                        stream.seek(offset)
+                        yield stream
+
+                first_offset = self._transfer(new, open_at, True, None)
+                self._count("copied", new.size - first_offset)
+        finally:
+            result.path.unlink(missing_ok=True)
+        self._emit("blob-done", desc, desc.size)
+
+    def _transfer(
+        self,
+        desc: Descriptor,
+        open_at: Callable[[Descriptor, int], AbstractContextManager[IO[bytes]]],
+        ranges: bool,
+        shown: Descriptor | None,
+    ) -> int:
+        """Send ``desc``'s bytes (read through ``open_at``) to the destination; returns the
+        offset the first attempt resumed from. Progress events go out for ``shown``."""
         done = 0
         started = False
         first_offset = 0
@@ -196,23 +257,23 @@ class _Copier:
         def progress(n: int) -> None:
             nonlocal done
             done += n
-            self._emit("blob-progress", desc, done)
+            if shown is not None:
+                self._emit("blob-progress", shown, done)
 
         # A transfer that breaks off (TransferInterrupted) is tried again, resuming at the
         # offset the destination reports (0: from the start), at most ctx.retries times.
         attempt = 0
         while True:
-            offset = self._dest.blob_offset(desc) if self._source.supports_ranges else 0
+            offset = self._dest.blob_offset(desc) if ranges else 0
             if not 0 <= offset < max(desc.size, 1):
                 offset = 0
             done = offset
+            if shown is not None:
+                self._emit("blob-progress" if started else "blob-start", shown, done)
             if not started:
                 started, first_offset = True, offset
-                self._emit("blob-start", desc, done)
-            else:
-                self._emit("blob-progress", desc, done)
             try:
-                with self._source.open_blob(desc, offset) as stream:
+                with open_at(desc, offset) as stream:
                     self._dest.put_blob(desc, stream, offset, progress)
                 break
             except TransferInterrupted as exc:
@@ -220,8 +281,7 @@ class _Copier:
                     raise
                 time.sleep(_backoff(attempt, exc.retry_after))
                 attempt += 1
-        self._count("copied", desc.size - first_offset)
-        self._emit("blob-done", desc, desc.size)
+        return first_offset
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
