@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import zstandard
-from isal import isal_zlib
-
 from clusterimage.errors import ManifestError, UsageError
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
@@ -82,6 +79,10 @@ def _decompressed(stream: _Readable, compression: str) -> Iterator[bytes]:
         while data := stream.read(_READ):
             yield data
         return
+    # Imported here: every command imports the copy engine, few recompress.
+    import zstandard
+    from isal import isal_zlib
+
     if compression == "zstd":
         reader = zstandard.ZstdDecompressor().stream_reader(
             stream,  # type: ignore[arg-type]  # any object with read() works
@@ -108,6 +109,9 @@ def _decompressed(stream: _Readable, compression: str) -> Iterator[bytes]:
 
 
 def _compressor(target: str) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+    import zstandard
+    from isal import isal_zlib
+
     if target == "gzip":
         gz = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
         return gz.compress, gz.flush
