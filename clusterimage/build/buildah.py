@@ -544,7 +544,7 @@ class _OutputTracker:
                     )
                 if is_stderr and text.strip():
                     self.stderr.append(text)
-                if self.forward is not None:
+                if self.forward is not None and not _own_platform_args_warning(text):
                     self.forward(text)
 
     def last_error(self) -> str | None:
@@ -561,6 +561,15 @@ class _OutputTracker:
                 continue
             return line.strip()
         return None
+
+
+def _own_platform_args_warning(line: str) -> bool:
+    """buildah 1.28 warns that the TARGET*/BUILD* args it defines itself for --platform were not
+    consumed: noise about nothing the user gave."""
+    match = re.match(r"^\[Warning\] one or more build args were not consumed: \[(.*)\]$", line)
+    return bool(match) and all(
+        name.startswith(("TARGET", "BUILD")) for name in match.group(1).split()
+    )
 
 
 def _flatten(text: str) -> str:
