@@ -1,0 +1,156 @@
+"""The build context as COPY and ADD see it: the folder minus ignored files, plus overlays.
+
+The context is read once into an :class:`~clusterimage.build.fstree.FsTree` (a stat walk: no file is
+read here), so COPY from the context and ``COPY --from`` a stage share one code path. Regular files
+point at their host path with the stat fields the build cache keys on.
+
+Rules, as Docker's:
+- the ignore file is ``<Kubefile>.dockerignore`` next to the Kubefile when it exists, else
+  ``.containerignore`` or ``.dockerignore`` at the context root; the Kubefile and the ignore file
+  are ordinary context files (``COPY . .`` copies them unless a pattern excludes them);
+- uid/gid of context files are 0 (COPY's default); modes are kept;
+- symbolic links are entries of their own, never followed while walking, so a link pointing out
+  of the context is copied as a link.
+
+Overlays are virtual folders laid over the context (DESIGN.md: the generated ``registry/``): the
+user's folder is never written, overlay files win over the user's at the same path, and ignore
+rules do not apply to them (they are generated, not picked by the user).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusterimage.build.dockerignore import IgnoreRules
+from clusterimage.build.fstree import DEFAULT_DIR, Content, FsTree, Node
+from clusterimage.errors import BuildError
+
+IGNORE_FILES = (".containerignore", ".dockerignore")
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A folder laid over the context at ``target`` (``registry``); ``source`` None: empty."""
+
+    target: str
+    source: Path | None = None
+
+
+def find_ignore_file(root: Path, kubefile: Path | None) -> Path | None:
+    if kubefile is not None:
+        specific = kubefile.with_name(kubefile.name + ".dockerignore")
+        if specific.is_file():
+            return specific
+    for name in IGNORE_FILES:
+        candidate = root / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _node(path: Path, st: os.stat_result, hardlinks: dict[tuple[int, int], Content]) -> Node | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        return Node("dir", mode)
+    if stat.S_ISLNK(st.st_mode):
+        return Node("symlink", 0o777, linkname=os.readlink(path))
+    if stat.S_ISREG(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        content = hardlinks.get(key) if st.st_nlink > 1 else None
+        if content is None:
+            stat_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            content = Content(path, st.st_size, stat_key=stat_key)
+            if st.st_nlink > 1:
+                hardlinks[key] = content
+        return Node("file", mode, content=content)
+    return None  # sockets, fifos and devices are not build input (Docker skips them too)
+
+
+class BuildContext:
+    """The context folder as a tree; ``tree`` is what COPY reads from."""
+
+    def __init__(
+        self,
+        root: Path,
+        ignore: IgnoreRules | None = None,
+        overlays: tuple[Overlay, ...] = (),
+    ) -> None:
+        self.root = root
+        self.ignore = ignore or IgnoreRules.empty()
+        self.overlays = overlays
+        self._tree: FsTree | None = None
+
+    @classmethod
+    def open(
+        cls, root: Path, kubefile: Path | None = None, overlays: tuple[Overlay, ...] = ()
+    ) -> BuildContext:
+        if not root.is_dir():
+            raise BuildError(f"build context {root} is not a directory")
+        ignore_file = find_ignore_file(root, kubefile)
+        ignore = IgnoreRules.load(ignore_file) if ignore_file else IgnoreRules.empty()
+        return cls(root, ignore, overlays)
+
+    @property
+    def tree(self) -> FsTree:
+        if self._tree is None:
+            tree = FsTree()
+            hardlinks: dict[tuple[int, int], Content] = {}
+            self._walk(self.root, "", tree, hardlinks, self.ignore)
+            for overlay in self.overlays:
+                self._apply_overlay(tree, overlay, hardlinks)
+            self._tree = tree
+        return self._tree
+
+    def _walk(
+        self,
+        directory: Path,
+        prefix: str,
+        tree: FsTree,
+        hardlinks: dict[tuple[int, int], Content],
+        ignore: IgnoreRules,
+    ) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            raise BuildError(
+                f"cannot read build context folder {directory}: {exc.strerror}"
+            ) from None
+        for entry in entries:
+            rel = f"{prefix}/{entry.name}" if prefix else entry.name
+            ignored = ignore.ignored(rel)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                raise BuildError(f"cannot stat {entry.path}: {exc.strerror}") from None
+            if ignored and not (stat.S_ISDIR(st.st_mode) and ignore.has_exclusions):
+                continue
+            node = _node(Path(entry.path), st, hardlinks)
+            if node is None:
+                continue
+            if node.is_dir:
+                if ignored:
+                    # An ignored folder is walked only for what a "!" pattern brings back; it
+                    # appears (with its own metadata) only when something below it does.
+                    before = len(tree)
+                    self._walk(Path(entry.path), rel, tree, hardlinks, ignore)
+                    if len(tree) > before:
+                        tree.set(rel, node)
+                    continue
+                tree.set(rel, node)
+                self._walk(Path(entry.path), rel, tree, hardlinks, ignore)
+            else:
+                if ignored:
+                    continue
+                tree.set(rel, node)
+
+    def _apply_overlay(
+        self, tree: FsTree, overlay: Overlay, hardlinks: dict[tuple[int, int], Content]
+    ) -> None:
+        existing = tree.get(overlay.target)
+        root_node = existing if existing is not None and existing.is_dir else DEFAULT_DIR
+        tree.set(overlay.target, root_node)
+        if overlay.source is not None:
+            self._walk(overlay.source, overlay.target, tree, hardlinks, IgnoreRules.empty())
