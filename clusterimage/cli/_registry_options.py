@@ -1,0 +1,172 @@
+"""Registry flags shared by pull, push, copy, tags, inspect and login, spelled as podman/skopeo do.
+
+``--tls-verify`` takes a value (``--tls-verify=false``, ``--tls-verify false``) or none (bare
+``--tls-verify`` means true). Typer's ``--tls-verify/--no-tls-verify`` pair cannot take
+``=false``, so the option is a string and :class:`RegistryCommand` rewrites the bare and the
+space-separated spellings into ``--tls-verify=VALUE`` before parsing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from clusterimage.cli._common import home_dir, store_dir
+from clusterimage.errors import UsageError
+from clusterimage.oci.platform import Platform
+from clusterimage.transports.base import Context
+
+BOOL_FLAGS = frozenset({"--tls-verify", "--src-tls-verify", "--dest-tls-verify"})
+_TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
+_FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
+DEFAULT_RETRIES = 3
+DEFAULT_JOBS = 4
+
+
+def normalize_bool_flags(args: list[str]) -> list[str]:
+    """``--tls-verify false`` → ``--tls-verify=false``; a bare ``--tls-verify`` → ``=true``."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg in BOOL_FLAGS:
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is not None and nxt.lower() in _TRUE | _FALSE:
+                out.append(f"{arg}={nxt}")
+                i += 2
+                continue
+            out.append(f"{arg}=true")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+class RegistryCommand(TyperCommand):
+    """A command whose boolean registry flags also take a separate or no value."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, normalize_bool_flags(list(args)))
+
+
+def parse_bool(value: str | None, flag: str = "--tls-verify") -> bool | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise UsageError(f"{flag}: expected true or false, not {value!r}")
+
+
+TlsVerify = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-verify",
+        metavar="[=BOOL]",
+        help="Require HTTPS and verify certificates (default: true; plain HTTP is tried only "
+        "for loopback registries). --tls-verify=false allows HTTP and unverified HTTPS.",
+        show_default=False,
+    ),
+]
+CertDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cert-dir",
+        metavar="DIR",
+        help="Certificates for the registry: *.crt CAs, *.cert + *.key client certificate "
+        "(default: /etc/containers/certs.d/HOST[:PORT]/).",
+    ),
+]
+AuthFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--authfile",
+        metavar="FILE",
+        help="Auth file to read credentials from (default: $REGISTRY_AUTH_FILE, "
+        "$XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, "
+        "~/.docker/config.json).",
+    ),
+]
+Creds = Annotated[
+    str | None,
+    typer.Option(
+        "--creds",
+        metavar="USER[:PASSWORD]",
+        help="Credentials for the registry (asks for the password when it is left out).",
+    ),
+]
+Retry = Annotated[
+    int,
+    typer.Option(
+        "--retry",
+        metavar="N",
+        min=0,
+        help="Retries of a failed request or interrupted transfer.",
+    ),
+]
+Jobs = Annotated[
+    int,
+    typer.Option("--jobs", "-j", metavar="N", min=1, help="Blobs copied at once."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def resolve_creds(value: str | None, flag: str = "--creds") -> str | None:
+    """``USER:PASSWORD`` as given, or ``USER`` with the password asked on the terminal."""
+    if value is None:
+        return None
+    if ":" in value:
+        if not value.split(":", 1)[0]:
+            raise UsageError(f"{flag}: the user name is empty")
+        return value
+    if not value:
+        raise UsageError(f"{flag}: expected USER[:PASSWORD]")
+    if not sys.stdin.isatty():
+        raise UsageError(f"{flag}: no password given and no terminal to ask for one")
+    password = getpass.getpass(f"Password for {value}: ")
+    return f"{value}:{password}"
+
+
+def blob_info_cache() -> Path:
+    """Where pushes remember which registry repositories hold which blobs (for mounts)."""
+    return home_dir() / "cache" / "blob-locations.db"
+
+
+def temp_dir() -> Path:
+    return home_dir() / "tmp"
+
+
+def registry_context(
+    *,
+    tls_verify: str | None = None,
+    cert_dir: Path | None = None,
+    authfile: Path | None = None,
+    creds: str | None = None,
+    retry: int = DEFAULT_RETRIES,
+    jobs: int = DEFAULT_JOBS,
+    platform: str | None = None,
+) -> Context:
+    """The transport context every registry-facing command builds from its flags."""
+    ctx = Context(
+        store_dir=store_dir(),
+        auth_file=authfile,
+        creds=resolve_creds(creds),
+        tls_verify=parse_bool(tls_verify),
+        cert_dir=cert_dir,
+        retries=retry,
+        jobs=jobs,
+        platform=Platform.parse(platform) if platform else None,
+    )
+    ctx.extra["blob_info_cache"] = blob_info_cache()
+    return ctx

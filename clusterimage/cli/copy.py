@@ -1,0 +1,156 @@
+"""``clusterimage copy``: copy an image between any two transports (skopeo copy's spelling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli._registry_options import (
+    DEFAULT_JOBS,
+    DEFAULT_RETRIES,
+    AuthFile,
+    CertDir,
+    Creds,
+    Jobs,
+    JsonOutput,
+    Quiet,
+    RegistryCommand,
+    Retry,
+    TlsVerify,
+    parse_bool,
+    registry_context,
+    resolve_creds,
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("copy", cls=RegistryCommand)
+    def copy(
+        source: Annotated[
+            str,
+            typer.Argument(
+                metavar="SRC",
+                help="TRANSPORT:REF: docker://HOST/REPO:TAG, oci:DIR[:REF], store:NAME, ...",
+            ),
+        ],
+        destination: Annotated[str, typer.Argument(metavar="DST", help="TRANSPORT:REF.")],
+        all_platforms: Annotated[
+            bool,
+            typer.Option("--all", "-a", help="Copy every platform of a multi-platform image."),
+        ] = False,
+        platform: Annotated[
+            str | None,
+            typer.Option(
+                "--platform",
+                metavar="OS/ARCH[/VARIANT]",
+                help="Platform to take from a multi-platform image (default: this machine's).",
+            ),
+        ] = None,
+        digestfile: Annotated[
+            Path | None,
+            typer.Option(
+                "--digestfile", metavar="FILE", help="Write the copied manifest's digest here."
+            ),
+        ] = None,
+        compression_format: Annotated[
+            str | None,
+            typer.Option(
+                "--compression-format",
+                metavar="gzip|zstd",
+                help="Recompress layers that are compressed otherwise.",
+            ),
+        ] = None,
+        retry: Retry = DEFAULT_RETRIES,
+        creds: Creds = None,
+        authfile: AuthFile = None,
+        tls_verify: TlsVerify = None,
+        cert_dir: CertDir = None,
+        src_creds: Annotated[
+            str | None,
+            typer.Option("--src-creds", metavar="USER[:PASSWORD]", help="Credentials for SRC."),
+        ] = None,
+        dest_creds: Annotated[
+            str | None,
+            typer.Option("--dest-creds", metavar="USER[:PASSWORD]", help="Credentials for DST."),
+        ] = None,
+        src_authfile: Annotated[
+            Path | None,
+            typer.Option("--src-authfile", metavar="FILE", help="Auth file for SRC."),
+        ] = None,
+        dest_authfile: Annotated[
+            Path | None,
+            typer.Option("--dest-authfile", metavar="FILE", help="Auth file for DST."),
+        ] = None,
+        src_tls_verify: Annotated[
+            str | None,
+            typer.Option("--src-tls-verify", metavar="[=BOOL]", help="--tls-verify for SRC only."),
+        ] = None,
+        dest_tls_verify: Annotated[
+            str | None,
+            typer.Option("--dest-tls-verify", metavar="[=BOOL]", help="--tls-verify for DST only."),
+        ] = None,
+        src_cert_dir: Annotated[
+            Path | None,
+            typer.Option("--src-cert-dir", metavar="DIR", help="--cert-dir for SRC only."),
+        ] = None,
+        dest_cert_dir: Annotated[
+            Path | None,
+            typer.Option("--dest-cert-dir", metavar="DIR", help="--cert-dir for DST only."),
+        ] = None,
+        jobs: Jobs = DEFAULT_JOBS,
+        quiet: Quiet = False,
+        json_output: JsonOutput = False,
+    ) -> None:
+        """Copy an image from SRC to DST, any transport to any other; prints the digest.
+
+        Between two repositories of one registry blobs are mounted; between registries they
+        stream through without touching the disk.
+
+        Examples:
+
+          clusterimage copy docker://quay.io/org/app:v1 docker://registry.local:5000/app:v1
+
+          clusterimage copy --all docker://nginx:1.25 oci:./nginx-layout:1.25
+
+          clusterimage copy store:app:v1 docker://localhost:5000/app:v1 --dest-tls-verify=false
+        """
+        from clusterimage import transports
+        from clusterimage.cli._transfer import copy_options, run_copy
+
+        src = transports.parse(source)
+        dst = transports.parse(destination)
+        ctx = registry_context(
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            authfile=authfile,
+            creds=creds,
+            retry=retry,
+            jobs=jobs,
+            platform=platform,
+        )
+        overrides = {
+            "src_creds": resolve_creds(src_creds, "--src-creds"),
+            "dest_creds": resolve_creds(dest_creds, "--dest-creds"),
+            "src_auth_file": src_authfile,
+            "dest_auth_file": dest_authfile,
+            "src_tls_verify": parse_bool(src_tls_verify, "--src-tls-verify"),
+            "dest_tls_verify": parse_bool(dest_tls_verify, "--dest-tls-verify"),
+            "src_cert_dir": src_cert_dir,
+            "dest_cert_dir": dest_cert_dir,
+        }
+        ctx.extra.update({k: v for k, v in overrides.items() if v is not None})
+        options = copy_options(
+            ctx, all_platforms=all_platforms, compression_format=compression_format
+        )
+        run_copy(
+            src,
+            dst,
+            ctx,
+            options,
+            verb="Copied to",
+            quiet=quiet,
+            json_output=json_output,
+            digestfile=digestfile,
+        )

@@ -1,0 +1,116 @@
+"""``clusterimage push``: copy an image from the local store to a registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli._registry_options import (
+    DEFAULT_JOBS,
+    DEFAULT_RETRIES,
+    AuthFile,
+    CertDir,
+    Creds,
+    Jobs,
+    JsonOutput,
+    Quiet,
+    RegistryCommand,
+    Retry,
+    TlsVerify,
+    registry_context,
+)
+from clusterimage.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("push", cls=RegistryCommand)
+    def push(
+        source: Annotated[
+            str,
+            typer.Argument(
+                metavar="SRC",
+                help="An image in the store (name, ID or digest), or TRANSPORT:REF.",
+            ),
+        ],
+        destination: Annotated[
+            str | None,
+            typer.Argument(
+                metavar="[DST]",
+                help="Where to push: HOST/REPO[:TAG] (docker:// optional) or TRANSPORT:REF "
+                "(default: SRC's own name in its registry).",
+            ),
+        ] = None,
+        all_platforms: Annotated[
+            bool,
+            typer.Option("--all", help="Push every platform of a multi-platform image."),
+        ] = False,
+        digestfile: Annotated[
+            Path | None,
+            typer.Option(
+                "--digestfile", metavar="FILE", help="Write the pushed manifest's digest here."
+            ),
+        ] = None,
+        compression_format: Annotated[
+            str | None,
+            typer.Option(
+                "--compression-format",
+                metavar="gzip|zstd",
+                help="Recompress layers that are compressed otherwise.",
+            ),
+        ] = None,
+        retry: Retry = DEFAULT_RETRIES,
+        creds: Creds = None,
+        authfile: AuthFile = None,
+        tls_verify: TlsVerify = None,
+        cert_dir: CertDir = None,
+        jobs: Jobs = DEFAULT_JOBS,
+        quiet: Quiet = False,
+        json_output: JsonOutput = False,
+    ) -> None:
+        """Push an image from the store to a registry; prints the manifest digest.
+
+        Blobs the registry has are skipped, blobs another repository of the same registry has
+        are mounted, the rest stream up several at once; an interrupted push resumes.
+
+        Examples:
+
+          clusterimage push registry.example.com/apps/nginx:v1
+
+          clusterimage push localhost/app:v1 docker://10.0.0.5:5000/app:v1 --tls-verify=false
+
+          clusterimage push --all --digestfile app.digest ghcr.io/me/app:v1
+        """
+        from clusterimage import transports
+        from clusterimage.cli._transfer import copy_options, run_copy
+
+        src = transports.parse(source, default="store")
+        if destination is not None:
+            dst = transports.parse(destination, default="docker")
+        else:
+            reference = getattr(src, "reference", None)
+            if reference is None:
+                raise UsageError(f"push: {src} has no name to push to; give a DST")
+            dst = transports.parse(f"docker://{reference}")
+        ctx = registry_context(
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            authfile=authfile,
+            creds=creds,
+            retry=retry,
+            jobs=jobs,
+        )
+        options = copy_options(
+            ctx, all_platforms=all_platforms, compression_format=compression_format
+        )
+        run_copy(
+            src,
+            dst,
+            ctx,
+            options,
+            verb="Pushed",
+            quiet=quiet,
+            json_output=json_output,
+            digestfile=digestfile,
+        )
