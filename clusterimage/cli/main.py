@@ -53,6 +53,11 @@ _COMMAND_MODULES = (
     "prune",
     "fsck",
     "pull",
+    "login",
+    "logout",
+    "push",
+    "copy",
+    "tags",
 )
 
 
