@@ -2,31 +2,64 @@
 
 from __future__ import annotations
 
+import enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from clusterimage import transports
-from clusterimage.cli._common import CopyProgress, info, print_json, store_dir
+from clusterimage.cli._common import CopyProgress, info, print_json
+from clusterimage.cli._registry_options import (
+    DEFAULT_JOBS,
+    DEFAULT_RETRIES,
+    AuthFile,
+    CertDir,
+    Creds,
+    Jobs,
+    RegistryCommand,
+    Retry,
+    TlsVerify,
+    registry_context,
+)
 from clusterimage.copy import CopyOptions, copy_image
-from clusterimage.errors import InvalidReference, UsageError
-from clusterimage.oci.platform import Platform
+from clusterimage.errors import ImageNotFound, InvalidReference, UsageError
 from clusterimage.oci.reference import Reference
 from clusterimage.transports.base import Context, ImageReference
 from clusterimage.transports.oci_layout import OciLayoutReference
 from clusterimage.transports.store import StoreReference
 
 
-def pull_context(*, platform: str | None = None) -> Context:
-    """The transport context of a pull, built from the command's options in this one place.
+class PullPolicy(enum.StrEnum):
+    always = "always"
+    missing = "missing"
+    never = "never"
 
-    Registry options (auth file, credentials, TLS, certificate directory) join here.
-    """
-    return Context(store_dir=store_dir(), platform=Platform.parse(platform) if platform else None)
+
+def pull_context(
+    *,
+    platform: str | None = None,
+    tls_verify: str | None = None,
+    cert_dir: Path | None = None,
+    authfile: Path | None = None,
+    creds: str | None = None,
+    retry: int = DEFAULT_RETRIES,
+    jobs: int = DEFAULT_JOBS,
+) -> Context:
+    """The transport context of a pull, built from the command's options in this one place."""
+    return registry_context(
+        platform=platform,
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        authfile=authfile,
+        creds=creds,
+        retry=retry,
+        jobs=jobs,
+    )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("pull")
+    @app.command("pull", cls=RegistryCommand)
     def pull(
         source: Annotated[
             str,
@@ -52,6 +85,20 @@ def register(app: typer.Typer) -> None:
         all_platforms: Annotated[
             bool, typer.Option("--all", help="Keep every platform of a multi-platform image.")
         ] = False,
+        policy: Annotated[
+            PullPolicy,
+            typer.Option(
+                "--policy",
+                help="always: pull (only missing blobs travel); missing: only when the store "
+                "has no image of that name; never: use the store's, fail without it.",
+            ),
+        ] = PullPolicy.always,
+        retry: Retry = DEFAULT_RETRIES,
+        creds: Creds = None,
+        authfile: AuthFile = None,
+        tls_verify: TlsVerify = None,
+        cert_dir: CertDir = None,
+        jobs: Jobs = DEFAULT_JOBS,
         quiet: Annotated[
             bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
         ] = False,
@@ -69,13 +116,48 @@ def register(app: typer.Typer) -> None:
           clusterimage pull oci:./layout:v1 --name localhost/myapp:v1
 
           clusterimage pull oci:./multiarch:app:v1 --all -q
+
+          clusterimage pull registry.example.com/apps/nginx:v1 --policy missing
+
+          clusterimage pull localhost:5000/app:v1 --tls-verify=false --creds ci:secret
         """
         if platform and all_platforms:
             raise UsageError("pull: --platform and --all exclude each other")
         src = transports.parse(source, default="docker")
         target = Reference.parse(name) if name else _default_name(src)
         dst = StoreReference(str(target))
-        ctx = pull_context(platform=platform)
+        ctx = pull_context(
+            platform=platform,
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            authfile=authfile,
+            creds=creds,
+            retry=retry,
+            jobs=jobs,
+        )
+        if policy is not PullPolicy.always:
+            try:
+                existing = dst.store(ctx).resolve(str(target))
+            except ImageNotFound:
+                if policy is PullPolicy.never:
+                    raise ImageNotFound(
+                        f"{target}: not in the store, and --policy never forbids pulling it"
+                    ) from None
+            else:
+                if json_output:
+                    print_json(
+                        {
+                            "name": str(target),
+                            "source": str(src),
+                            "pulled": False,
+                            "digest": str(existing.digest),
+                        }
+                    )
+                elif not quiet:
+                    info(f"{target} is in the store already (--policy {policy.value})")
+                if not json_output:
+                    typer.echo(str(existing.digest))
+                return
         with CopyProgress(enabled=False if quiet or json_output else None) as progress:
             options = CopyOptions(
                 platform=ctx.platform,
