@@ -8,7 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from clusterimage import transports
-from clusterimage.cli._common import print_json, store_dir
+from clusterimage.cli._common import print_json
+from clusterimage.cli._registry_options import (
+    DEFAULT_RETRIES,
+    AuthFile,
+    CertDir,
+    Creds,
+    RegistryCommand,
+    Retry,
+    TlsVerify,
+    registry_context,
+)
 from clusterimage.errors import DigestMismatch, ImageNotFound, ManifestError
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
@@ -16,7 +26,7 @@ from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest
 from clusterimage.oci.platform import Platform
 from clusterimage.store.layout import MAX_CONFIG_SIZE
-from clusterimage.transports.base import Context, ImageSource
+from clusterimage.transports.base import ImageSource
 from clusterimage.transports.store import StoreReference
 
 
@@ -27,7 +37,7 @@ class InspectType(enum.StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("inspect")
+    @app.command("inspect", cls=RegistryCommand)
     def inspect(
         image: Annotated[
             str,
@@ -48,6 +58,11 @@ def register(app: typer.Typer) -> None:
                 help="The image of a multi-platform index to show (default: this machine's).",
             ),
         ] = None,
+        retry: Retry = DEFAULT_RETRIES,
+        creds: Creds = None,
+        authfile: AuthFile = None,
+        tls_verify: TlsVerify = None,
+        cert_dir: CertDir = None,
     ) -> None:
         """Show an image as JSON: a summary (default), its manifest, or its config.
 
@@ -64,7 +79,10 @@ def register(app: typer.Typer) -> None:
         """
         ref = transports.parse(image, default="store")
         want = Platform.parse(platform) if platform else None
-        ctx = Context(store_dir=store_dir(), platform=want)
+        ctx = registry_context(
+            tls_verify=tls_verify, cert_dir=cert_dir, authfile=authfile, creds=creds, retry=retry
+        )
+        ctx.platform = want
         with ref.new_source(ctx) as source:
             top = source.get_manifest()
             if type_ is InspectType.manifest:
