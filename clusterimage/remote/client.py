@@ -180,6 +180,8 @@ class Registry:
                 except httpx.TransportError as exc:
                     if base.startswith("https:") and _is_cert_error(exc):
                         raise self._tls_error(exc) from None
+                    if len(bases) == 1 and _is_tls_error(exc):
+                        raise self._tls_error(exc) from None  # retrying will not help
                     last = exc
                     continue
                 if is_retryable_status(response.status_code):
@@ -213,9 +215,15 @@ class Registry:
         raise RegistryError(f"cannot reach registry {self.host}: {_describe(last)}")
 
     def _tls_error(self, exc: BaseException) -> RegistryError:
+        if _is_cert_error(exc):
+            return RegistryError(
+                f"{self.host}: TLS certificate verification failed "
+                f"({_describe(_root_cause(exc))}); use --cert-dir DIR with the registry's CA "
+                "certificate, or --tls-verify=false"
+            )
         return RegistryError(
-            f"{self.host}: TLS verification failed ({_describe(_root_cause(exc))}); "
-            f"use --cert-dir DIR with the registry's CA certificate, or --tls-verify=false"
+            f"{self.host}: TLS handshake failed ({_describe(_root_cause(exc))}); if the "
+            "registry serves plain HTTP use --tls-verify=false, for a private CA use --cert-dir DIR"
         )
 
     # -- authorization ---------------------------------------------------------------------
