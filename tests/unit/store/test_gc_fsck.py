@@ -1,0 +1,160 @@
+"""Garbage collection and fsck of the store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clusterimage.copy import CopyOptions, copy_image
+from clusterimage.oci.digest import Digest
+from clusterimage.store import Store, StoreBusy
+from clusterimage.transports import Context, parse
+from tests.fixtures.oci_layout import OciImage, make_oci_layout
+from tests.helpers.images import make_index_layout
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> OciImage:
+    return make_oci_layout(
+        tmp_path / "src", ref="v1", layers=({"a": b"layer one"}, {"b": b"layer two"})
+    )
+
+
+def _import(store: Store, source: str, name: str, all_platforms: bool = False) -> Digest:
+    ctx = Context(store_dir=store.root)
+    options = CopyOptions(all_platforms=all_platforms)
+    return copy_image(parse(source), parse(f"store:{name}"), ctx, options).digest
+
+
+def _blobs(store: Store) -> set[str]:
+    return {f"sha256:{p.name}" for p in (store.root / "blobs" / "sha256").iterdir()}
+
+
+def test_gc_keeps_reachable_and_removes_the_rest(store: Store, image: OciImage) -> None:
+    _import(store, image.transport_ref, "app:1")
+    before = _blobs(store)
+    assert before == {image.manifest.digest, *image.blob_digests()}
+    stray = store.put_bytes(b"unreferenced")
+    with store.blob_writer(Digest.of(b"partial data"), 12) as writer:
+        writer.write(b"partial")
+    result = store.gc()
+    assert [d for d, _ in result.blobs] == [stray]
+    assert result.partial_files == 1
+    assert result.freed == len(b"unreferenced") + len(b"partial")
+    assert _blobs(store) == before
+    assert store.fsck() == []
+    store.remove("app:1")
+    result = store.gc()
+    assert {str(d) for d, _ in result.blobs} == before
+    assert _blobs(store) == set()
+
+
+def test_gc_walks_indexes(store: Store, tmp_path: Path) -> None:
+    multi = make_index_layout(tmp_path / "multi")
+    _import(store, multi.transport_ref, "multi:1", all_platforms=True)
+    expected = {multi.index.digest}
+    for img in multi.images.values():
+        expected |= {img.manifest.digest, *img.blob_digests()}
+    assert _blobs(store) == expected
+    assert store.gc().blobs == []
+    assert store.fsck() == []
+
+
+def test_gc_waits_for_writers(store: Store) -> None:
+    # An import holds the guard from its first blob to its tag; gc must not run in between.
+    with store.writing():
+        unreferenced = store.put_bytes(b"not tagged yet")
+        with pytest.raises(StoreBusy, match="in use"):
+            store.gc(timeout=0)
+    done = threading.Event()
+
+    def hold() -> None:
+        with store.writing():
+            time.sleep(0.3)
+        done.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    time.sleep(0.05)
+    store.gc(timeout=5)  # waits for the writer, then collects
+    assert done.is_set()
+    thread.join()
+    assert not store.has_blob(unreferenced)
+
+
+def test_stale_index_temp_is_removed(store: Store) -> None:
+    stale = store.state_dir / "index.json.deadbeef.tmp"
+    stale.write_text("{}")
+    store.gc()
+    assert not stale.exists()
+
+
+def test_fsck_clean_store(store: Store, image: OciImage) -> None:
+    _import(store, image.transport_ref, "app:1")
+    report = store.fsck_report()
+    assert report.ok
+    assert report.blobs == 4
+    assert report.images == 1
+
+
+def test_fsck_names_a_corrupt_blob(store: Store, image: OciImage) -> None:
+    _import(store, image.transport_ref, "app:1")
+    layer = Digest.parse(image.layers[1].digest)
+    path = store.blob_path(layer)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # same size, other content
+    [problem] = store.fsck()
+    assert problem.kind == "corrupt-blob"
+    assert problem.digest == layer
+    assert str(layer) in str(problem)
+
+
+def test_fsck_corrupt_manifest_is_reported_once(store: Store, image: OciImage) -> None:
+    digest = _import(store, image.transport_ref, "app:1")
+    store.blob_path(digest).write_bytes(b"{broken")
+    problems = store.fsck()
+    assert [p.kind for p in problems] == ["corrupt-blob"]
+    assert problems[0].digest == digest
+
+
+def test_fsck_missing_and_wrong_size(store: Store, image: OciImage) -> None:
+    _import(store, image.transport_ref, "app:1")
+    config = Digest.parse(image.config.digest)
+    store.blob_path(config).unlink()
+    problems = store.fsck()
+    assert [p.kind for p in problems] == ["missing-blob"]
+    assert problems[0].ref == "docker.io/library/app:1"
+    assert f"missing config blob {config}" in str(problems[0])
+
+
+def test_fsck_stray_files_and_bad_names(store: Store, image: OciImage) -> None:
+    _import(store, image.transport_ref, "app:1")
+    (store.root / "blobs" / "sha256" / "not-a-digest").write_text("x")
+    index_path = store.root / "index.json"
+    index = json.loads(index_path.read_text())
+    index["manifests"].append(
+        {**index["manifests"][0], "annotations": {"org.opencontainers.image.ref.name": "v1"}}
+    )
+    index["manifests"].append(index["manifests"][0])
+    index_path.write_text(json.dumps(index))
+    kinds = sorted(p.kind for p in store.fsck())
+    assert kinds == ["index", "index", "stray"]
+    messages = " ".join(str(p) for p in store.fsck())
+    assert "'v1' is not a full normalised reference" in messages
+    assert "listed twice" in messages
+    assert "not-a-digest" in messages
+
+
+def test_fsck_bad_layout_files(store: Store) -> None:
+    (store.root / "oci-layout").write_text("[]")
+    [problem] = store.fsck()
+    assert problem.kind == "layout"
