@@ -257,6 +257,9 @@ class _ShellWord:
         name = self.process_name()
         ch = self.next()
         modifier = ch
+        if ch == _EOF:
+            # lex.go reports "unsupported modifier (\ufffd)" here; say what is wrong instead.
+            raise ExpansionError("syntax error: missing '}'")
         if ch == "}":
             value, found = self.get_env(name)
             if not found and self.lex.skip_unset_env:

@@ -122,14 +122,16 @@ def parse_file(path: str | os.PathLike[str], *, display: str | None = None) -> K
 
 def parse_string(text: str, path: str = "Kubefile") -> Kubefile:
     """Parse Kubefile source; ``path`` is only used in error messages and locations."""
+    escape = _escape_token(text)
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as exc:
-        line = _error_line(text, str(exc))
-        raise KubefileError(str(exc), path, line) from None
+        if str(exc) == "file with no instructions":
+            commands = ()
+        else:
+            raise KubefileError(str(exc), path, _error_line(text, str(exc), escape)) from None
     if not commands:
         raise KubefileError("the Kubefile is empty: it has no instructions", path)
-    escape = _escape_token(text)
     meta_args: list[Arg] = []
     stages: list[tuple[From, list[Instruction]]] = []
     for command in commands:
@@ -167,32 +169,40 @@ def _escape_token(text: str) -> str:
     return "\\"
 
 
-def _error_line(text: str, message: str) -> int | None:
-    """The line a parser error belongs to: the shortest prefix of the file that fails alike.
+def _error_line(text: str, message: str, escape: str) -> int | None:
+    """The line a parser error belongs to: where the shortest failing prefix's instruction starts.
 
     The ``dockerfile`` package reports parse errors without a line; re-parsing prefixes finds
     the instruction that causes it (only on the error path, and Kubefiles are short).
     """
     lines = text.splitlines(keepends=True)
-    last_good_end = 0
     for count in range(1, len(lines) + 1):
         try:
-            parsed = dockerfile.parse_string("".join(lines[:count]))
+            dockerfile.parse_string("".join(lines[:count]))
         except dockerfile.GoParseError as exc:
             if str(exc) == message:
-                return _first_instruction_line(lines, last_good_end, count)
-            continue
-        if parsed:
-            last_good_end = parsed[-1].end_line
+                return _instruction_start(lines, count, escape)
     return None
 
 
-def _first_instruction_line(lines: list[str], after: int, upto: int) -> int:
-    for number in range(after + 1, upto + 1):
+def _instruction_start(lines: list[str], failing: int, escape: str) -> int:
+    """First line of the instruction that ends on line ``failing``."""
+    try:
+        before = dockerfile.parse_string("".join(lines[: failing - 1])) if failing > 1 else ()
+    except dockerfile.GoParseError:
+        return failing
+    after = 0
+    if before:
+        last = before[-1]
+        previous = lines[failing - 2].rstrip("\r\n").rstrip()
+        if last.end_line == failing - 1 and previous.endswith(escape):
+            return int(last.start_line)  # the failing line continues that instruction
+        after = last.end_line
+    for number in range(after + 1, failing + 1):
         stripped = lines[number - 1].strip()
         if stripped and not stripped.startswith("#"):
             return number
-    return upto
+    return failing
 
 
 def _check_stage_names(froms: list[From]) -> None:
