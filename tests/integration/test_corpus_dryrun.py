@@ -1,5 +1,9 @@
 """Every real Kubefile of the corpus plans without an error, as ``build --dry-run`` would.
 
+The plan's image config is also checked against what buildah really builds (buildah is the
+engine sealos uses) for corpus Kubefiles with a complete context and for a Kubefile that
+exercises every expansion rule.
+
 The corpus is ``../shared/corpus`` beside the repository (CI copies ``shared/`` next to its
 clone) or wherever ``CLUSTERIMAGE_CORPUS`` points. Rootfs Kubefiles under ``runtime/`` get the
 labels their home repository passes on the command line (corpus README).
@@ -7,15 +11,19 @@ labels their home repository passes on the command line (corpus README).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clusterimage.build.plan import BuildPlan, CopyStep, plan_build
 from clusterimage.kubefile import DEFAULT_PATH
-from tests.fixtures.tools import REPO_ROOT
+from tests.fixtures.tools import REPO_ROOT, require_root, require_tool, run_tool
 
 KUBEFILE_NAMES = ("Kubefile", "Dockerfile", "Sealfile")
 EXPECTED_COUNT = 258
@@ -151,3 +159,137 @@ def test_whole_corpus_plans_quickly(corpus: Path) -> None:
     for path in KUBEFILES:
         _plan(corpus, str(path.relative_to(corpus)))
     assert time.monotonic() - started < 20
+
+
+# -- the plan's config is what buildah builds -------------------------------------------------
+
+BUILDAH_CASES = (
+    "runtime/containerd/Kubefile",
+    "runtime/k3s/Kubefile",
+    "cluster-image/applications/minio/latest/Kubefile",
+    "cluster-image/applications/kafka-operator/0.37.0/Dockerfile",
+)
+
+# No EXPOSE port range here: Docker expands 7000-7001 into one key per port (what we do, and
+# what OCI's key format allows); buildah keeps "7000-7001/tcp" as a single key.
+TRICKY_KUBEFILE = """\
+ARG G=glob
+FROM scratch AS base
+MAINTAINER someone <a@b>
+ENV E1=k BASEV=1 PATHLESS="a b"
+CMD ["base-cmd"]
+LABEL keep=yes
+COPY a.txt /
+FROM base
+ARG G
+ARG X=1
+ENTRYPOINT run.sh --x $X
+ENV A=${X}a B="q w" C=$A F=${E1:+alt} I='$E1' J="$E1" K=\\$E1 L=$(E1) G=$G
+ENV HELM=${HELM:-" \\
+--set a=b \\
+"}
+LABEL init="init-cri.sh \\$registryDomain" "apps.sealos.io/type"=rootfs
+ENV LEG some value  here
+WORKDIR app
+WORKDIR ../b/./c
+USER 1000:1000
+VOLUME /data ["/x"]
+VOLUME ["/y", "/z"]
+EXPOSE 80 90/udp
+STOPSIGNAL SIGKILL
+COPY . .
+"""
+
+
+@pytest.fixture(scope="module")
+def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    require_root("buildah with its own storage root")
+    binary = require_tool("buildah")
+    root = tmp_path_factory.mktemp("buildah-storage")
+    yield [
+        binary,
+        "--root",
+        str(root / "root"),
+        "--runroot",
+        str(root / "run"),
+        "--storage-driver",
+        "vfs",
+    ]
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _buildah_config(
+    buildah: list[str],
+    context: Path,
+    kubefile: Path,
+    name: str,
+    *,
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    envs: dict[str, str],
+) -> dict[str, Any]:
+    argv = [*buildah, "bud", "--isolation", "chroot", "--identity-label=false", "-f", str(kubefile)]
+    for flag, values in (("--build-arg", build_args), ("--label", labels), ("--env", envs)):
+        argv += [item for key, value in values.items() for item in (flag, f"{key}={value}")]
+    run_tool([*argv, "-t", name, str(context)], timeout=600)
+    inspected = json.loads(run_tool([*buildah, "inspect", "--type", "image", name]).stdout)
+    image = inspected["OCIv1"]
+    config = dict(image.get("config") or {})
+    labels_seen = dict(config.get("Labels") or {})
+    labels_seen.pop("io.buildah.version", None)  # older buildah ignores --identity-label
+    config["Labels"] = labels_seen
+    config["author"] = image.get("author")
+    return config
+
+
+def _plan_config(plan: BuildPlan) -> dict[str, Any]:
+    config = plan.config.to_oci()
+    config.setdefault("Labels", {})
+    config["author"] = plan.config.author
+    return config
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    keys = ("Env", "Labels", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts")
+    out = {key: config.get(key) or None for key in keys}
+    out.update(
+        Volumes=config.get("Volumes") or None,
+        StopSignal=config.get("StopSignal") or None,
+        author=config.get("author") or None,
+    )
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("relative", BUILDAH_CASES)
+def test_plan_config_matches_buildah(corpus: Path, buildah: list[str], relative: str) -> None:
+    kubefile = corpus / relative
+    labels = _labels_for(Path(relative))
+    plan = plan_build(kubefile.parent, kubefile, labels=labels)
+    assert plan.missing_sources == ()
+    name = "corpus-" + relative.replace("/", "-").lower()
+    built = _buildah_config(
+        buildah, kubefile.parent, kubefile, name, build_args={}, labels=labels, envs={}
+    )
+    assert _comparable(_plan_config(plan)) == _comparable(built)
+
+
+@pytest.mark.integration
+def test_tricky_kubefile_matches_buildah(tmp_path: Path, buildah: list[str]) -> None:
+    (tmp_path / "Kubefile").write_text(TRICKY_KUBEFILE)
+    (tmp_path / "a.txt").write_text("a\n")
+    build_args = {"X": "5", "UNUSED": "1"}
+    labels = {"keep": "cli", "extra": "1"}
+    envs = {"E1": "v"}
+    plan = plan_build(tmp_path, None, build_args=build_args, labels=labels, envs=envs)
+    assert plan.unused_build_args == ("UNUSED",)
+    built = _buildah_config(
+        buildah,
+        tmp_path,
+        tmp_path / "Kubefile",
+        "tricky",
+        build_args=build_args,
+        labels=labels,
+        envs=envs,
+    )
+    assert _comparable(_plan_config(plan)) == _comparable(built)
