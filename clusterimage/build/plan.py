@@ -530,6 +530,15 @@ class _Planner:
                     stage.location.line,
                 )
             )
+        if used and stage.base_onbuild:
+            self.warnings.append(
+                PlanWarning(
+                    f"base image {stage.base.reference} has ONBUILD triggers; they are not run "
+                    "(ONBUILD is not supported)",
+                    self.path,
+                    stage.location.line,
+                )
+            )
         self._warn_repeated(stage, used)
         steps = tuple(self._step(item, used) for item in stage.instructions)
         return StagePlan(

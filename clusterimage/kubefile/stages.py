@@ -164,6 +164,7 @@ class EvaluatedStage:
     args: tuple[tuple[str, str | None], ...]
     depends_on: frozenset[int]
     label_locations: Mapping[str, Location] = field(default_factory=dict)
+    base_onbuild: tuple[str, ...] = ()
 
     @property
     def display_name(self) -> str:
@@ -356,6 +357,7 @@ class _Walker:
 
         scope: dict[str, str]
         known = True
+        onbuild: tuple[str, ...] = ()
         depends: set[int] = set()
         if base_name.lower() in self.names:
             base_index = self.names[base_name.lower()]
@@ -382,6 +384,7 @@ class _Walker:
                 data = self.base_config(reference, platform or self.platform)
             known = data is not None
             config = ConfigState(ExecConfig.from_image_config(data or {}))
+            onbuild = tuple((data or {}).get("config", {}).get("OnBuild") or ())
             scope = {}
             args = []
         platform = platform or self.platform
@@ -409,6 +412,7 @@ class _Walker:
                 args=tuple(args),
                 depends_on=frozenset(depends),
                 label_locations=dict(stage_walk.label_locations),
+                base_onbuild=onbuild,
             )
         )
         self.scopes.append(scope)

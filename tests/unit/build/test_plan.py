@@ -351,6 +351,14 @@ def test_base_image_warning_and_resolver(tmp_path: Path) -> None:
     assert not plan.warnings
 
 
+def test_base_image_onbuild_warning(tmp_path: Path) -> None:
+    def resolver(reference: str, platform: Platform) -> dict[str, Any]:
+        return {"config": {"OnBuild": ["RUN make"]}}
+
+    plan = plan_of(tmp_path, "FROM busybox:1.36\nENV A=1\n", base_config=resolver)
+    assert any("has ONBUILD triggers" in str(w) and ":1:" in str(w) for w in plan.warnings)
+
+
 def test_repeated_cmd_warning(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, 'FROM scratch\nCMD ["a"]\nCMD ["b"]\n')
     assert plan.config.cmd == ("b",)
