@@ -45,6 +45,7 @@ def _global(
 # Keep one name per line: several people add to this list.
 _COMMAND_MODULES = (
     "version",
+    "build",
     "create",
     "images",
     "inspect",
