@@ -74,13 +74,20 @@ def _decompressed(path: Path, compression: str) -> Iterator[IO[bytes]]:
             yield raw
 
 
+@contextmanager
+def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A tar archive or layer blob, decompressed as its content says, read as a stream."""
+    with (
+        _decompressed(path, compression_of(path)) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+        yield tar
+
+
 def is_archive(path: Path) -> bool:
     """Whether ``path`` holds a tar archive (possibly compressed), as Docker's IsArchive tests."""
     try:
-        with (
-            _decompressed(path, compression_of(path)) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
-        ):
+        with open_tar(path) as tar:
             return tar.next() is not None
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError):
         return False
@@ -113,10 +120,7 @@ def read_archive(
     staged: dict[str, Content] = {}
     counter = 0
     try:
-        with (
-            _decompressed(path, compression_of(path)) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
-        ):
+        with open_tar(path) as tar:
             for member in tar:
                 rel = _member_path(member.name)
                 if rel is None:

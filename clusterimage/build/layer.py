@@ -60,9 +60,17 @@ class BlobSink(Protocol):
 
 @dataclass(frozen=True)
 class LayerResult:
-    descriptor: Descriptor  # the compressed blob: media type, digest, size
+    media_type: str
     diff_id: Digest  # digest of the uncompressed tar
+    digest: Digest | None  # of the blob as written; None when the sink hashes it (hash_output)
+    size: int  # bytes written to the sink
     entries: int  # tar entries written
+
+    @property
+    def descriptor(self) -> Descriptor:
+        if self.digest is None:
+            raise ValueError("the layer was written without hashing its output")
+        return Descriptor(self.media_type, self.digest, self.size)
 
 
 def _compressor(compression: str) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]] | None:
@@ -81,10 +89,12 @@ def _compressor(compression: str) -> tuple[Callable[[bytes], bytes], Callable[[]
 class _Compressing:
     """The second stage: a thread that compresses, hashes and writes what the first one queues."""
 
-    def __init__(self, compression: str, sink: BlobSink) -> None:
+    def __init__(self, compression: str, sink: BlobSink, hash_output: bool) -> None:
         self._codec = _compressor(compression)
         self._sink = sink
+        self._hash = hash_output and self._codec is not None
         self.hasher = Hasher()
+        self.size = 0
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._abort = threading.Event()
@@ -93,8 +103,10 @@ class _Compressing:
 
     def _out(self, data: bytes) -> None:
         if data:
-            if self._codec is not None:  # uncompressed: the digest is the diff_id, hashed upstream
+            # Uncompressed: the digest is the diff_id, hashed upstream.
+            if self._hash:
                 self.hasher.update(data)
+            self.size += len(data)
             self._sink.write(data)
 
     def _run(self) -> None:
@@ -225,11 +237,14 @@ def write_layer(
     *,
     compression: str = "gzip",
     timestamp: int = 0,
+    hash_output: bool = True,
 ) -> LayerResult:
-    """Write ``entries`` (path → node) as one layer blob to ``sink``; returns its descriptor.
+    """Write ``entries`` (path → node) as one layer blob to ``sink``.
 
     Paths are relative (``etc/app.conf``); the writer sorts them, so the order given does not
     matter. Regular files' :class:`Content` digests are filled in on the way when still unknown.
+    ``hash_output=False`` leaves the blob digest to a sink that hashes what it stores (the store's
+    blob writer), so compressed bytes are not hashed twice.
     """
     ordered = sorted(entries, key=lambda item: sort_key(item[0]))
     for (a, _), (b, _) in itertools.pairwise(ordered):
@@ -237,7 +252,7 @@ def write_layer(
             raise BuildError(f"layer has /{a} twice")
     if timestamp < 0:
         raise BuildError(f"invalid timestamp {timestamp}: must be >= 0")
-    compressing = _Compressing(compression, sink)
+    compressing = _Compressing(compression, sink, hash_output)
     tar = _TarStream(compressing)
     first_path: dict[int, str] = {}  # id(Content) → path written as the file; later ones link
     try:
@@ -257,9 +272,10 @@ def write_layer(
         compressing.abort()
         raise
     diff_id = tar.hasher.digest()
+    digest: Digest | None = None
     if compression == "none":
-        digest, size = diff_id, tar.hasher.size
-    else:
-        digest, size = compressing.hasher.digest(), compressing.hasher.size
-    descriptor = Descriptor(mt.layer_media_type(compression), digest, size)
-    return LayerResult(descriptor, diff_id, len(ordered))
+        digest = diff_id
+    elif hash_output:
+        digest = compressing.hasher.digest()
+    media_type = mt.layer_media_type(compression)
+    return LayerResult(media_type, diff_id, digest, compressing.size, len(ordered))
