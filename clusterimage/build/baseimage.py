@@ -1,0 +1,275 @@
+"""Images a build starts FROM or copies from: found in the store, else pulled into it; and their
+filesystem as a tree, read from the layers' tar headers without unpacking them.
+
+References: a plain reference (``nginx:1.25``, ``localhost/base:v1``) is looked up in the store
+and pulled through ``docker://`` when missing; a transport reference (``oci:DIR:TAG``,
+``docker://...``, ``oci-archive:...``, ``docker-archive:...``) is copied into the store by the copy
+engine (tagged with its name for ``docker://``, untagged otherwise); ``store:REF`` must be there.
+
+The tree of an image is the union of its layers with whiteouts applied (``.wh.NAME`` removes
+NAME below, ``.wh..wh..opq`` empties its folder of what lower layers put there). Each layer's
+listing (tar headers only) is cached as JSON under ``$CLUSTERIMAGE_HOME/cache/listings``; a file
+of the tree knows its layer and member name (``Content.origin``) and is extracted only when a
+COPY needs its bytes (:func:`extract`), in one pass per layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from clusterimage import transports
+from clusterimage.build.archive import open_tar
+from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
+from clusterimage.copy import CopyOptions, copy_image
+from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
+from clusterimage.oci.config import ImageConfig
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import ImageIndex, ImageManifest
+from clusterimage.oci.platform import Platform
+from clusterimage.store import Store
+from clusterimage.transports.base import Context
+from clusterimage.transports.store import StoreReference
+
+TRANSPORT_PREFIXES: Final = ("docker://", "oci:", "oci-archive:", "docker-archive:", "store:")
+_WHITEOUT: Final = ".wh."
+_OPAQUE: Final = ".wh..wh..opq"
+_LISTING_VERSION: Final = 1
+_CHUNK: Final = 1 << 20
+_KINDS: Final[dict[bytes, NodeKind]] = {
+    tarfile.REGTYPE: "file",
+    tarfile.AREGTYPE: "file",
+    tarfile.CONTTYPE: "file",
+    tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "symlink",
+    tarfile.CHRTYPE: "char",
+    tarfile.BLKTYPE: "block",
+    tarfile.FIFOTYPE: "fifo",
+}
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in the store: what to build on."""
+
+    name: str  # as the Kubefile names it
+    descriptor: Descriptor  # of the image manifest (one platform)
+    manifest: ImageManifest
+    config: ImageConfig
+
+
+def is_transport_reference(name: str) -> bool:
+    return name.startswith(TRANSPORT_PREFIXES)
+
+
+def ensure_image(
+    store: Store, name: str, platform: Platform, ctx: Context, *, pull: bool = True
+) -> Image:
+    """The image ``name`` for ``platform``, from the store, copied into it when needed.
+
+    Raises ImageNotFound (or the transport's error) when it cannot be had.
+    """
+    if name.startswith("store:"):
+        return _load(store, name, store.resolve(name[len("store:") :]), platform)
+    if is_transport_reference(name):
+        if not pull:
+            raise ImageNotFound(f"{name}: not copied into the store yet")
+        source = transports.parse(name)
+        destination = StoreReference(
+            name[len("docker://") :] if name.startswith("docker://") else ""
+        )
+        result = copy_image(source, destination, ctx, CopyOptions(platform=platform, jobs=ctx.jobs))
+        manifest = store.get_manifest(result.digest, result.media_type)
+        return _load(store, name, store.describe(manifest), platform)
+    try:
+        desc = store.resolve(name)
+    except ImageNotFound:
+        if not pull:
+            raise
+        try:
+            copy_image(
+                transports.parse(f"docker://{name}"),
+                StoreReference(name),
+                ctx,
+                CopyOptions(platform=platform, jobs=ctx.jobs),
+            )
+        except ClusterImageError as exc:
+            raise ImageNotFound(
+                f"{name} is not in the local store and pulling it failed: {exc}"
+            ) from None
+        desc = store.resolve(name)
+    return _load(store, name, desc, platform)
+
+
+def _load(store: Store, name: str, desc: Descriptor, platform: Platform) -> Image:
+    manifest = store.get_manifest(desc.digest, desc.media_type)
+    if isinstance(manifest, ImageIndex):
+        available = []
+        for entry in manifest.manifests:
+            if entry.platform is None:
+                continue
+            available.append(str(entry.platform))
+            if platform.matches(entry.platform) and store.has_blob(entry.digest):
+                return _load(store, name, entry, platform)
+        listed = ", ".join(available) or "none"
+        raise ImageNotFound(f"{name}: no image for platform {platform} in the store ({listed})")
+    config = store.get_config(manifest)
+    return Image(
+        name, Descriptor(manifest.media_type, manifest.digest, manifest.size), manifest, config
+    )
+
+
+# -- listings and trees ---------------------------------------------------------------------------
+
+Record = list[Any]  # [name, kind, mode, uid, gid, size, linkname, devmajor, devminor, hardlink]
+
+
+def _list_layer(path: Path) -> list[Record]:
+    records: list[Record] = []
+    with open_tar(path) as tar:
+        for member in tar:
+            hardlink = member.islnk()
+            kind = _KINDS.get(member.type)
+            if kind is None and not hardlink:
+                continue
+            records.append(
+                [
+                    member.name,
+                    "hardlink" if hardlink else kind,
+                    member.mode & 0o7777,
+                    member.uid,
+                    member.gid,
+                    member.size if kind == "file" else 0,
+                    member.linkname,
+                    member.devmajor,
+                    member.devminor,
+                ]
+            )
+    return records
+
+
+def layer_listing(store: Store, layer: Descriptor, cache_dir: Path) -> list[Record]:
+    """The tar headers of a layer blob (cached by digest: a blob never changes)."""
+    cached = cache_dir / f"{layer.digest.hex}.json"
+    try:
+        data = json.loads(cached.read_bytes())
+        if data.get("version") == _LISTING_VERSION:
+            return list(data["records"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    try:
+        records = _list_layer(store.blob_path(layer.digest))
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BuildError(f"cannot read layer {layer.digest}: {exc}") from None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    raw = json.dumps({"version": _LISTING_VERSION, "records": records}, ensure_ascii=False)
+    tmp.write_bytes(raw.encode("utf-8", "surrogateescape"))
+    os.replace(tmp, cached)
+    return records
+
+
+def _clean(name: str) -> str | None:
+    rel = posixpath.normpath("/" + name).lstrip("/")
+    return rel or None
+
+
+def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) -> None:
+    """Lay one layer over ``tree``: whiteouts first (they refer to lower layers), then entries."""
+    records = list(records)
+    for record in records:
+        path = _clean(record[0])
+        if path is None:
+            continue
+        parent, _, base = path.rpartition("/")
+        if base == _OPAQUE:
+            tree.clear_dir(parent)
+        elif base.startswith(_WHITEOUT):
+            target = base[len(_WHITEOUT) :]
+            tree.remove(f"{parent}/{target}" if parent else target)
+    for name, kind, mode, uid, gid, size, linkname, devmajor, devminor in records:
+        path = _clean(name)
+        if path is None:
+            if kind == "dir":
+                tree.set("", Node("dir", mode, uid, gid))
+            continue
+        if posixpath.basename(path).startswith(_WHITEOUT):
+            continue
+        if kind == "hardlink":
+            target_path = _clean(linkname)
+            target = tree.get(target_path) if target_path else None
+            if target is None or target.kind != "file":
+                continue  # a link to nothing: unpacking would fail the same way
+            tree.set(path, Node("file", mode, uid, gid, content=target.content))
+        elif kind == "file":
+            content = Content(None, size, origin=f"{layer.digest}!{name}")
+            tree.set(path, Node("file", mode, uid, gid, content=content))
+        elif kind == "symlink":
+            tree.set(path, Node("symlink", 0o777, uid, gid, linkname=linkname))
+        else:
+            tree.set(path, Node(kind, mode, uid, gid, devmajor=devmajor, devminor=devminor))
+
+
+def image_tree(store: Store, image: Image, cache_dir: Path) -> FsTree:
+    tree = FsTree()
+    for layer in image.manifest.layers:
+        apply_listing(tree, layer, layer_listing(store, layer, cache_dir))
+    return tree
+
+
+def extract(store: Store, contents: Iterable[Content], staging: Path) -> None:
+    """Give every base-image file in ``contents`` a host copy: one pass per layer involved."""
+    wanted: dict[str, dict[str, list[Content]]] = {}
+    for content in contents:
+        if content.path is not None or content.origin is None:
+            continue
+        layer, _, member = content.origin.partition("!")
+        wanted.setdefault(layer, {}).setdefault(member, []).append(content)
+    staging.mkdir(parents=True, exist_ok=True)
+    for layer, members in wanted.items():
+        digest = layer.partition(":")[2]
+        blob = store.blob_path(Digest.parse(layer))
+        try:
+            with open_tar(blob) as tar:
+                for member in tar:
+                    targets = members.get(member.name)
+                    if not targets or not member.isreg():
+                        continue
+                    out = staging / hashlib.sha256(f"{layer}!{member.name}".encode()).hexdigest()
+                    digest_hex = _copy_member(tar, member, out)
+                    for content in targets:
+                        content.path, content.digest = out, f"sha256:{digest_hex}"
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BuildError(f"cannot read layer {layer}: {exc}") from None
+        missing = [m for m, cs in members.items() if any(c.path is None for c in cs)]
+        if missing:
+            raise BuildError(f"layer sha256:{digest} has no file {missing[0]!r}")
+
+
+def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> str:
+    source = tar.extractfile(member)
+    assert source is not None
+    hasher = hashlib.sha256()
+    with open(out, "wb") as f:
+        while chunk := source.read(_CHUNK):
+            hasher.update(chunk)
+            f.write(chunk)
+    return hasher.hexdigest()
+
+
+def read_text(store: Store, tree: FsTree, path: str, staging: Path) -> str | None:
+    """A small text file of a tree (``etc/passwd`` for ``--chown`` names), or None."""
+    node = tree.get(tree.resolve(path))
+    if node is None or node.kind != "file" or node.content is None:
+        return None
+    extract(store, [node.content], staging)
+    assert node.content.path is not None
+    return node.content.path.read_text(errors="replace")
