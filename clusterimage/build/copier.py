@@ -370,3 +370,20 @@ def apply(target: FsTree, entries: dict[str, Node]) -> None:
     """Record a layer's entries in the stage tree (parents first)."""
     for path in sorted(entries, key=lambda p: p.count("/")):
         target.set(path, entries[path])
+
+
+def plan_mkdir(target: FsTree, path: str, ownership: Ownership) -> dict[str, Node]:
+    """The entries of WORKDIR's layer: its folder (kept as it is when the stage has it, else new,
+    owned by the USER in effect) and the folder's parents."""
+    real = target.resolve(clean(path))
+    if not real:
+        return {}
+    existing = target.get(real)
+    layer = _Layer()
+    if existing is not None and existing.is_dir:
+        layer.put(real, existing)
+    else:
+        uid, gid = ownership.owner_of(DEFAULT_DIR, keep=False)
+        layer.put(real, DEFAULT_DIR.with_owner(uid, gid))
+    _add_parents(layer, target, ownership)
+    return layer.entries

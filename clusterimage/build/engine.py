@@ -1,0 +1,139 @@
+"""Build engines: what turns a :class:`~clusterimage.build.plan.BuildPlan` into an image in the
+store, and how one is chosen.
+
+Every engine has the same small interface, :class:`Engine`::
+
+    engine = select_engine("auto", plan)           # native, or buildah when the plan needs RUN
+    descriptor = engine.build(plan, request)       # the image manifest, tagged in request.store
+
+- ``native`` (:mod:`clusterimage.build.native`): no daemon, no root, no RUN; deterministic layers
+  and a build cache.
+- ``buildah`` (:mod:`clusterimage.build.buildah`): runs buildah for Kubefiles with RUN, then
+  imports the result into the store.
+
+:class:`BuildRequest` carries everything besides the plan: the store, tags, compression,
+timestamp, cache use, the generated ``registry/`` folder and a callback for progress events.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+from clusterimage.build.plan import BuildPlan, RunStep
+from clusterimage.errors import BuildError, UsageError
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.store import Store
+from clusterimage.transports.base import Context
+
+if TYPE_CHECKING:
+    from clusterimage.build.buildah import BuildahResult
+
+ENGINES: Final = ("auto", "native", "buildah")
+
+EventKind = Literal["stage", "step", "cached", "layer", "warning", "output", "tag"]
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """Something worth showing while a build runs (``kind`` says what; ``data`` for --json)."""
+
+    kind: EventKind
+    message: str
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class BuildRequest:
+    """Everything a build needs besides the plan."""
+
+    store: Store
+    home: Path  # $CLUSTERIMAGE_HOME: cache/, tmp/, buildah/ live below it
+    tags: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)  # --label (already in plan.config)
+    envs: Mapping[str, str] = field(default_factory=dict)  # --env (already in plan.config)
+    compression: str = "gzip"
+    timestamp: int = 0  # --timestamp, else SOURCE_DATE_EPOCH, else 0
+    use_cache: bool = True  # --no-cache: False
+    registry_dir: Path | None = None  # the generated registry/ (None: an empty folder)
+    discovered_images: tuple[str, ...] = ()  # images found for registry/ (image discovery)
+    transport_context: Context | None = None  # for pulling base images
+    pull: bool = True  # copy missing base images into the store
+    on_event: Callable[[BuildEvent], None] | None = None
+
+    def emit(self, kind: EventKind, message: str, **data: object) -> None:
+        if self.on_event is not None:
+            self.on_event(BuildEvent(kind, message, data))
+
+    @property
+    def context(self) -> Context:
+        if self.transport_context is None:
+            self.transport_context = Context(store_dir=self.store.root)
+        return self.transport_context
+
+
+class Engine(Protocol):
+    name: str
+
+    def build(self, plan: BuildPlan, request: BuildRequest) -> Descriptor:
+        """Build ``plan`` into ``request.store``, tag it with ``request.tags``; returns the
+        descriptor of the image manifest. Raises ClusterImageError subclasses for user errors."""
+        ...
+
+
+def first_run(plan: BuildPlan) -> RunStep | None:
+    for stage in plan.stages_to_build():
+        for step in stage.steps:
+            if isinstance(step, RunStep):
+                return step
+    return None
+
+
+def select_engine(name: str, plan: BuildPlan) -> Engine:
+    """``auto`` is buildah when the plan needs RUN, else native."""
+    if name not in ENGINES:
+        raise UsageError(f"unknown engine {name!r} (choose {', '.join(ENGINES)})")
+    if name == "auto":
+        name = "buildah" if plan.needs_run else "native"
+    if name == "native":
+        run = first_run(plan)
+        if run is not None:
+            raise run.location.error(
+                "RUN needs the buildah engine (--engine buildah, or auto); the native engine "
+                "does not run commands"
+            )
+        from clusterimage.build.native import NativeEngine
+
+        return NativeEngine()
+    return _BuildahAdapter()
+
+
+class _BuildahAdapter:
+    """The buildah engine behind the common interface."""
+
+    name = "buildah"
+
+    def build(self, plan: BuildPlan, request: BuildRequest) -> Descriptor:
+        try:
+            module = importlib.import_module("clusterimage.build.buildah")
+        except ModuleNotFoundError as exc:
+            if exc.name != "clusterimage.build.buildah":
+                raise
+            raise BuildError("buildah engine not available yet") from None
+        options = module.BuildahOptions(
+            tags=request.tags,
+            labels=dict(request.labels),
+            envs=dict(request.envs),
+            timestamp=request.timestamp,
+            compression=request.compression,
+            registry_dir=request.registry_dir,
+            output=lambda line: request.emit("output", line),
+        )
+        result: BuildahResult = module.BuildahEngine(request.home).build(
+            plan, request.store, options
+        )
+        manifest = request.store.get_manifest(result.copy.digest, result.copy.media_type)
+        return request.store.describe(manifest)

@@ -1,0 +1,416 @@
+"""The native engine: builds Kubefiles without RUN, with no daemon and no root.
+
+For each used stage, in order: the stage starts from scratch, another stage, or an image in the
+store (copied into it when missing). Its filesystem is an in-memory :class:`FsTree`; each COPY or
+ADD (and each WORKDIR that creates its folder) computes its layer's entries on trees
+(:mod:`clusterimage.build.copier`) and writes them with the deterministic layer writer straight
+into a store blob writer: one streaming pass, no temporary copy. The build cache is asked first:
+when the parent layers, the instruction and the content of every entry are unchanged, the layer
+from the last build is reused without reading a file.
+
+The target stage's layers, the plan's final config (Env, Cmd, Entrypoint, Labels, WorkingDir,
+User, ExposedPorts, Volumes, StopSignal), history entries and platform become an OCI config and
+manifest, tagged with every ``-t`` reference. ``created`` and every mtime are the build timestamp,
+so the same inputs give the same manifest digest anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterimage.build import baseimage
+from clusterimage.build.archive import is_archive, read_archive
+from clusterimage.build.cache import (
+    BuildCache,
+    CachedLayer,
+    chain_id,
+    entries_digest,
+    layer_key,
+    link_groups,
+)
+from clusterimage.build.context import BuildContext, Overlay
+from clusterimage.build.copier import (
+    CopyRequest,
+    ModeSpec,
+    Ownership,
+    Source,
+    apply,
+    plan_copy,
+    plan_mkdir,
+    resolve_chown,
+    resolve_sources,
+)
+from clusterimage.build.engine import BuildRequest
+from clusterimage.build.fstree import Content, FsTree, Node
+from clusterimage.build.layer import write_layer
+from clusterimage.build.plan import (
+    REGISTRY_DIR,
+    BuildPlan,
+    ConfigStep,
+    CopyStep,
+    RunStep,
+    StagePlan,
+)
+from clusterimage.errors import BuildError, ClusterImageError
+from clusterimage.kubefile.instructions import Location
+from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.config import ImageConfig
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import ImageManifest
+from clusterimage.oci.platform import Platform
+from clusterimage.oci.reference import Reference
+
+_NOP = "/bin/sh -c #(nop) "
+
+
+def rfc3339(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _oci_layer(desc: Descriptor) -> Descriptor:
+    """A base image's Docker layer type becomes its OCI twin (same bytes), as containers/image
+    does when it writes an OCI manifest; foreign layers keep theirs."""
+    if desc.media_type in (mt.DOCKER_LAYER_GZIP, mt.DOCKER_LAYER):
+        media_type = mt.layer_media_type(mt.layer_compression(desc.media_type))
+        return Descriptor(media_type, desc.digest, desc.size, desc.annotations, urls=desc.urls)
+    return desc
+
+
+@dataclass
+class _State:
+    """A stage being built: its layers so far and its filesystem (loaded when first needed)."""
+
+    layers: list[Descriptor] = field(default_factory=list)
+    diff_ids: list[Digest] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    _tree: FsTree | None = None
+    _loader: Callable[[], FsTree] | None = None
+
+    @property
+    def tree(self) -> FsTree:
+        if self._tree is None:
+            self._tree = self._loader() if self._loader is not None else FsTree()
+        return self._tree
+
+    def derive(self) -> _State:
+        """The start of a stage FROM this one."""
+        tree = self._tree.copy() if self._tree is not None else None
+        return _State(
+            list(self.layers), list(self.diff_ids), list(self.history), tree, self._loader
+        )
+
+
+class NativeEngine:
+    name = "native"
+
+    def build(self, plan: BuildPlan, request: BuildRequest) -> Descriptor:
+        if plan.missing_sources:
+            raise plan.missing_sources[0].error()
+        run = _Build(plan, request)
+        try:
+            return run.execute()
+        finally:
+            run.close()
+
+
+class _Build:
+    def __init__(self, plan: BuildPlan, request: BuildRequest) -> None:
+        self.plan = plan
+        self.request = request
+        self.store = request.store
+        self.cache = BuildCache(request.home / "cache", enabled=request.use_cache)
+        self.listings = request.home / "cache" / "listings"
+        self.staging = request.home / "tmp" / f"build-{os.getpid()}-{secrets.token_hex(4)}"
+        overlay = Overlay(REGISTRY_DIR, request.registry_dir)
+        self.context = BuildContext.open(Path(plan.context), Path(plan.kubefile), (overlay,))
+        self.stat_cache = self.cache.stat_cache(self.context.root)
+        self.states: dict[int, _State] = {}
+        self.images: dict[tuple[str, str], baseimage.Image] = {}
+        self.created = rfc3339(request.timestamp)
+        self.tags = [Reference.parse(tag) for tag in request.tags]
+        self._counter = 0
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stat_cache.save()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _scratch_dir(self, what: str) -> Path:
+        self._counter += 1
+        path = self.staging / f"{what}-{self._counter}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- the build --------------------------------------------------------------------------
+
+    def execute(self) -> Descriptor:
+        plan, request = self.plan, self.request
+        if request.discovered_images and not plan.copies_registry:
+            request.emit(
+                "warning",
+                f"{plan.kubefile}: {len(request.discovered_images)} image(s) were found for "
+                "registry/, but the Kubefile copies neither registry/ nor the whole context "
+                "(COPY registry registry): they will not be in the image",
+            )
+        stages = plan.stages_to_build()
+        total = sum(1 + len(stage.steps) for stage in stages)
+        number = 0
+        with self.store.writing():
+            for stage in stages:
+                number += 1
+                request.emit(
+                    "stage",
+                    f"STEP {number}/{total}: FROM {stage.base.name}"
+                    + (f" AS {stage.name}" if stage.name else ""),
+                    stage=stage.index,
+                )
+                state = self._start(stage)
+                for step in stage.steps:
+                    number += 1
+                    request.emit("step", f"STEP {number}/{total}: {step.created_by}")
+                    self._step(stage, state, step)
+                self.states[stage.index] = state
+            return self._commit(self.states[plan.target], plan.target_stage)
+
+    def _start(self, stage: StagePlan) -> _State:
+        base = stage.base
+        if base.kind == "scratch":
+            return _State(_tree=FsTree())
+        if base.kind == "stage":
+            assert base.stage_index is not None
+            return self.states[base.stage_index].derive()
+        image = self._image(base.reference or base.name, stage.platform, stage.location)
+        history = list(image.config.history)
+        diff_ids = image.config.diff_ids
+        layers = [_oci_layer(layer) for layer in image.manifest.layers]
+        if len(diff_ids) != len(layers):
+            raise BuildError(
+                f"base image {image.name}: its config lists {len(diff_ids)} layer(s), its "
+                f"manifest {len(layers)}"
+            )
+        return _State(layers, list(diff_ids), history, None, lambda: self._image_tree(image))
+
+    def _image(self, name: str, platform: Platform, location: Location) -> baseimage.Image:
+        key = (name, str(platform))
+        if key not in self.images:
+            try:
+                self.images[key] = baseimage.ensure_image(
+                    self.store, name, platform, self.request.context, pull=self.request.pull
+                )
+            except ClusterImageError as exc:
+                raise location.error(f"image {name}: {exc}") from None
+        return self.images[key]
+
+    def _image_tree(self, image: baseimage.Image) -> FsTree:
+        return baseimage.image_tree(self.store, image, self.listings)
+
+    def _step(self, stage: StagePlan, state: _State, step: CopyStep | RunStep | ConfigStep) -> None:
+        if isinstance(step, RunStep):  # select_engine refuses these; kept for direct callers
+            raise step.location.error("RUN needs the buildah engine (--engine buildah, or auto)")
+        if isinstance(step, CopyStep):
+            self._copy(stage, state, step)
+            return
+        if step.mkdir is not None:
+            ownership = self._ownership(state, step.user, step.location) if step.user else None
+            entries = plan_mkdir(state.tree, step.mkdir, ownership or Ownership())
+            layer, _ = self._layer(state, entries, step.created_by)
+            self._add_layer(state, layer, _NOP + step.created_by)
+            apply(state.tree, entries)
+            return
+        state.history.append(
+            {"created": self.created, "created_by": _NOP + step.created_by, "empty_layer": True}
+        )
+
+    # -- COPY / ADD -------------------------------------------------------------------------
+
+    def _copy(self, stage: StagePlan, state: _State, step: CopyStep) -> None:
+        if step.remote:
+            raise step.location.error(
+                f"ADD {step.remote[0]}: downloading URLs is not supported (builds are offline); "
+                "download the file into the context and ADD or COPY it from there"
+            )
+        in_context = step.from_context
+        if step.from_stage is not None:
+            source_tree = self.states[step.from_stage].tree
+            where = f"stage {self.plan.stages[step.from_stage].display_name}"
+        elif step.from_image is not None:
+            image = self._image(step.from_image, stage.platform, step.location)
+            source_tree = self._image_tree(image)
+            where = f"image {step.from_image}"
+        else:
+            source_tree = self.context.tree
+            where = "the build context"
+        sources = resolve_sources(
+            source_tree,
+            step.sources,
+            keyword=step.instruction,
+            where=where,
+            error=step.location.error,
+            in_context=in_context,
+        )
+        sources += self._inline_sources(step)
+        ownership = self._ownership(state, step.chown, step.location) if step.chown else None
+        chmod = ModeSpec.parse(step.chmod, step.location.error) if step.chmod else None
+        request = CopyRequest(
+            step.instruction,
+            sources,
+            step.dest_path,
+            "/",
+            ownership or Ownership(),
+            chmod,
+            keep_owner=not in_context,
+            several=len(sources) > 1,
+        )
+        unpack = self._unpacker(step) if step.is_add and in_context else None
+        entries = plan_copy(request, source_tree, state.tree, unpack=unpack)
+        layer, digest = self._layer(state, entries, step.created_by)
+        kind = "multi" if len(sources) > 1 else ("dir" if sources[0].node.is_dir else "file")
+        created_by = (
+            f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in {step.dest_path}"
+        )
+        self._add_layer(state, layer, created_by)
+        apply(state.tree, entries)
+
+    def _inline_sources(self, step: CopyStep) -> list[Source]:
+        out: list[Source] = []
+        for inline in step.inline_files:
+            folder = self._scratch_dir("inline")
+            path = folder / "data"
+            data = inline.data().encode()
+            path.write_bytes(data)
+            content = Content(path, len(data), digest=str(Digest.of(data)))
+            out.append(Source(inline.name, Node("file", 0o644, content=content), inline.name))
+        return out
+
+    def _unpacker(self, step: CopyStep) -> Callable[[str, Node], FsTree | None]:
+        def unpack(path: str, node: Node) -> FsTree | None:
+            if node.content is None or node.content.path is None:
+                return None
+            if not is_archive(node.content.path):
+                return None
+            return read_archive(
+                node.content.path,
+                self._scratch_dir("add"),
+                label=path,
+                error=step.location.error,
+            )
+
+        return unpack
+
+    def _ownership(self, state: _State, spec: str, location: Location) -> Ownership:
+        def read(path: str) -> str | None:
+            return baseimage.read_text(self.store, state.tree, path, self._scratch_dir("ids"))
+
+        return resolve_chown(spec, read, location.error)
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def _has_blob(self, desc: Descriptor) -> bool:
+        try:
+            return (
+                self.store.has_blob(desc.digest) and self.store.blob_size(desc.digest) == desc.size
+            )
+        except ClusterImageError:
+            return False
+
+    def _key(self, state: _State, entries: dict[str, Node], instruction: str) -> tuple[str, str]:
+        digest = entries_digest(entries)
+        key = layer_key(
+            parent_chain=chain_id(state.diff_ids),
+            instruction=instruction,
+            entries=digest,
+            links=link_groups(entries),
+            compression=self.request.compression,
+            timestamp=self.request.timestamp,
+        )
+        return key, digest
+
+    def _layer(
+        self, state: _State, entries: dict[str, Node], instruction: str
+    ) -> tuple[CachedLayer, str]:
+        """The layer of ``entries`` on top of ``state``: from the cache, else written."""
+        contents = {
+            id(node.content): node.content
+            for node in entries.values()
+            if node.kind == "file" and node.content is not None
+        }
+        known = [self.stat_cache.fill(content) for content in contents.values()]
+        if all(known):
+            key, digest = self._key(state, entries, instruction)
+            cached = self.cache.lookup(key, self._has_blob)
+            if cached is not None:
+                self.request.emit(
+                    "cached",
+                    f"--> Using cache {cached.descriptor.digest}",
+                    digest=str(cached.descriptor.digest),
+                    size=cached.descriptor.size,
+                    diff_id=str(cached.diff_id),
+                    instruction=instruction,
+                )
+                return cached, digest
+        baseimage.extract(self.store, contents.values(), self._scratch_dir("base"))
+        with self.store.blob_writer() as writer:
+            result = write_layer(
+                entries.items(),
+                writer,
+                compression=self.request.compression,
+                timestamp=self.request.timestamp,
+                hash_output=False,
+            )
+            blob_digest, size = writer.commit()
+        for content in contents.values():
+            self.stat_cache.remember(content)
+        layer = CachedLayer(Descriptor(result.media_type, blob_digest, size), result.diff_id)
+        key, digest = self._key(state, entries, instruction)
+        self.cache.record(key, layer, instruction)
+        self.request.emit(
+            "layer",
+            f"--> {blob_digest} ({size} bytes, {result.entries} entries)",
+            digest=str(blob_digest),
+            size=size,
+            diff_id=str(result.diff_id),
+            instruction=instruction,
+        )
+        return layer, digest
+
+    def _add_layer(self, state: _State, layer: CachedLayer, created_by: str) -> None:
+        state.layers.append(layer.descriptor)
+        state.diff_ids.append(layer.diff_id)
+        state.history.append({"created": self.created, "created_by": created_by})
+
+    # -- the image --------------------------------------------------------------------------
+
+    def _commit(self, state: _State, target: StagePlan) -> Descriptor:
+        plan = self.plan
+        platform = target.platform
+        data: dict[str, Any] = {"created": self.created}
+        if plan.config.author:
+            data["author"] = plan.config.author
+        data["architecture"] = platform.architecture
+        data["os"] = platform.os
+        if platform.variant:
+            data["variant"] = platform.variant
+        data["config"] = plan.config.to_oci()
+        data["rootfs"] = {"type": "layers", "diff_ids": [str(d) for d in state.diff_ids]}
+        data["history"] = state.history
+        config = ImageConfig.build(data)
+        self.store.put_bytes(config.raw, expected=config.digest)
+        config_desc = Descriptor(mt.OCI_CONFIG, config.digest, config.size)
+        manifest = ImageManifest.build(config_desc, state.layers)
+        self.store.put_bytes(manifest.raw, expected=manifest.digest)
+        desc = self.store.describe(manifest)
+        if not self.tags:
+            self.store.set_ref(None, desc)
+        for tag in self.tags:
+            self.store.tag(desc, tag)
+            self.request.emit("tag", f"Successfully tagged {tag}", reference=str(tag))
+        return desc
