@@ -45,6 +45,7 @@ class ClientOptions:
     creds: str | None = None
     retries: int = 3
     max_connections: int = 16
+    transport: httpx.BaseTransport | None = None  # unit tests inject an httpx.MockTransport
 
 
 def endpoint_host(registry: str) -> str:
@@ -111,6 +112,7 @@ class Registry:
             max_keepalive_connections=self.options.max_connections,
         )
         self._client = httpx.Client(
+            transport=self.options.transport,
             verify=ssl_context(self.host, self.options.tls),
             timeout=_TIMEOUT,
             limits=limits,

@@ -34,10 +34,12 @@ class UploadSession:
     location: str  # absolute URL of the upload (changes after every PATCH)
     offset: int = 0  # bytes the registry confirmed
     min_chunk: int = 0  # OCI-Chunk-Min-Length, 0 if not given
+    broken: bool = False  # the registry refused it: start a new session instead
 
 
 def _range_end(value: str | None) -> int | None:
-    """The last byte index in a ``Range: 0-N`` answer (-1 for an empty ``0-0``-less upload)."""
+    """The last byte index in a ``Range: 0-N`` answer (distribution says ``0-0`` or ``0--1``
+    for an empty upload; see :func:`_confirmed`)."""
     if not value:
         return None
     value = value.strip()
@@ -45,6 +47,13 @@ def _range_end(value: str | None) -> int | None:
         value = value[len("bytes=") :]
     _, sep, end = value.partition("-")
     return int(end) if sep and end.isdigit() else None
+
+
+def _confirmed(value: str | None) -> int:
+    """Bytes an upload holds per its ``Range`` header. ``0-0`` counts as none: distribution
+    sends it for an empty upload (a 1-byte upload then restarts, which is harmless)."""
+    end = _range_end(value)
+    return end + 1 if end is not None and end > 0 else 0
 
 
 class BlobUploader:
@@ -101,8 +110,7 @@ class BlobUploader:
         response.close()
         if response.status_code not in (200, 204):
             return None
-        end = _range_end(response.headers.get("Range"))
-        offset = end + 1 if end is not None else 0
+        offset = _confirmed(response.headers.get("Range"))
         location = response.headers.get("Location")
         return UploadSession(
             self.repo.registry.url(location) if location else session.location,
@@ -213,6 +221,7 @@ class BlobUploader:
             if status in (400, 404, 416):
                 detail = describe_error_body(response.read())
                 response.close()
+                session.broken = True
                 raise TransferInterrupted(
                     f"{self._registry}: blob {desc.digest}: upload session rejected the chunk "
                     f"at {session.offset} (HTTP {status}{detail})",
@@ -262,6 +271,7 @@ class BlobUploader:
             raise DigestMismatch(
                 f"blob {desc.digest}: {self._registry} refused the content{detail}"
             )
+        session.broken = True
         raise TransferInterrupted(
             f"{self._registry}: blob {desc.digest}: upload session rejected the upload "
             f"(HTTP {status}{detail})",

@@ -201,7 +201,12 @@ class DockerDestination(ImageDestination):
     def blob_offset(self, desc: Descriptor) -> int:
         with self._lock:
             session = self._sessions.get(desc.digest)
-        if session is None or session.offset == 0:
+        if session is None:
+            return 0
+        if session.broken:
+            with self._lock:
+                self._sessions.pop(desc.digest, None)
+            self._uploader.cancel(session)
             return 0
         fresh = self._uploader.status(session)
         with self._lock:
@@ -220,7 +225,7 @@ class DockerDestination(ImageDestination):
     ) -> None:
         with self._lock:
             session = self._sessions.get(desc.digest)
-        if session is not None and session.offset != offset:
+        if session is not None and (session.broken or session.offset != offset):
             self._uploader.cancel(session)
             session = None
         if session is None:
