@@ -1,0 +1,376 @@
+"""The registry client against an in-memory registry: auth flows, token cache, retries,
+errors, manifests, tags, streamed blob reads with resume, uploads (whole, chunked, resumed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from clusterimage.errors import (
+    AuthError,
+    BlobNotFound,
+    DigestMismatch,
+    ImageNotFound,
+    RegistryError,
+    TransferInterrupted,
+)
+from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.remote import auth
+from clusterimage.remote.client import ClientOptions, Registry, redact_url
+from clusterimage.remote.repository import Repository
+from clusterimage.remote.retry import RetryPolicy
+from clusterimage.remote.upload import MIN_CHUNK, BlobUploader
+from tests.unit.remote.fakeregistry import HOST, FakeRegistry, sha256
+
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": {}}).encode()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Iterator[list[float]]:
+    """No real sleeping, no auth files from the machine, a clean token cache."""
+    for name in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    slept: list[float] = []
+    monkeypatch.setattr(
+        RetryPolicy, "sleep", lambda self, attempt, retry_after=None: slept.append(retry_after)
+    )
+    auth.TOKENS.clear()
+    yield slept
+    auth.TOKENS.clear()
+
+
+@pytest.fixture
+def slept(_isolated: list[float]) -> list[float]:
+    return _isolated
+
+
+def client(fake: FakeRegistry, *, creds: str | None = None, retries: int = 3) -> Registry:
+    return Registry(
+        HOST,
+        ClientOptions(creds=creds, retries=retries, transport=fake.transport()),
+        repository="app",
+    )
+
+
+def test_anonymous_bearer_token_is_fetched_once_and_shared_by_threads() -> None:
+    fake = FakeRegistry(auth="bearer")
+    digest = fake.add_blob("app", b"layer")
+    repo = Repository(client(fake), "app")
+    results: list[int | None] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(repo.head_blob(Digest.parse(digest))))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [5] * 8
+    assert fake.tokens_issued == 1
+    token_request = next(r for r in fake.requests if r.url.path == "/token")
+    assert token_request.url.params.get_list("scope") == ["repository:app:pull"]
+    assert token_request.url.params["service"] == "fake-registry"
+    assert "Authorization" not in token_request.headers  # anonymous
+
+
+def test_expired_token_is_refreshed_on_401() -> None:
+    fake = FakeRegistry(auth="bearer")
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    repo = Repository(client(fake, creds="alice:s3cret-pass"), "app", push=True)
+    assert repo.head_blob(digest) == 5
+    fake.expire_tokens()  # the registry no longer accepts the cached token
+    assert repo.head_blob(digest) == 5
+    assert fake.tokens_issued == 2
+    token_request = next(r for r in fake.requests if r.url.path == "/token")
+    assert token_request.url.params["account"] == "alice"
+    assert token_request.url.params.get_list("scope") == ["repository:app:pull,push"]
+
+
+def test_token_server_refusing_credentials_is_an_auth_error_without_secrets() -> None:
+    fake = FakeRegistry(auth="bearer")
+    fake.add_blob("app", b"layer")
+    repo = Repository(client(fake, creds="alice:wrong-password"), "app")
+    with pytest.raises(AuthError) as info:
+        repo.head_blob(Digest.parse(sha256(b"layer")))
+    message = str(info.value)
+    assert "run `clusterimage login registry.test`" in message
+    assert "wrong-password" not in message and "\n" not in message
+
+
+def test_identity_token_uses_the_oauth_refresh_grant() -> None:
+    fake = FakeRegistry(auth="bearer")
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    registry = client(fake)
+    from clusterimage.remote.credentials import Credentials
+
+    registry.use_credentials(Credentials(identity_token="rt-1"))
+    assert Repository(registry, "app").head_blob(digest) == 5
+    token_request = next(r for r in fake.requests if r.url.path == "/token")
+    assert token_request.method == "POST"
+    assert b"grant_type=refresh_token" in token_request.content
+
+
+def test_basic_auth_and_missing_credentials() -> None:
+    fake = FakeRegistry(auth="basic")
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    assert Repository(client(fake, creds="alice:s3cret-pass"), "app").head_blob(digest) == 5
+    assert fake.requests[-1].headers["Authorization"].startswith("Basic ")
+    with pytest.raises(AuthError, match=r"authentication required; run `clusterimage login"):
+        Repository(client(fake), "app").head_blob(digest)
+    with pytest.raises(AuthError, match="refused the credentials for alice") as info:
+        Repository(client(fake, creds="alice:nope-nope"), "app").head_blob(digest)
+    assert "nope-nope" not in str(info.value)
+
+
+def test_check_login() -> None:
+    fake = FakeRegistry(auth="basic")
+    good = client(fake, creds="alice:s3cret-pass")
+    good.check_login()
+    with pytest.raises(AuthError):
+        client(fake, creds="alice:bad").check_login()
+    bearer = FakeRegistry(auth="bearer")
+    client(bearer, creds="alice:s3cret-pass").check_login()
+    with pytest.raises(AuthError):
+        client(bearer, creds="alice:bad").check_login()
+
+
+def test_retries_honour_retry_after_then_give_up(slept: list[float]) -> None:
+    fake = FakeRegistry()
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    failures = iter([503, 429])
+
+    def flaky(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith(str(digest)):
+            status = next(failures, None)
+            if status is not None:
+                return httpx.Response(status, headers={"Retry-After": "2"})
+        return None
+
+    fake.faults.append(flaky)
+    assert Repository(client(fake), "app").head_blob(digest) == 5
+    assert slept == [2.0, 2.0]
+    fake.faults[:] = [lambda r: httpx.Response(502) if "blobs" in r.url.path else None]
+    with pytest.raises(RegistryError, match=r"HTTP 502 \(gave up after 3 attempts\)"):
+        Repository(client(fake, retries=2), "app").head_blob(digest)
+
+
+def test_connection_errors_are_retried(slept: list[float]) -> None:
+    fake = FakeRegistry()
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    drops = iter([True, True])
+
+    def drop(request: httpx.Request) -> httpx.Response | None:
+        if "blobs" in request.url.path and next(drops, False):
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return None
+
+    fake.faults.append(drop)
+    assert Repository(client(fake), "app").head_blob(digest) == 5
+    assert len(slept) == 2
+
+
+def test_not_found_errors_name_what() -> None:
+    fake = FakeRegistry()
+    repo = Repository(client(fake), "app")
+    with pytest.raises(ImageNotFound, match="manifest app:v9: not found"):
+        repo.get_manifest("v9")
+    with pytest.raises(BlobNotFound, match="blob sha256:"):
+        repo.open_blob(Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(b"x")), 1))
+    assert repo.head_blob(Digest.parse(sha256(b"x"))) is None
+
+
+def test_manifests_by_tag_and_digest_are_verified() -> None:
+    fake = FakeRegistry()
+    digest = fake.add_manifest("app", MANIFEST, mt.OCI_MANIFEST, "v1")
+    repo = Repository(client(fake), "app", push=True)
+    got = repo.get_manifest("v1")
+    assert got.raw == MANIFEST and got.media_type == mt.OCI_MANIFEST and str(got.digest) == digest
+    accept = fake.requests[-1].headers["Accept"]
+    assert all(t in accept for t in mt.ACCEPT_MANIFESTS)
+    assert repo.get_manifest(digest).raw == MANIFEST
+    head = repo.head_manifest("v1")
+    assert head is not None and str(head.digest) == digest and head.size == len(MANIFEST)
+    # The registry returns other bytes than those named by the digest: refused.
+    fake.manifests[digest] = (MANIFEST + b" ", mt.OCI_MANIFEST)
+    with pytest.raises(DigestMismatch):
+        repo.get_manifest(digest)
+    assert str(repo.put_manifest("v2", MANIFEST, mt.OCI_MANIFEST)) == digest
+    assert fake.requests[-1].headers["Content-Type"] == mt.OCI_MANIFEST
+
+
+def test_tags_follow_link_pagination() -> None:
+    fake = FakeRegistry(page_size=2)
+    for tag in ("a", "b", "c", "d", "e"):
+        fake.add_manifest("app", MANIFEST, mt.OCI_MANIFEST, tag)
+    assert list(Repository(client(fake), "app").tags()) == ["a", "b", "c", "d", "e"]
+    assert fake.count("GET", "/tags/list") == 3
+
+
+def test_blob_reader_resumes_with_range_after_a_broken_connection() -> None:
+    fake = FakeRegistry()
+    data = os.urandom(300_000)
+    digest = Digest.parse(fake.add_blob("app", data))
+    fake.break_blob_after = 100_000
+    desc = Descriptor(mt.OCI_LAYER_GZIP, digest, len(data))
+    with Repository(client(fake), "app").open_blob(desc) as reader:
+        assert reader.read() == data
+    gets = [r for r in fake.requests if r.method == "GET" and "blobs" in r.url.path]
+    assert [r.headers.get("Range") for r in gets] == [None, "bytes=100000-"]
+    assert gets[0].headers["Accept-Encoding"] == "identity"
+    # Starting at an offset asks for the rest only.
+    with Repository(client(fake), "app").open_blob(desc, 299_990) as reader:
+        assert reader.read(1 << 20) == data[299_990:]
+
+
+def test_blob_reader_gives_up_after_the_retries() -> None:
+    fake = FakeRegistry()
+    data = os.urandom(1000)
+    digest = Digest.parse(fake.add_blob("app", data))
+    desc = Descriptor(mt.OCI_LAYER_GZIP, digest, len(data))
+
+    def always_break(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "GET" and "blobs" in request.url.path:
+            fake.break_blob_after = 0  # no progress at all: give up
+        return None
+
+    fake.faults.append(always_break)
+    with (
+        pytest.raises(TransferInterrupted, match="connection lost at byte"),
+        Repository(client(fake, retries=2), "app").open_blob(desc) as reader,
+    ):
+        reader.read()
+
+
+def _upload(uploader: BlobUploader, data: bytes, offset: int = 0) -> None:
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(data)), len(data))
+    session = uploader.start()
+    uploader.upload(session, desc, io.BytesIO(data[offset:]))
+
+
+def test_whole_blob_upload_is_one_streamed_put() -> None:
+    fake = FakeRegistry()
+    data = os.urandom(3 * MIN_CHUNK)
+    _upload(BlobUploader(Repository(client(fake), "app", push=True)), data)
+    assert fake.blobs[sha256(data)] == data
+    assert fake.count("POST") == 1 and fake.count("PUT") == 1 and fake.count("PATCH") == 0
+    put = next(r for r in fake.requests if r.method == "PUT")
+    assert put.headers["Content-Length"] == str(len(data))
+    assert put.url.params["digest"] == sha256(data)
+    assert put.url.params["_state"].startswith("secret-state-")  # the session's query is kept
+
+
+def test_413_switches_to_chunks_honouring_min_length() -> None:
+    fake = FakeRegistry(reject_monolithic=True, chunk_min_length=MIN_CHUNK + MIN_CHUNK // 2)
+    uploader = BlobUploader(Repository(client(fake), "app", push=True), chunk_size=MIN_CHUNK)
+    data = os.urandom(4 * MIN_CHUNK)
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(data)), len(data))
+    session = uploader.start()
+    with pytest.raises(TransferInterrupted, match="413"):
+        uploader.upload(session, desc, io.BytesIO(data))
+    status = uploader.status(session)
+    assert status is not None and status.offset == 0
+    uploader.upload(status, desc, io.BytesIO(data))
+    assert fake.blobs[sha256(data)] == data
+    patches = [r for r in fake.requests if r.method == "PATCH"]
+    assert [r.headers["Content-Range"] for r in patches] == [
+        f"0-{3 * MIN_CHUNK // 2 - 1}",
+        f"{3 * MIN_CHUNK // 2}-{3 * MIN_CHUNK - 1}",
+        f"{3 * MIN_CHUNK}-{4 * MIN_CHUNK - 1}",
+    ]
+    final = [r for r in fake.requests if r.method == "PUT"][-1]
+    assert final.content == b"" and final.url.params["digest"] == sha256(data)
+
+
+def test_interrupted_chunked_upload_resumes_where_the_registry_stopped() -> None:
+    fake = FakeRegistry(reject_monolithic=True)
+    uploader = BlobUploader(Repository(client(fake), "app", push=True), chunk_size=MIN_CHUNK)
+    uploader._monolithic = False
+    data = os.urandom(3 * MIN_CHUNK)
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(data)), len(data))
+    patches = 0
+
+    def fail_second_patch(request: httpx.Request) -> httpx.Response | None:
+        nonlocal patches
+        if request.method == "PATCH":
+            patches += 1
+            if patches == 2:
+                return httpx.Response(503, headers={"Retry-After": "1"})
+        return None
+
+    fake.faults.append(fail_second_patch)
+    session = uploader.start()
+    with pytest.raises(TransferInterrupted) as info:
+        uploader.upload(session, desc, io.BytesIO(data))
+    assert info.value.retry_after == 1.0
+    status = uploader.status(session)
+    assert status is not None and status.offset == MIN_CHUNK
+    uploader.upload(status, desc, io.BytesIO(data[MIN_CHUNK:]))
+    assert fake.blobs[sha256(data)] == data
+
+
+def test_registry_digest_refusal_is_a_digest_mismatch() -> None:
+    fake = FakeRegistry()
+    uploader = BlobUploader(Repository(client(fake), "app", push=True))
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(b"other")), 5)
+    with pytest.raises(DigestMismatch, match="DIGEST_INVALID"):
+        uploader.upload(uploader.start(), desc, io.BytesIO(b"bytes"))
+    short = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(b"bytes!")), 6)
+    with pytest.raises(DigestMismatch, match="source ended 1 bytes short"):
+        uploader.upload(uploader.start(), short, io.BytesIO(b"bytes"))
+
+
+def test_cross_repository_mount() -> None:
+    fake = FakeRegistry(auth="bearer")
+    digest = Digest.parse(fake.add_blob("base", b"shared"))
+    repo = Repository(client(fake, creds="alice:s3cret-pass"), "app", push=True)
+    result = repo.mount_blob(digest, "base")
+    assert result.mounted and digest.__str__() in fake.repo_blobs["app"]
+    token = [r for r in fake.requests if r.url.path == "/token"][-1]
+    assert sorted(token.url.params.get_list("scope")) == [
+        "repository:app:pull,push",
+        "repository:base:pull",
+    ]
+    missing = repo.mount_blob(Digest.parse(sha256(b"nowhere")), "base")
+    assert not missing.mounted and missing.location is not None  # an upload was opened
+
+
+def test_error_messages_hide_upload_state_and_redact_urls() -> None:
+    fake = FakeRegistry()
+    fake.faults.append(
+        lambda r: (
+            httpx.Response(400, json={"errors": [{"code": "BAD", "message": "nope"}]})
+            if r.method == "PUT"
+            else None
+        )
+    )
+    uploader = BlobUploader(Repository(client(fake), "app", push=True))
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(b"x")), 1)
+    with pytest.raises(TransferInterrupted) as info:
+        uploader.upload(uploader.start(), desc, io.BytesIO(b"x"))
+    assert "secret-state" not in str(info.value) and "BAD: nope" in str(info.value)
+    assert redact_url("https://h/v2/x?_state=abc&digest=d") == "https://h/v2/x"
+
+
+def test_plain_http_only_for_loopback_or_tls_verify_false() -> None:
+    remote = Registry("registry.example.com", ClientOptions())
+    assert remote._candidate_bases() == ["https://registry.example.com"]
+    local = Registry("127.0.0.1:5000", ClientOptions())
+    assert local._candidate_bases() == ["https://127.0.0.1:5000", "http://127.0.0.1:5000"]
+    from clusterimage.remote.tls import TlsSettings
+
+    insecure = Registry("registry.example.com", ClientOptions(tls=TlsSettings(verify=False)))
+    assert insecure._candidate_bases()[-1] == "http://registry.example.com"
+    strict = Registry("localhost:5000", ClientOptions(tls=TlsSettings(verify=True)))
+    assert strict._candidate_bases() == ["https://localhost:5000"]
+    docker_hub = Registry("docker.io", ClientOptions())
+    assert docker_hub._candidate_bases() == ["https://registry-1.docker.io"]
