@@ -375,7 +375,7 @@ class _Walker:
             args = []
         else:
             try:
-                reference = str(Reference.parse(base_name))
+                reference = image_reference(base_name)
             except ClusterImageError as exc:
                 raise frm.error(f"invalid base image reference {base_name!r}: {exc}") from None
             base = BaseSpec("image", base_name, reference=reference)
@@ -717,9 +717,30 @@ class _StageWalk:
                 "needs a registry, tag or digest"
             )
         try:
-            return None, str(Reference.parse(value))
+            return None, image_reference(value)
         except ClusterImageError as exc:
             raise copy.error(f"{copy.name} --from={value}: {exc}") from None
+
+
+#: Transport prefixes FROM and COPY --from accept besides plain references (``oci:`` only with
+#: a path, so ``oci:latest`` stays the Docker Hub image ``oci``).
+TRANSPORT_PREFIXES = ("docker://", "oci-archive:", "docker-archive:", "store:")
+
+
+def is_transport_reference(name: str) -> bool:
+    """``docker://REF``, ``oci:DIR[:REF]`` (DIR starting with ``/`` or ``.``), ``oci-archive:``,
+    ``docker-archive:`` or ``store:``: an image the builder copies into the store first."""
+    return name.startswith(TRANSPORT_PREFIXES) or name.startswith(("oci:/", "oci:."))
+
+
+def image_reference(name: str) -> str:
+    """A base image name as the plan keeps it: a transport reference as written (checked by its
+    transport), else the normalised reference (``nginx`` → ``docker.io/library/nginx:latest``)."""
+    if is_transport_reference(name):
+        from clusterimage import transports
+
+        return str(transports.parse(name))
+    return str(Reference.parse(name))
 
 
 def _expands(lex: ShellLex, word: str) -> bool:
