@@ -15,7 +15,7 @@ from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.engine import ENGINES, BuildEvent, BuildRequest, select_engine
 from clusterimage.build.layer import COMPRESSIONS
 from clusterimage.build.plan import BuildPlan, parse_assignments, plan_build
-from clusterimage.cli._common import home_dir, print_json, stderr, store_dir, warn
+from clusterimage.cli._common import home_dir, print_json, stderr, store_dir
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.kubefile.parser import find_kubefile
 from clusterimage.oci.platform import Platform
@@ -67,6 +67,10 @@ def _base_config_resolver(store: Store | None, ctx: Context, pull: bool) -> Any:
     return resolve
 
 
+def _warn(message: str) -> None:
+    stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 class _Printer:
     """Progress lines on stderr; events kept for --json."""
 
@@ -80,7 +84,7 @@ class _Printer:
             self.layers.append({**event.data, "cached": event.kind == "cached"})
         if event.kind == "warning":
             self.warnings.append(event.message)
-            warn(event.message)
+            _warn(event.message)
             return
         if not self.quiet:
             stderr.print(event.message, markup=False, highlight=False, soft_wrap=True)
@@ -222,10 +226,12 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             _print_plan(plan, json_output)
             return
+        if plan.missing_sources:  # warnings in a dry run, errors in a build
+            raise plan.missing_sources[0].error()
         if not refs and not quiet and not json_output:
-            warn("no -t given: the image is stored untagged (find it with `clusterimage images`)")
+            _warn("no -t given: the image is stored untagged (find it with `clusterimage images`)")
         for warning in plan.warnings:
-            warn(str(warning))
+            _warn(str(warning))
         assert store is not None
         chosen = select_engine(engine, plan)
         printer = _Printer(quiet or json_output)
