@@ -1,0 +1,265 @@
+"""The image commands end to end: pull, images, inspect, tag, rmi, prune, fsck, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.fixtures.oci_layout import OciImage, host_architecture, make_oci_layout
+from tests.helpers.images import OciIndexImage, make_index_layout
+
+APP = "docker.io/library/app:v1"
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> OciImage:
+    return make_oci_layout(
+        tmp_path / "src",
+        ref="docker.io/library/app:v1",
+        layers=({"etc/app.conf": b"a=1\n"}, {"bin/app": b"#!/bin/sh\n"}),
+        config={"Env": ["MODE=prod"], "Cmd": ["app"], "Entrypoint": ["/bin/sh", "-c"]},
+        labels={"sealos.io.type": "application", "sealos.io.version": "v1"},
+    )
+
+
+@pytest.fixture
+def multi(tmp_path: Path) -> OciIndexImage:
+    return make_index_layout(tmp_path / "multi", ref="v1")
+
+
+def _size(image: OciImage) -> int:
+    return image.manifest.size + image.config.size + sum(layer.size for layer in image.layers)
+
+
+def test_pull_names_and_output(ci_home: Path, image: OciImage, multi: OciIndexImage) -> None:
+    # oci:DIR:REF with a whole reference: REF names the image; stdout is the digest.
+    result = run_cli("pull", image.transport_ref)
+    assert result.stdout.strip() == image.manifest.digest
+    assert f"Stored {APP}" in result.stderr
+    assert run_cli("pull", "-q", image.transport_ref).stdout == image.manifest.digest + "\n"
+    # A bare tag is not a name: --name is required.
+    bare = run_cli("pull", multi.transport_ref, check=False)
+    assert bare.returncode == 2
+    assert bare.stderr.startswith("error: ") and "--name" in bare.stderr
+    data = json.loads(
+        run_cli("pull", "--json", multi.transport_ref, "--name", "m:all", "--all").stdout
+    )
+    assert data["name"] == "docker.io/library/m:all"
+    assert data["digest"] == multi.index.digest
+    assert data["source"] == multi.transport_ref
+    assert data["blobsCopied"] == 4  # two configs, two layers
+    arm = run_cli("pull", "-q", multi.transport_ref, "--name", "m:arm", "--platform", "linux/arm64")
+    assert arm.stdout.strip() == multi.images["linux/arm64"].manifest.digest
+    host = run_cli("pull", "-q", multi.transport_ref, "--name", "m:host")
+    assert host.stdout.strip() == multi.images[f"linux/{host_architecture()}"].manifest.digest
+    both = run_cli("pull", multi.transport_ref, "--all", "--platform", "linux/arm64", check=False)
+    assert both.returncode == 2
+
+
+def test_images_table_and_flags(ci_home: Path, image: OciImage, multi: OciIndexImage) -> None:
+    run_cli("pull", "-q", image.transport_ref)
+    run_cli("tag", APP, "quay.io/org/app:v2")
+    run_cli("pull", "-q", multi.transport_ref, "--name", "localhost/multi:v1", "--all")
+    short = image.manifest.digest.split(":")[1][:12]
+    lines = run_cli("images").stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    rows = {tuple(re.split(r"\s{2,}", line)[:3]) for line in lines[1:]}
+    assert rows == {
+        ("docker.io/library/app", "v1", short),
+        ("quay.io/org/app", "v2", short),
+        ("localhost/multi", "v1", multi.index.digest.split(":")[1][:12]),
+    }
+    app_row = next(line for line in lines if line.startswith("docker.io/library/app"))
+    assert re.search(r"\d+ years ago", app_row)  # created 1970-01-01
+    assert app_row.endswith(" B") or app_row.endswith(" kB")
+
+    digests = run_cli("images", "--digests").stdout.splitlines()
+    assert "DIGEST" in digests[0].split()
+    assert any(image.manifest.digest in line for line in digests)
+    assert any(
+        image.manifest.digest in line
+        for line in run_cli("images", "--no-trunc").stdout.splitlines()
+    )
+    ids = run_cli("images", "-q").stdout.split()
+    assert sorted(ids) == sorted({short, multi.index.digest.split(":")[1][:12]})
+    assert image.manifest.digest in run_cli("images", "-q", "--no-trunc").stdout.split()
+
+    filtered = run_cli("images", "app").stdout.splitlines()[1:]
+    assert sorted(line.split()[0] for line in filtered) == [
+        "docker.io/library/app",
+        "quay.io/org/app",
+    ]
+    assert len(run_cli("images", "app:v2").stdout.splitlines()) == 2
+
+    listed = json.loads(run_cli("images", "--json").stdout)
+    by_name = {item["name"]: item for item in listed}
+    assert set(by_name) == {APP, "quay.io/org/app:v2", "localhost/multi:v1"}
+    app = by_name[APP]
+    assert set(app) == {"name", "digest", "id", "created", "size"}
+    assert app["digest"] == image.manifest.digest
+    assert app["id"] == image.manifest.digest.split(":")[1]
+    assert app["created"] == "1970-01-01T00:00:00Z"
+    assert app["size"] == _size(image)
+    index_size = multi.index.size + sum(_size(i) for i in multi.images.values())
+    assert by_name["localhost/multi:v1"]["size"] == index_size
+
+
+def test_inspect(ci_home: Path, image: OciImage, multi: OciIndexImage) -> None:
+    run_cli("pull", "-q", image.transport_ref)
+    run_cli("tag", APP, "app:other")
+    summary = json.loads(run_cli("inspect", "app:v1").stdout)
+    assert summary["Name"] == APP
+    assert summary["Digest"] == image.manifest.digest
+    assert summary["Id"] == image.manifest.digest.split(":")[1]
+    assert summary["RepoTags"] == [APP, "docker.io/library/app:other"]
+    assert summary["Architecture"] == host_architecture()
+    assert summary["Os"] == "linux"
+    assert summary["Env"] == ["MODE=prod"]
+    assert summary["Cmd"] == ["app"]
+    assert summary["Entrypoint"] == ["/bin/sh", "-c"]
+    assert summary["Labels"] == {"sealos.io.type": "application", "sealos.io.version": "v1"}
+    assert summary["Layers"] == [layer.digest for layer in image.layers]
+    assert summary["Size"] == _size(image)
+    assert summary["MediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert summary["Created"] == "1970-01-01T00:00:00Z"
+    manifest = json.loads(run_cli("inspect", "-t", "manifest", image.manifest.digest).stdout)
+    assert manifest == json.loads(image.manifest_bytes)
+    config = json.loads(run_cli("inspect", "--type", "config", "app:v1").stdout)
+    assert config["config"]["Env"] == ["MODE=prod"]
+
+    # Any transport, without the store: an oci: layout read in place.
+    direct = json.loads(run_cli("inspect", f"oci:{multi.layout}:v1").stdout)
+    host = multi.images[f"linux/{host_architecture()}"]
+    assert direct["Digest"] == host.manifest.digest
+    assert direct["Index"]["Digest"] == multi.index.digest
+    assert "RepoTags" not in direct
+    arm = json.loads(
+        run_cli("inspect", "--platform", "linux/arm64", f"oci:{multi.layout}:v1").stdout
+    )
+    assert arm["Architecture"] == "arm64"
+    index = json.loads(run_cli("inspect", "-t", "manifest", f"oci:{multi.layout}:v1").stdout)
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
+    missing = run_cli("inspect", "--platform", "linux/s390x", f"oci:{multi.layout}:v1", check=False)
+    assert missing.returncode == 1
+    assert (
+        "no image for platform linux/s390x (available: linux/amd64, linux/arm64)" in missing.stderr
+    )
+
+
+def test_tag_rmi_prune_fsck(ci_home: Path, image: OciImage) -> None:
+    store = ci_home / "store"
+    run_cli("pull", "-q", image.transport_ref)
+    digest_hex = image.manifest.digest.split(":")[1]
+    assert run_cli("tag", "app:v1", "app:a", "registry.example.com/x/app:b").stdout == ""
+    assert len(json.loads(run_cli("images", "--json").stdout)) == 3
+
+    out = run_cli("rmi", "app:a").stdout
+    assert out == "Untagged: docker.io/library/app:a\n"
+    several = run_cli("rmi", digest_hex[:12], check=False)
+    assert several.returncode == 1
+    assert several.stderr.count("\n") == 1 and "several names" in several.stderr
+    out = run_cli("rmi", "-f", digest_hex[:12]).stdout.splitlines()
+    assert sorted(out[:-1]) == [f"Untagged: {APP}", "Untagged: registry.example.com/x/app:b"]
+    assert out[-1] == f"Deleted: {digest_hex}"
+    assert list((store / "blobs" / "sha256").iterdir()) == []  # freed at once
+
+    run_cli("pull", "-q", image.transport_ref)
+    run_cli("tag", "app:v1", "app:two")
+    assert run_cli("rmi", "--all").stdout.splitlines()[-1] == f"Deleted: {digest_hex}"
+    assert json.loads(run_cli("images", "--json").stdout) == []
+    none = run_cli("rmi", check=False)
+    assert none.returncode == 2 and none.stderr.startswith("error: ")
+
+    run_cli("pull", "-q", image.transport_ref)
+    assert "ok: 4 blobs, 1 images checked" in run_cli("fsck").stdout
+    assert json.loads(run_cli("fsck", "--json").stdout) == {
+        "ok": True,
+        "blobs": 4,
+        "images": 1,
+        "problems": [],
+    }
+    # An untagged image (from a library user) is what prune drops, with its blobs.
+    from clusterimage.store import Store
+
+    Store(store).untag(APP)
+    pruned = run_cli("prune").stdout.splitlines()
+    assert pruned[0] == f"Deleted: {digest_hex}"
+    assert len([line for line in pruned if line.startswith("Removed blob sha256:")]) == 4
+    assert pruned[-1].startswith("Freed ") and "1 image(s), 4 blob(s)" in pruned[-1]
+    assert json.loads(run_cli("prune", "--json").stdout) == {
+        "images": [],
+        "blobs": [],
+        "partialFiles": 0,
+        "freed": 0,
+    }
+
+
+def _corrupt_blob(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
+    run_cli("pull", "-q", image.transport_ref)
+    layer = image.layers[0].digest
+    path = home / "store" / "blobs" / "sha256" / layer.split(":")[1]
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    return ["fsck"], f"blob {layer} is corrupt"
+
+
+def _plain_folder(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
+    (tmp / "plain").mkdir()
+    (tmp / "plain" / "notes.txt").write_text("not a layout")
+    return ["--store", str(tmp / "plain"), "images"], "not an OCI image layout"
+
+
+def _bad_index(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
+    (home / "store").mkdir()
+    (home / "store" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (home / "store" / "index.json").write_text("{not json")
+    return ["images"], "not an OCI image layout"
+
+
+def _args(
+    args: list[str], expected: str
+) -> Callable[[Path, Path, OciImage], tuple[list[str], str]]:
+    def setup(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
+        run_cli("pull", "-q", image.transport_ref)
+        return [a.format(layout=image.layout, tmp=tmp) for a in args], expected
+
+    return setup
+
+
+BAD_INPUT = {
+    "inspect missing image": _args(["inspect", "nothere:1"], "image not known"),
+    "rmi missing image": _args(["rmi", "nothere"], "nothere"),
+    "tag missing image": _args(["tag", "nothere", "x:1"], "image not known"),
+    "pull missing ref": _args(
+        ["pull", "oci:{layout}:nope", "--name", "x:1"], "no image named 'nope'"
+    ),
+    "inspect invalid reference": _args(["inspect", "UPPER:case"], "invalid reference"),
+    "tag invalid target": _args(["tag", "app:v1", "bad ref"], "invalid reference"),
+    "pull invalid name": _args(
+        ["pull", "oci:{layout}:docker.io/library/app:v1", "--name", "Bad/Name"],
+        "invalid reference",
+    ),
+    "images invalid filter": _args(["images", "a@b"], "invalid reference"),
+    "oci folder missing": _args(
+        ["pull", "oci:{tmp}/absent:x", "--name", "a"], "not an OCI image layout"
+    ),
+    "store folder not a layout": _plain_folder,
+    "store with bad index.json": _bad_index,
+    "fsck corrupt blob": _corrupt_blob,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line(case: str, ci_home: Path, tmp_path: Path, image: OciImage) -> None:
+    args, expected = BAD_INPUT[case](ci_home, tmp_path, image)
+    result = run_cli(*args, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert expected in result.stderr
