@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -264,19 +264,14 @@ class Layout:
         self, expected: Digest | None = None, size: int | None = None, resume: bool = False
     ) -> BlobWriter:
         """A streaming writer; see :class:`~clusterimage.store.blobs.BlobWriter`."""
-        hold: AbstractContextManager[None] = self._guard.shared()
-        hold.__enter__()
+        hold = ExitStack()  # the gc guard, held until the writer commits or is abandoned
+        hold.enter_context(self._guard.shared())
         try:
             return BlobWriter(
-                self.ingest_dir,
-                self.blob_path,
-                expected,
-                size,
-                resume,
-                on_close=lambda: hold.__exit__(None, None, None),
+                self.ingest_dir, self.blob_path, expected, size, resume, on_close=hold.close
             )
         except BaseException:
-            hold.__exit__(None, None, None)
+            hold.close()
             raise
 
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
