@@ -7,6 +7,7 @@ resolve through a ``referencing.Registry`` that loads a schema file by its base 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "oci-schemas"
+SCHEMA_DIR = Path(
+    os.environ.get("CLUSTERIMAGE_OCI_SCHEMAS")
+    or Path(__file__).resolve().parents[3] / "shared" / "oci-schemas"
+)
 
 _BY_MEDIA_TYPE = {
     "application/vnd.oci.image.manifest.v1+json": "image-manifest-schema.json",
@@ -38,7 +42,8 @@ def _retrieve(uri: str) -> Resource[Any]:
 
 @cache
 def validator(schema_file: str) -> Draft4Validator:
-    return Draft4Validator(_load(schema_file), registry=Registry(retrieve=_retrieve))  # type: ignore[call-arg]
+    registry: Registry[Any] = Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+    return Draft4Validator(_load(schema_file), registry=registry)
 
 
 def schema_errors(document: Any, media_type: str) -> list[str]:

@@ -163,9 +163,9 @@ def test_tag_rmi_prune_fsck(ci_home: Path, image: OciImage) -> None:
     several = run_cli("rmi", digest_hex[:12], check=False)
     assert several.returncode == 1
     assert several.stderr.count("\n") == 1 and "several names" in several.stderr
-    out = run_cli("rmi", "-f", digest_hex[:12]).stdout.splitlines()
-    assert sorted(out[:-1]) == [f"Untagged: {APP}", "Untagged: registry.example.com/x/app:b"]
-    assert out[-1] == f"Deleted: {digest_hex}"
+    lines = run_cli("rmi", "-f", digest_hex[:12]).stdout.splitlines()
+    assert sorted(lines[:-1]) == [f"Untagged: {APP}", "Untagged: registry.example.com/x/app:b"]
+    assert lines[-1] == f"Deleted: {digest_hex}"
     assert list((store / "blobs" / "sha256").iterdir()) == []  # freed at once
 
     run_cli("pull", "-q", image.transport_ref)

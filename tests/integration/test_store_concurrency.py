@@ -18,7 +18,7 @@ from tests.helpers.images import big_bytes, make_big_image
 COUNT = 25  # imports per worker; each is followed by a tag: 50 store operations per worker
 
 
-def _worker(*args: str | Path) -> subprocess.Popen[str]:
+def _worker(*args: str | int | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.store_worker", *map(str, args)],
         cwd=REPO_ROOT,

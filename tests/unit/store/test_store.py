@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from clusterimage.copy import copy_image
+from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.errors import (
     BlobNotFound,
     ImageNotFound,
@@ -25,16 +26,10 @@ from tests.fixtures.oci_layout import OciImage, host_architecture, make_oci_layo
 from tests.helpers.images import make_index_layout
 
 
-def _import(store: Store, source: str, name: str, **options: object) -> Digest:
-    from clusterimage.copy import CopyOptions
-
-    result = copy_image(
-        parse(source),
-        parse(f"store:{name}"),
-        Context(store_dir=store.root),
-        CopyOptions(**options),  # type: ignore[arg-type]
-    )
-    return result.digest
+def _import(store: Store, source: str, name: str, all_platforms: bool = False) -> Digest:
+    ctx = Context(store_dir=store.root)
+    options = CopyOptions(all_platforms=all_platforms)
+    return copy_image(parse(source), parse(f"store:{name}"), ctx, options).digest
 
 
 @pytest.fixture
@@ -85,10 +80,10 @@ def test_create_and_open(tmp_path: Path) -> None:
         (lambda p: (p / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}'), "missing"),
     ],
 )
-def test_not_a_layout(tmp_path: Path, setup: object, message: str) -> None:
+def test_not_a_layout(tmp_path: Path, setup: Callable[[Path], object], message: str) -> None:
     root = tmp_path / "dir"
     root.mkdir()
-    setup(root)  # type: ignore[operator]
+    setup(root)
     with pytest.raises(StoreError, match=f"not an OCI image layout.*{message}"):
         Store(root)
 

@@ -107,23 +107,23 @@ def test_store_transport_errors(image: OciImage, ctx: Context) -> None:
         copy_image(parse("store:missing:1"), parse(image.transport_ref), ctx)
 
 
-def test_store_by_digest_and_untagged(image: OciImage, ctx: Context) -> None:
+def test_store_by_digest_and_untagged(image: OciImage, ctx: Context, tmp_path: Path) -> None:
     digest = image.manifest.digest
     copy_image(parse(image.transport_ref), parse(f"store:app@{digest}"), ctx)
     copy_image(parse(image.transport_ref), parse("store:"), ctx)
-    store = Store(ctx.store_dir)  # type: ignore[arg-type]
+    store = Store(tmp_path / "store")
     assert [e.name for e in store.images()] == [f"docker.io/library/app@{digest}"]
     assert str(store.resolve(f"app@{digest}").digest) == digest
 
 
-def test_bad_source_blob_leaves_nothing(image: OciImage, ctx: Context) -> None:
+def test_bad_source_blob_leaves_nothing(image: OciImage, ctx: Context, tmp_path: Path) -> None:
     layer = image.layers[0].digest.split(":")[1]
     path = image.layout / "blobs" / "sha256" / layer
     data = path.read_bytes()
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     with pytest.raises(DigestMismatch):
         copy_image(parse(image.transport_ref), parse("store:app:1"), ctx)
-    store = Store(ctx.store_dir)  # type: ignore[arg-type]
+    store = Store(tmp_path / "store")
     assert store.images() == []
     assert not store.has_blob(Digest.parse(image.layers[0].digest))
     assert store.fsck() == []
@@ -133,7 +133,7 @@ def test_copy_resumes_a_partial_blob(tmp_path: Path, ctx: Context) -> None:
     data = big_bytes(3 << 20)
     _, layer = make_big_image(tmp_path / "big", data, ref="big")
     digest = Digest.parse(layer)
-    store = Store(ctx.store_dir)  # type: ignore[arg-type]
+    store = Store(tmp_path / "store")
     with store.blob_writer(digest, len(data)) as writer:
         writer.write(data[: 1 << 20])  # then the "connection drops"
     events: list[CopyEvent] = []
