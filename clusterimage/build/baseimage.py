@@ -20,7 +20,7 @@ import json
 import os
 import posixpath
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -125,6 +125,24 @@ def _load(store: Store, name: str, desc: Descriptor, platform: Platform) -> Imag
     return Image(
         name, Descriptor(manifest.media_type, manifest.digest, manifest.size), manifest, config
     )
+
+
+def config_resolver(
+    store: Store | None, ctx: Context, *, pull: bool
+) -> Callable[[str, Platform], Mapping[str, Any] | None]:
+    """What ``plan_build(base_config=...)`` asks for base image configs: the store's (copied
+    into it first when ``pull``). None when it cannot be had: the build then names the failure
+    with the Kubefile line that needs the image."""
+
+    def resolve(reference: str, platform: Platform) -> Mapping[str, Any] | None:
+        if store is None:
+            return None
+        try:
+            return ensure_image(store, reference, platform, ctx, pull=pull).config.data
+        except ClusterImageError:
+            return None
+
+    return resolve
 
 
 # -- listings and trees ---------------------------------------------------------------------------

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from clusterimage.build.baseimage import config_resolver
 from clusterimage.build.cache import chain_id
 from clusterimage.build.context import find_ignore_file
 from clusterimage.build.dockerignore import IgnoreRules
@@ -50,21 +50,6 @@ def _ignore_rules(context: Path, kubefile: str | None) -> IgnoreRules:
             kubefile_path = None  # plan_build reports the missing Kubefile
     found = find_ignore_file(context, kubefile_path)
     return IgnoreRules.load(found) if found else IgnoreRules.empty()
-
-
-def _base_config_resolver(store: Store | None, ctx: Context, pull: bool) -> Any:
-    """Base image configs for the plan: from the store (pulled first in a real build)."""
-    from clusterimage.build import baseimage
-
-    def resolve(reference: str, platform: Platform) -> Mapping[str, Any] | None:
-        if store is None:
-            return None
-        try:
-            return baseimage.ensure_image(store, reference, platform, ctx, pull=pull).config.data
-        except ClusterImageError:
-            return None  # the build names the failure with file:line when it needs the image
-
-    return resolve
 
 
 def _warn(message: str) -> None:
@@ -220,7 +205,7 @@ def register(app: typer.Typer) -> None:
             envs=env_map,
             platform=platform,
             target=target,
-            base_config=_base_config_resolver(store, ctx, pull=not dry_run),
+            base_config=config_resolver(store, ctx, pull=not dry_run),
             is_ignored=ignore.ignored,
         )
         if dry_run:
