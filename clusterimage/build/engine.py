@@ -130,6 +130,8 @@ class _BuildahAdapter:
             timestamp=request.timestamp,
             compression=request.compression,
             registry_dir=request.registry_dir,
+            pull=request.pull,
+            transport_context=request.context,
             output=lambda line: request.emit("output", line),
         )
         result: BuildahResult = module.BuildahEngine(request.home).build(
