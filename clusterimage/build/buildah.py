@@ -41,6 +41,7 @@ from typing import IO, Final
 
 from filelock import FileLock, Timeout
 
+from clusterimage.build import baseimage
 from clusterimage.build.context import BuildContext, Overlay
 from clusterimage.build.fstree import FsTree
 from clusterimage.build.plan import REGISTRY_DIR, BuildPlan, StagePlan
@@ -67,6 +68,8 @@ _STEP_RE = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$")
 _ERROR_PREFIX = "Error: "
 _AT_STEP_RE = re.compile(r'^(?:error )?building at STEP "(.*)": (.*)$', re.S)
 _NOISE = ("subprocess exited with status", "time=", "level=")
+# Transports buildah reads by itself in FROM and COPY --from.
+_BUILDAH_READS = ("oci:", "oci-archive:", "docker-archive:")
 
 
 @dataclass
@@ -79,6 +82,8 @@ class BuildahOptions:
     timestamp: int | None = None  # --timestamp, else SOURCE_DATE_EPOCH, else 0
     compression: str = "gzip"
     registry_dir: Path | None = None  # the generated registry/ (None: an empty folder)
+    pull: bool = True  # copy base images missing from the store into it
+    transport_context: Context | None = None  # for those copies
     quiet: bool = False
     output: Callable[[str], None] | None = None  # gets buildah's output lines (progress)
 
@@ -299,11 +304,7 @@ class _Run:
     # -- the steps --------------------------------------------------------------------------
 
     def execute(self) -> BuildahResult:
-        if not self.options.tags:
-            raise BuildError("a build needs at least one tag (-t REF)")
-        tags = tuple(
-            str(Reference.parse(tag)) if "@" not in tag else tag for tag in self.options.tags
-        )
+        tags = tuple(str(Reference.parse(tag)) for tag in self.options.tags)
         self._load_base_images()
         context_dir = self._materialise_context()
         self._build(context_dir)
@@ -311,10 +312,12 @@ class _Run:
         self._push(layout)
         ctx = Context(store_dir=self.store.root)
         source = OciLayoutReference(layout, "image")
-        result: CopyResult | None = None
-        for tag in tags:
+        # Without -t the image is stored untagged, as the native engine does.
+        result = copy_image(
+            source, StoreReference(tags[0] if tags else ""), ctx, CopyOptions(jobs=ctx.jobs)
+        )
+        for tag in tags[1:]:  # the blobs are there: only the index entry is new
             result = copy_image(source, StoreReference(tag), ctx, CopyOptions(jobs=ctx.jobs))
-        assert result is not None
         return BuildahResult(result, tags, self.driver)
 
     def cleanup(self) -> None:
@@ -343,34 +346,40 @@ class _Run:
         for ref, (platform, location) in wanted.items():
             self._load_base_image(ref, platform, location)
 
-    def _load_base_image(self, ref: str, platform: Platform, location: Location) -> None:
-        try:
-            desc = self.store.resolve(ref)
-        except ClusterImageError as exc:
+    def _load_base_image(self, name: str, platform: Platform, location: Location) -> None:
+        if name.startswith(_BUILDAH_READS):
+            return  # buildah reads a layout or an archive itself, as the Kubefile names it
+        if name.startswith("store:"):
             raise location.error(
-                f"base image {ref} is not in the local store ({exc}); "
-                f"pull it first: clusterimage pull {ref}"
-            ) from None
-        name = desc.ref_name
+                f"{name}: the buildah engine cannot read store: references; name the image "
+                "without 'store:' (the local store is searched first)"
+            )
+        ctx = self.options.transport_context or Context(store_dir=self.store.root)
+        try:
+            image = baseimage.ensure_image(self.store, name, platform, ctx, pull=self.options.pull)
+        except ClusterImageError as exc:
+            raise location.error(f"image {name}: {exc}") from None
+        ref = Reference.parse(name.removeprefix("docker://"))
+        named = any(entry.ref_name == str(ref) for entry in self.store.entries())
         with self.store.writing():  # keeps gc from removing blobs while buildah reads them
-            if name is not None and ":" not in str(self.store.root) and name == ref:
-                source = f"oci:{self.store.root}:{name}"
+            if named and ":" not in str(self.store.root):
+                source = f"oci:{self.store.root}:{ref}"
             else:
-                # Not reachable by an exact ref name (a digest reference): export it first.
+                # Not reachable by a ref name of the store (a digest reference): export it.
                 layout = self.work / "bases" / secrets.token_hex(4)
                 copy_image(
-                    StoreReference(ref),
+                    StoreReference(str(image.descriptor.digest)),
                     OciLayoutReference(layout, "base"),
                     Context(store_dir=self.store.root, platform=platform),
                 )
                 source = f"oci:{layout}:base"
             out = self._buildah(
                 ["pull", "--quiet", "--platform", str(platform), source],
-                what=f"loading base image {ref}",
+                what=f"loading base image {name}",
                 location=location,
             )
         image_id = out.strip().splitlines()[-1] if out.strip() else ""
-        self._buildah(["tag", image_id, _tag_for(ref)], what=f"tagging {ref}", location=location)
+        self._buildah(["tag", image_id, _tag_for(ref)], what=f"tagging {name}", location=location)
 
     def _materialise_context(self) -> Path:
         """The context as buildah must see it, built from hard links; the user's folder is
@@ -544,7 +553,7 @@ class _OutputTracker:
                     )
                 if is_stderr and text.strip():
                     self.stderr.append(text)
-                if self.forward is not None and not _own_platform_args_warning(text):
+                if self.forward is not None and not _not_forwarded(text):
                     self.forward(text)
 
     def last_error(self) -> str | None:
@@ -563,13 +572,16 @@ class _OutputTracker:
         return None
 
 
-def _own_platform_args_warning(line: str) -> bool:
-    """buildah 1.28 warns that the TARGET*/BUILD* args it defines itself for --platform were not
-    consumed: noise about nothing the user gave."""
+def _not_forwarded(line: str) -> bool:
+    """buildah's own error line (our one-line error says it again, with the Kubefile line), and
+    its warning that the TARGET*/BUILD* args it defines itself for --platform were not consumed
+    (noise about nothing the user gave)."""
+    if line.startswith(_ERROR_PREFIX):
+        return True
     match = re.match(r"^\[Warning\] one or more build args were not consumed: \[(.*)\]$", line)
-    return bool(match) and all(
-        name.startswith(("TARGET", "BUILD")) for name in match.group(1).split()
-    )
+    if match is None:
+        return False
+    return all(name.startswith(("TARGET", "BUILD")) for name in match.group(1).split())
 
 
 def _flatten(text: str) -> str:
@@ -581,10 +593,9 @@ def _one_line(text: str, width: int = 400) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-def _tag_for(ref: str) -> str:
+def _tag_for(parsed: Reference) -> str:
     """A name buildah can tag an image with for ``ref`` (a digest reference gets a tag of its
     own: buildah finds an image by repository and digest, whatever its tag)."""
-    parsed = Reference.parse(ref)
     if parsed.tag:
         return f"{parsed.name}:{parsed.tag}"
     return f"{parsed.name}:clusterimage-base"
