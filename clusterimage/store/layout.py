@@ -152,11 +152,12 @@ class Layout:
             data["manifests"] = new
             self._write_index(data)
 
-    def set_ref(self, name: str | None, desc: Descriptor) -> None:
+    def set_ref(self, name: str | None, desc: Descriptor, *, keep_replaced: bool = False) -> None:
         """Point ref name ``name`` at ``desc`` (one entry per name; re-setting replaces).
 
         ``name=None`` lists the manifest without a name, once per digest; naming a digest later
-        replaces its unnamed entry.
+        replaces its unnamed entry. With ``keep_replaced``, an image that loses its last name
+        this way stays listed without a name (podman's dangling image) instead of leaving.
         """
         annotations = {
             k: v for k, v in (desc.annotations or {}).items() if k != REF_NAME_ANNOTATION
@@ -168,11 +169,14 @@ class Layout:
 
         def change(entries: IndexEntries) -> IndexEntries:
             out: IndexEntries = []
+            replaced: IndexEntries = []
             placed = False
             for old in entries:
-                old_name = _entry_name(old)
+                old_name = entry_name(old)
                 unnamed_same = old_name is None and old.get("digest") == digest
                 if (name is not None and old_name == name) or unnamed_same:
+                    if old.get("digest") != digest:
+                        replaced.append(old)
                     if not placed:
                         out.append(entry)  # keep the position of what it replaces
                         placed = True
@@ -182,6 +186,10 @@ class Layout:
                 out.append(old)
             if not placed:
                 out.append(entry)
+            if keep_replaced:
+                for old in replaced:
+                    if not any(e.get("digest") == old.get("digest") for e in out):
+                        out.append(without_name(old))
             return out
 
         with self.writing():
@@ -360,12 +368,23 @@ class Layout:
         return manifest.descriptor()
 
 
-def _entry_name(entry: dict[str, Any]) -> str | None:
+def entry_name(entry: dict[str, Any]) -> str | None:
     annotations = entry.get("annotations")
     if isinstance(annotations, dict):
         name = annotations.get(REF_NAME_ANNOTATION)
         return name if isinstance(name, str) else None
     return None
+
+
+def without_name(entry: dict[str, Any]) -> dict[str, Any]:
+    """An index entry without its ref name (other annotations kept)."""
+    out = dict(entry)
+    annotations = {
+        k: v for k, v in (out.pop("annotations", None) or {}).items() if k != REF_NAME_ANNOTATION
+    }
+    if annotations:
+        out["annotations"] = annotations
+    return out
 
 
 def _skip(stream: IO[bytes], count: int) -> None:

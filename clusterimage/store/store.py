@@ -22,7 +22,7 @@ from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.store import fsck as _fsck
 from clusterimage.store import gc as _gc
-from clusterimage.store.layout import IndexEntries, Layout, _entry_name
+from clusterimage.store.layout import IndexEntries, Layout, entry_name, without_name
 from clusterimage.store.walk import Problem
 
 # An image ID: a prefix of the manifest digest's hex, optionally with its algorithm.
@@ -180,7 +180,8 @@ class Store(Layout):
 
     def tag(self, image: Descriptor | str, ref: str | Reference) -> Reference:
         """Give the image (a descriptor, or anything :meth:`resolve` takes) the name ``ref``;
-        a name that pointed elsewhere moves. Returns the normalised name."""
+        a name that pointed elsewhere moves, and an image left without names stays untagged
+        (``<none>`` in ``images``, removed by ``prune``), as in podman. Returns the name."""
         target = ref if isinstance(ref, Reference) else Reference.parse(ref)
         if target.digest is not None:
             raise InvalidReference(f"cannot tag with a digest: {target}")
@@ -188,7 +189,7 @@ class Store(Layout):
             desc = self.resolve(image) if isinstance(image, str) else image
             if desc.platform is None:
                 desc = _with_annotations_of(self.describe(self.get_manifest(desc.digest)), desc)
-            self.set_ref(str(target), desc)
+            self.set_ref(str(target), desc, keep_replaced=True)
         return target
 
     def untag(self, ref: str | Reference) -> Descriptor:
@@ -199,19 +200,10 @@ class Store(Layout):
 
         def change(entries: IndexEntries) -> IndexEntries:
             removed.clear()
-            out = [e for e in entries if _entry_name(e) != name]
-            removed.extend(e for e in entries if _entry_name(e) == name)
+            out = [e for e in entries if entry_name(e) != name]
+            removed.extend(e for e in entries if entry_name(e) == name)
             if removed and not any(e.get("digest") == removed[0].get("digest") for e in out):
-                unnamed = dict(removed[0])
-                annotations = {
-                    k: v
-                    for k, v in (unnamed.get("annotations") or {}).items()
-                    if k != REF_NAME_ANNOTATION
-                }
-                unnamed.pop("annotations", None)
-                if annotations:
-                    unnamed["annotations"] = annotations
-                out.append(unnamed)
+                out.append(without_name(removed[0]))
             return out
 
         self.update_index(change)
@@ -236,10 +228,10 @@ class Store(Layout):
             result.deleted = None
             same = [e for e in entries if e.get("digest") == digest]
             if match.name is not None:
-                out = [e for e in entries if _entry_name(e) != match.name]
+                out = [e for e in entries if entry_name(e) != match.name]
                 result.untagged.append(match.name)
             else:
-                names = [n for e in same if (n := _entry_name(e)) is not None]
+                names = [n for e in same if (n := entry_name(e)) is not None]
                 if len(names) > 1 and not force:
                     raise StoreError(
                         f"image {match.descriptor.digest.short} has several names "
@@ -260,8 +252,8 @@ class Store(Layout):
 
         def change(entries: IndexEntries) -> IndexEntries:
             removed.clear()
-            removed.extend(Descriptor.from_dict(e) for e in entries if _entry_name(e) is None)
-            return [e for e in entries if _entry_name(e) is not None]
+            removed.extend(Descriptor.from_dict(e) for e in entries if entry_name(e) is None)
+            return [e for e in entries if entry_name(e) is not None]
 
         self.update_index(change)
         return removed
