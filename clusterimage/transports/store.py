@@ -9,10 +9,11 @@ is the reference the image is tagged with, normalised (``nginx`` is
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
-from clusterimage.errors import DigestMismatch, TransportError
+from clusterimage.errors import DigestMismatch, InvalidReference, TransportError
 from clusterimage.oci.manifest import Manifest
 from clusterimage.oci.reference import Reference
 from clusterimage.store import Store, default_root
@@ -30,8 +31,13 @@ class StoreReference(ImageReference):
     def __init__(self, name: str) -> None:
         self.name = name
         self.reference: Reference | None = None
-        if name and not _ID_LIKE.match(name):
+        self.id_like = bool(_ID_LIKE.match(name))
+        if name and not self.id_like:
             self.reference = Reference.parse(name)  # InvalidReference right away
+        elif self.id_like and not name.startswith(("sha256:", "sha512:")):
+            # "cafe" may be an ID prefix (as a source) or a name (as a destination).
+            with contextlib.suppress(InvalidReference):
+                self.reference = Reference.parse(name)
 
     @classmethod
     def parse(cls, value: str) -> StoreReference:
@@ -49,12 +55,14 @@ class StoreReference(ImageReference):
     def new_destination(self, ctx: Context) -> StoreDestination:
         if self.name and self.reference is None:
             raise TransportError(
-                f"store:{self.name}: an image ID cannot name a new image; use a reference"
+                f"store:{self.name}: a digest or image ID cannot name a new image; use a reference"
             )
         return StoreDestination(self.store(ctx), self.reference)
 
     def __str__(self) -> str:
-        return f"store:{self.reference if self.reference is not None else self.name}"
+        if self.id_like or self.reference is None:
+            return f"store:{self.name}"
+        return f"store:{self.reference}"
 
 
 class StoreDestination(LayoutDestination):
