@@ -10,6 +10,7 @@ import typer
 
 from clusterimage.cli._common import print_json, store_dir
 from clusterimage.cli._humanize import human_ago, human_size, parse_time
+from clusterimage.errors import BlobNotFound, ManifestError
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.reference import Reference
 from clusterimage.store import ImageEntry, ImageSummary, Store
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
         rows = []
         for entry in entries:
             if entry.digest not in summaries:
-                summaries[entry.digest] = store.summarize(entry.descriptor)
+                summaries[entry.digest] = _summarize(store, entry)
             rows.append(_Row(entry, summaries[entry.digest]))
         rows.sort(key=_age_key)
         if json_output:
@@ -87,6 +88,15 @@ def register(app: typer.Typer) -> None:
                     typer.echo(_image_id(row.entry.digest, no_trunc))
         else:
             _print_table(rows, digests=digests, no_trunc=no_trunc)
+
+
+def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:
+    try:
+        return store.summarize(entry.descriptor)
+    except (BlobNotFound, ManifestError):
+        # A damaged image still gets its row (fsck says what is wrong with it).
+        desc = entry.descriptor
+        return ImageSummary(desc.digest, desc.media_type, 0, None)
 
 
 def _matches(entry: ImageEntry, value: str) -> bool:

@@ -96,10 +96,15 @@ def register(app: typer.Typer) -> None:
             if type_ is InspectType.config:
                 print_json(config.data)
                 return
-            summary = _summary(str(ref), manifest, config, index)
+            name = str(ref)
+            tags: list[str] | None = None
             if isinstance(ref, StoreReference):
-                store = ref.store(ctx)
-                summary["RepoTags"] = store.names(top.digest)
+                tags = ref.store(ctx).names(top.digest)
+                if ref.id_like:  # asked by ID or digest: its first name is the better title
+                    name = tags[0] if tags else ref.name
+            summary = _summary(name.removeprefix("store:"), manifest, config, index)
+            if tags is not None:
+                summary["RepoTags"] = tags
             print_json(summary)
 
 
@@ -139,7 +144,7 @@ def _summary(
     platform = config.platform
     layers = manifest.layers
     out: dict[str, Any] = {
-        "Name": name.removeprefix("store:"),
+        "Name": name,
         "Digest": str(manifest.digest),
         "Id": manifest.digest.hex,
     }
