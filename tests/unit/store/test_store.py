@@ -268,3 +268,18 @@ def test_summary_of_single_image(store: Store, image: OciImage) -> None:
     assert summary.size == image.manifest.size + image.config.size + image.layers[0].size
     assert summary.created == "1970-01-01T00:00:00Z"
     assert [str(p) for p in summary.platforms] == [f"linux/{host_architecture()}"]
+
+
+def test_moving_the_last_name_leaves_the_image_untagged(store: Store, tmp_path: Path) -> None:
+    old = make_oci_layout(tmp_path / "old", ref="a", layers=({"f": b"old"},))
+    new = make_oci_layout(tmp_path / "new", ref="b", layers=({"f": b"new"},))
+    d_old = _import(store, old.transport_ref, "app:1")
+    d_new = _import(store, new.transport_ref, "app:1")  # a re-pull of the name, new content
+    assert [(e.name, e.digest) for e in store.images()] == [
+        ("docker.io/library/app:1", d_new),
+        (None, d_old),  # podman's <none>: still there until prune
+    ]
+    assert store.resolve(d_old.hex[:8]).digest == d_old
+    assert [d.digest for d in store.remove_dangling()] == [d_old]
+    assert {str(d) for d, _ in store.gc().blobs} >= {str(d_old), old.config.digest}
+    assert store.fsck() == []

@@ -98,8 +98,14 @@ def test_store_to_oci_and_back(image: OciImage, tmp_path: Path, ctx: Context) ->
 def test_store_transport_errors(image: OciImage, ctx: Context) -> None:
     with pytest.raises(TransportError, match="name the image"):
         parse("store:").new_source(ctx)
-    with pytest.raises(TransportError, match="ID cannot name"):
-        copy_image(parse(image.transport_ref), parse("store:abc123"), ctx)
+    with pytest.raises(TransportError, match="cannot name a new image"):
+        copy_image(parse(image.transport_ref), parse(f"store:{image.manifest.digest}"), ctx)
+    # Hex that is also a valid name names the image as a destination.
+    copy_image(parse(image.transport_ref), parse("store:cafe"), ctx)
+    assert str(parse("store:cafe")) == "store:cafe"
+    assert [e.name for e in Store(ctx.store_dir or Path()).images()] == [
+        "docker.io/library/cafe:latest"
+    ]
     wrong = Digest.of(b"other")
     with pytest.raises(DigestMismatch, match="manifest digest"):
         copy_image(parse(image.transport_ref), parse(f"store:app@{wrong}"), ctx)
