@@ -151,7 +151,7 @@ def test_inspect(ci_home: Path, image: OciImage, multi: OciIndexImage) -> None:
     )
 
 
-def test_tag_rmi_prune_fsck(ci_home: Path, image: OciImage) -> None:
+def test_tag_rmi_prune_fsck(ci_home: Path, tmp_path: Path, image: OciImage) -> None:
     store = ci_home / "store"
     run_cli("pull", "-q", image.transport_ref)
     digest_hex = image.manifest.digest.split(":")[1]
@@ -183,13 +183,20 @@ def test_tag_rmi_prune_fsck(ci_home: Path, image: OciImage) -> None:
         "images": 1,
         "problems": [],
     }
-    # An untagged image (from a library user) is what prune drops, with its blobs.
-    from clusterimage.store import Store
-
-    Store(store).untag(APP)
+    # Pulling new content under the same name leaves the old image untagged, until prune.
+    newer = make_oci_layout(tmp_path / "newer", ref="x", layers=({"new": b"content"},))
+    run_cli("pull", "-q", newer.transport_ref, "--name", APP)
+    rows = [re.split(r"\s{2,}", line)[:3] for line in run_cli("images").stdout.splitlines()[1:]]
+    assert sorted(rows) == sorted(
+        [
+            ["docker.io/library/app", "v1", newer.manifest.digest.split(":")[1][:12]],
+            ["<none>", "<none>", digest_hex[:12]],
+        ]
+    )
     pruned = run_cli("prune").stdout.splitlines()
     assert pruned[0] == f"Deleted: {digest_hex}"
-    assert len([line for line in pruned if line.startswith("Removed blob sha256:")]) == 4
+    removed = {line.split()[2] for line in pruned if line.startswith("Removed blob sha256:")}
+    assert removed == {image.manifest.digest, *image.blob_digests()}
     assert pruned[-1].startswith("Freed ") and "1 image(s), 4 blob(s)" in pruned[-1]
     assert json.loads(run_cli("prune", "--json").stdout) == {
         "images": [],
