@@ -1,0 +1,183 @@
+"""Authentication and TLS against the real registry: htpasswd over TLS with our own CA, token
+auth with 5-second tokens, login/logout, and no credential ever in output or logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.fixtures.fault_proxy import FaultProxy
+from tests.fixtures.registry import Registry
+from tests.integration.registry_support import (
+    MiB,
+    isolated_auth,  # noqa: F401 - fixture
+    load,
+    one_line_error,
+    skopeo_digest,
+    write_image,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ci_home", "isolated_auth")]
+
+
+def _no_secret(secret: str, *texts: str) -> None:
+    for text in texts:
+        assert secret not in text
+
+
+def _auth_file() -> Path:
+    """Where ``login`` writes in these tests (see ``isolated_auth``)."""
+    return Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json"
+
+
+def test_tls_htpasswd_login_push_pull_logout(
+    tls_registry: Registry, tmp_path: Path, ci_home: Path
+) -> None:
+    auth_file = _auth_file()
+    assert tls_registry.password and tls_registry.cert_dir
+    host, password = tls_registry.host, tls_registry.password
+    cert_dir = str(tls_registry.cert_dir)
+    outputs: list[str] = []
+
+    def cli(
+        *args: str, check: bool = True, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = run_cli(*args, check=check, input=input, env=env)
+        outputs.extend([result.stdout, result.stderr])
+        return result
+
+    # Without our CA the TLS failure is one line that says what to do.
+    failed = cli("login", host, "-u", "tester", "--password-stdin", input=password, check=False)
+    line = one_line_error(failed.stderr)
+    assert "--cert-dir" in line and "--tls-verify=false" in line
+
+    wrong = cli(
+        "login", host, "-u", "tester", "--password-stdin", "--cert-dir", cert_dir,
+        input="not-the-password\n", check=False,
+    )  # fmt: skip
+    assert "refused" in one_line_error(wrong.stderr)
+    assert not auth_file.exists()  # nothing saved for a failed login
+
+    ok = cli(
+        "login", host, "-u", "tester", "--password-stdin", "--cert-dir", cert_dir,
+        input=password + "\n",
+    )  # fmt: skip
+    assert ok.stdout.strip() == "Login Succeeded!"
+    assert stat.S_IMODE(auth_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(auth_file.parent.stat().st_mode) == 0o700
+    saved = json.loads(auth_file.read_text())
+    assert list(saved["auths"]) == [host]
+
+    image = write_image(tmp_path / "src", [1 * MiB], seed=11)
+    name = f"{host}/secure/app:v1"
+    load(image, name)
+    cli("push", name, "--cert-dir", cert_dir)
+    # skopeo reads the same auth file and trusts the same CA.
+    assert skopeo_digest(f"docker://{name}", "--cert-dir", cert_dir) == image.manifest_digest
+    cli("rmi", name)
+    pulled = cli("pull", name, "--cert-dir", cert_dir, "-q")
+    assert pulled.stdout.strip() == image.manifest_digest
+
+    # certs.d lookup: ~/.config/containers/certs.d/HOST/ca.crt instead of --cert-dir.
+    assert tls_registry.certs_d is not None
+    config_home = tmp_path / "config-home"
+    shutil.copytree(tls_registry.certs_d, config_home / "containers" / "certs.d")
+    cli("tags", f"{host}/secure/app", env={"XDG_CONFIG_HOME": str(config_home)})
+    insecure = cli("tags", f"{host}/secure/app", "--tls-verify=false", "--json")
+    assert json.loads(insecure.stdout) == ["v1"]
+
+    # --creds on the command line, REGISTRY_AUTH_FILE and --authfile are honoured too.
+    other_auth = tmp_path / "other-auth.json"
+    cli("logout", host)
+    denied = cli("push", name, f"{host}/secure/b:v1", "--cert-dir", cert_dir, check=False)
+    line = one_line_error(denied.stderr)
+    assert f"run `clusterimage login {host}`" in line
+    creds = f"tester:{password}"
+    cli("push", name, f"{host}/secure/b:v1", "--cert-dir", cert_dir, "--creds", creds)
+    cli(
+        "login", host, "-u", "tester", "-p", password, "--cert-dir", cert_dir,
+        "--authfile", str(other_auth),
+    )  # fmt: skip
+    assert stat.S_IMODE(other_auth.stat().st_mode) == 0o600
+    cli("tags", f"{host}/secure/b", "--cert-dir", cert_dir, "--authfile", str(other_auth))
+    cli(
+        "tags", f"{host}/secure/b", "--cert-dir", cert_dir,
+        env={"REGISTRY_AUTH_FILE": str(other_auth)},
+    )  # fmt: skip
+    bad_creds = cli(
+        "push", name, f"{host}/secure/c:v1", "--cert-dir", cert_dir,
+        "--creds", "tester:wrong-secret-123", check=False,
+    )  # fmt: skip
+    line = one_line_error(bad_creds.stderr)
+    assert "refused the credentials for tester" in line and "clusterimage login" in line
+
+    nothing = cli("logout", host, check=False)
+    assert nothing.returncode == 1 and "not logged in" in nothing.stderr
+    cli("logout", "--all", "--authfile", str(other_auth))
+    assert json.loads(other_auth.read_text())["auths"] == {}
+
+    # The password never shows: not in our output, not in our files, not in the registry log.
+    logs = [tls_registry.read_log()]
+    for path in ci_home.rglob("*"):
+        if path.is_file():
+            logs.append(path.read_bytes().decode(errors="replace"))
+    _no_secret(password, *outputs, *logs)
+    _no_secret("wrong-secret-123", *outputs)
+
+
+def test_token_auth_long_push_refreshes_its_5_second_token(
+    token_registry: Registry,
+    fault_proxy_factory: Callable[..., FaultProxy],
+    tmp_path: Path,
+) -> None:
+    server = token_registry.token_server
+    assert server is not None and token_registry.password
+    creds = f"{token_registry.username}:{token_registry.password}"
+    # Two injected 503s with Retry-After: 3 stretch the push beyond a token's 5 s lifetime.
+    proxy = fault_proxy_factory(
+        token_registry,
+        error_rate=1.0,
+        retry_after=3,
+        max_faults=2,
+        fault_paths=r"/blobs/uploads/.+",
+    )
+    image = write_image(tmp_path / "src", [2 * MiB, 1 * MiB, 100_000], seed=12)
+    name = f"{proxy.host}/alice/app:v1"
+    load(image, name)
+    before = server.issued
+    started = time.monotonic()
+    pushed = run_cli("push", name, "--creds", creds, "--jobs", "1", "--json")
+    elapsed = time.monotonic() - started
+    assert elapsed > 6, "the push should outlive one token"
+    assert json.loads(pushed.stdout)["digest"] == image.manifest_digest
+    assert server.issued - before >= 2  # a fresh token after the first one expired
+    assert proxy.faults_injected == 2
+    log = token_registry.read_log()
+    assert token_registry.password not in log + pushed.stdout + pushed.stderr
+
+    # bob may only pull outside bob/*: pushing to alice's repository is denied, in one line.
+    bob_password = "unknown"
+    for user, password in server.users.items():
+        if user == "bob":
+            bob_password = password
+    denied = run_cli(
+        "push", name, f"{token_registry.host}/alice/other:v1", "--creds", f"bob:{bob_password}",
+        check=False,
+    )  # fmt: skip
+    line = one_line_error(denied.stderr)
+    assert line.startswith("error: ") and bob_password not in denied.stderr
+    pulled = run_cli(
+        "pull", f"{token_registry.host}/alice/app:v1", "--creds", f"bob:{bob_password}", "-q"
+    )
+    assert pulled.stdout.strip() == image.manifest_digest
+    anonymous = run_cli("pull", f"{token_registry.host}/alice/app:v1", check=False)
+    assert "clusterimage login" in one_line_error(anonymous.stderr)
