@@ -198,11 +198,12 @@ class _BuildDir:
     def __init__(self, parent: Path) -> None:
         parent.mkdir(parents=True, exist_ok=True)
         self.path = parent / f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(6)}"
-        self.path.mkdir(mode=0o700)
         self._lock = FileLock(str(self.path) + ".lock")
 
     def __enter__(self) -> Path:
+        # Lock first: a sweep by another build only removes folders whose lock is free.
         self._lock.acquire()
+        self.path.mkdir(mode=0o700)
         return self.path
 
     def __exit__(self, *exc: object) -> None:
