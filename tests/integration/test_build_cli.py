@@ -1,0 +1,121 @@
+"""``clusterimage build`` options end to end: -q, --json, --dry-run, tags, cache, platform."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, run_cli
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = REPO_ROOT / "Kubefile.examples" / "nginx-manifests"
+
+
+def _index(store: Path) -> dict[str, str]:
+    data = json.loads((store / "index.json").read_text())
+    return {
+        m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+        for m in data["manifests"]
+        if m.get("annotations")
+    }
+
+
+def test_quiet_prints_only_the_digest_and_tags_every_ref(ci_home: Path) -> None:
+    result = run_cli("build", "-q", "-t", "a.example/app:v1", "-t", "app:latest", EXAMPLE)
+    digest = result.stdout.strip()
+    assert digest.startswith("sha256:") and "\n" not in digest
+    assert result.stderr == ""
+    names = _index(ci_home / "store")
+    assert names == {"a.example/app:v1": digest, "docker.io/library/app:latest": digest}
+
+
+def test_progress_goes_to_stderr_and_the_digest_to_stdout(ci_home: Path) -> None:
+    result = run_cli("build", "-t", "app:v1", EXAMPLE)
+    assert result.stdout.strip().startswith("sha256:")
+    assert "STEP 1/6: FROM scratch" in result.stderr
+    assert "Successfully tagged docker.io/library/app:v1" in result.stderr
+    again = run_cli("build", "-t", "app:v1", EXAMPLE)
+    assert again.stderr.count("--> Using cache") == 2
+    assert again.stdout == result.stdout
+
+
+def test_json_output(ci_home: Path) -> None:
+    first = json.loads(run_cli("build", "--json", "-t", "app:v1", EXAMPLE).stdout)
+    assert first["engine"] == "native"
+    assert first["tags"] == ["docker.io/library/app:v1"]
+    assert first["type"] == "application" and first["version"] == "v1beta1"
+    assert [layer["cached"] for layer in first["layers"]] == [False, False]
+    assert first["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    second = json.loads(run_cli("build", "--json", "-t", "app:v1", EXAMPLE).stdout)
+    assert [layer["cached"] for layer in second["layers"]] == [True, True]
+    assert second["digest"] == first["digest"]
+    third = json.loads(run_cli("build", "--json", "--no-cache", "-t", "app:v1", EXAMPLE).stdout)
+    assert [layer["cached"] for layer in third["layers"]] == [False, False]
+    assert third["digest"] == first["digest"]
+
+
+def test_dry_run_writes_nothing_and_warns_about_missing_sources(
+    tmp_path: Path, ci_home: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Kubefile").write_text("FROM scratch\nCOPY charts charts\nCOPY registry registry\n")
+    text = run_cli("build", "--dry-run", "-t", "app:v1", ctx)
+    assert "missing in context: charts" in text.stdout
+    plan = json.loads(run_cli("build", "--dry-run", "--json", ctx).stdout)
+    assert plan["missing_sources"][0]["source"] == "charts"
+    assert plan["copies_registry"] is True
+    assert list(ci_home.iterdir()) == []
+    (ctx / "Kubefile").write_text("FROM scratch\nCOPY charts\n")
+    bad = run_cli("build", "--dry-run", ctx, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: ")
+    assert list(ci_home.iterdir()) == []
+
+
+def test_build_args_labels_env_platform(tmp_path: Path, ci_home: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Kubefile").write_text(
+        'FROM scratch\nARG VERSION=0\nLABEL version="${VERSION}"\nENV A=1\nCOPY Kubefile /\n'
+    )
+    result = run_cli(
+        "build", "--json", "-t", "app:v2",
+        "--build-arg", "VERSION=2", "--label", "team=infra", "--env", "B=2",
+        "--platform", "linux/arm64", ctx,
+    )  # fmt: skip
+    data = json.loads(result.stdout)
+    assert data["platform"] == "linux/arm64"
+    store = ci_home / "store"
+    manifest = json.loads((store / "blobs/sha256" / data["digest"].split(":")[1]).read_text())
+    config = json.loads((store / "blobs/sha256" / manifest["config"]["digest"][7:]).read_text())
+    assert config["architecture"] == "arm64" and config["os"] == "linux"
+    assert config["config"]["Labels"] == {"version": "2", "team": "infra"}
+    assert config["config"]["Env"][-2:] == ["A=1", "B=2"]
+
+
+def test_kubefile_selection_and_ignore_file(tmp_path: Path, ci_home: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "keep").mkdir(parents=True)
+    (ctx / "keep" / "a.yaml").write_text("a")
+    (ctx / "keep" / "b.log").write_text("b")
+    (ctx / "Sealfile").write_text("FROM scratch\nCOPY . .\n")
+    (ctx / ".dockerignore").write_text("*.log\n**/*.log\nSealfile\n")
+    other = tmp_path / "Other.kubefile"
+    other.write_text("FROM scratch\nCOPY keep /k\n")
+    data = json.loads(run_cli("build", "--json", ctx).stdout)
+    assert data["tags"] == []
+    entries = json.loads(run_cli("build", "--dry-run", "--json", "-f", other, ctx).stdout)
+    assert entries["kubefile"].endswith("Other.kubefile")
+    store = ci_home / "store"
+    manifest = json.loads((store / "blobs/sha256" / data["digest"][7:]).read_text())
+    blob = (store / "blobs/sha256" / manifest["layers"][0]["digest"][7:]).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
+        names = set(tar.getnames())
+    assert names == {"keep", "keep/a.yaml", ".dockerignore", "registry"}
