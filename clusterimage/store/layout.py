@@ -19,7 +19,13 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from clusterimage.errors import BlobNotFound, InvalidDigest, ManifestError, StoreError
+from clusterimage.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    InvalidDigest,
+    ManifestError,
+    StoreError,
+)
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
@@ -284,7 +290,9 @@ class Layout:
 
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
         """Store a small document (manifest, config) and return its digest."""
-        digest = expected or Digest.of(data)
+        digest = Digest.of(data, expected.algorithm if expected else "sha256")
+        if expected is not None and digest != expected:
+            raise DigestMismatch(f"blob {expected}: content hashes to {digest}")
         if self.has_blob(digest):
             return digest
         with self.blob_writer(expected, len(data)) as writer:

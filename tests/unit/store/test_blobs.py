@@ -53,6 +53,8 @@ def test_unknown_digest_is_computed(store: Store) -> None:
     assert size == 10
     assert store.put_bytes(b"doc") == Digest.of(b"doc")
     assert store.put_bytes(b"doc", Digest.of(b"doc")) == Digest.of(b"doc")  # already there
+    with pytest.raises(DigestMismatch):
+        store.put_bytes(b"not the doc", Digest.of(b"doc"))  # checked even when present
 
 
 def test_mismatch_leaves_nothing(store: Store) -> None:
