@@ -244,12 +244,13 @@ class ThrottledRelay:
     def __init__(self, upstream: str, rate: int) -> None:
         host, _, port = upstream.rpartition(":")
         self._upstream = (host, int(port))
-        self._rate = rate
+        self.rate = rate  # may be changed while running
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.bytes_down = 0
+        self._active = 0
         self._conns: list[socket.socket] = []
 
     @property
@@ -274,6 +275,8 @@ class ThrottledRelay:
             upstream = socket.create_connection(self._upstream)
             with self._lock:
                 self._conns += [client, upstream]
+            with self._lock:
+                self._active += 2
             for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
                 thread = threading.Thread(target=self._pump, args=(src, dst, slow), daemon=True)
                 thread.start()
@@ -281,7 +284,8 @@ class ThrottledRelay:
 
     def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
         piece = 64 * 1024
-        with contextlib.suppress(OSError):
+        failed = False
+        try:
             while not self._stop.is_set():
                 data = src.recv(piece)
                 if not data:
@@ -290,9 +294,26 @@ class ThrottledRelay:
                 if slow:
                     with self._lock:
                         self.bytes_down += len(data)
-                    time.sleep(len(data) / self._rate)
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            failed = True
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+        if failed:  # one side died (a killed client): end both, so the server sees it too
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.close()
+        with self._lock:
+            self._active -= 1
+
+    def idle(self) -> bool:
+        """No connection is being relayed."""
+        with self._lock:
+            return self._active == 0
+
+    def reset_count(self) -> None:
+        with self._lock:
+            self.bytes_down = 0
 
     def stop(self) -> None:
         self._stop.set()
