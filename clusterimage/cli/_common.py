@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from rich.progress import (
 )
 
 from clusterimage.copy import CopyEvent
+from clusterimage.paths import default_store
+from clusterimage.paths import home_dir as home_dir  # re-exported for the commands
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -33,18 +34,9 @@ class State:
 STATE = State()
 
 
-def home_dir() -> Path:
-    """``$CLUSTERIMAGE_HOME``, else ``$XDG_DATA_HOME/clusterimage``, else ~/.local/share/..."""
-    env = os.environ.get("CLUSTERIMAGE_HOME")
-    if env:
-        return Path(env)
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "clusterimage"
-
-
 def store_dir() -> Path:
-    """``--store DIR`` if given, else ``<home>/store``."""
-    return STATE.store if STATE.store is not None else home_dir() / "store"
+    """``--store DIR`` if given, else ``$CLUSTERIMAGE_STORE``, else ``<home>/store``."""
+    return STATE.store if STATE.store is not None else default_store()
 
 
 def print_json(data: Any) -> None:

@@ -61,13 +61,10 @@ Public API (what the build and remote code uses; keep it stable)::
     store.fsck() -> list[Problem]            # Problem(kind, message, digest, ref)
     store.fsck_report() -> FsckReport(problems, blobs, images, ok)
 
-:func:`default_root` is where the store lives when nothing says otherwise.
+:func:`clusterimage.paths.default_store` is where the store lives when nothing says otherwise.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from clusterimage.store.blobs import BlobWriter
 from clusterimage.store.fsck import FsckReport
@@ -95,19 +92,4 @@ __all__ = [
     "RemoveResult",
     "Store",
     "StoreBusy",
-    "default_root",
 ]
-
-
-def default_root() -> Path:
-    """``$CLUSTERIMAGE_STORE``, else ``$CLUSTERIMAGE_HOME/store`` (default home:
-    ``$XDG_DATA_HOME/clusterimage``, else ``~/.local/share/clusterimage``): where the CLI's
-    ``store_dir()`` points when ``--store`` is not given."""
-    store = os.environ.get("CLUSTERIMAGE_STORE")
-    if store:
-        return Path(store)
-    home = os.environ.get("CLUSTERIMAGE_HOME")
-    if home:
-        return Path(home) / "store"
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "clusterimage" / "store"

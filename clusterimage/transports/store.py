@@ -4,7 +4,7 @@ As a source, REF is anything :meth:`Store.resolve` takes: a reference (``nginx``
 ``host/repo:tag``, ``repo@sha256:...``), a digest or an image-ID prefix. As a destination, REF
 is the reference the image is tagged with, normalised (``nginx`` is
 ``docker.io/library/nginx:latest``); ``store:`` alone stores the image untagged. The store is
-``Context.store_dir``, else :func:`clusterimage.store.default_root`.
+``Context.store_dir``, else :func:`clusterimage.paths.default_store`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from clusterimage.errors import DigestMismatch, InvalidReference, TransportError
 from clusterimage.oci.manifest import Manifest
 from clusterimage.oci.reference import Reference
-from clusterimage.store import Store, default_root
+from clusterimage.paths import default_store
+from clusterimage.store import Store
 from clusterimage.transports import register
 from clusterimage.transports._layout import LayoutDestination, LayoutSource
 from clusterimage.transports.base import Context, ImageReference
@@ -89,7 +90,7 @@ class StoreDestination(LayoutDestination):
 
 
 def store_root(ctx: Context) -> Path:
-    return ctx.store_dir or default_root()
+    return ctx.store_dir or default_store()
 
 
 register("store", StoreReference.parse)
