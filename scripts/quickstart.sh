@@ -46,4 +46,22 @@ clusterimage() {
 say "clusterimage home: $CLUSTERIMAGE_HOME"
 clusterimage version
 
-say "done"
+# An application cluster image from plain manifests: no network, no daemon, no root needed.
+example=Kubefile.examples/nginx-manifests
+ref=localhost/quickstart/nginx:v1
+say "lint the Kubefile (parse, expand, plan; writes nothing)"
+clusterimage build --dry-run "$example"
+say "build $example into the local store"
+clusterimage build -t "$ref" "$example"
+say "build again: every layer comes from the cache, the digest is the same"
+clusterimage build -t "$ref" "$example"
+say "the store now holds"
+clusterimage images
+say "what the cluster runtime would run for it"
+clusterimage create "$ref"
+say "export it as an OCI layout that skopeo, umoci and buildah read"
+rm -rf "$CLUSTERIMAGE_HOME/export"
+clusterimage copy "store:$ref" "oci:$CLUSTERIMAGE_HOME/export:v1"
+clusterimage fsck
+
+say "done: try 'clusterimage inspect $ref' or 'clusterimage --help'"
