@@ -20,7 +20,7 @@ import json
 import os
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -127,22 +127,30 @@ def _load(store: Store, name: str, desc: Descriptor, platform: Platform) -> Imag
     )
 
 
-def config_resolver(
-    store: Store | None, ctx: Context, *, pull: bool
-) -> Callable[[str, Platform], Mapping[str, Any] | None]:
-    """What ``plan_build(base_config=...)`` asks for base image configs: the store's (copied
-    into it first when ``pull``). None when it cannot be had: the build then names the failure
-    with the Kubefile line that needs the image."""
+class BaseImages:
+    """The images one build uses, each fetched once: the plan asks for their configs
+    (:meth:`config`, the ``base_config`` resolver of ``plan_build``), the engine for the images.
+    """
 
-    def resolve(reference: str, platform: Platform) -> Mapping[str, Any] | None:
-        if store is None:
-            return None
+    def __init__(self, store: Store, ctx: Context, *, pull: bool = True) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.pull = pull
+        self._images: dict[tuple[str, str], Image] = {}
+
+    def get(self, name: str, platform: Platform) -> Image:
+        key = (name, str(platform))
+        if key not in self._images:
+            self._images[key] = ensure_image(self.store, name, platform, self.ctx, pull=self.pull)
+        return self._images[key]
+
+    def config(self, reference: str, platform: Platform) -> Mapping[str, Any] | None:
+        """The image's config JSON; None when it cannot be had (the build then names the
+        failure with the Kubefile line that needs the image)."""
         try:
-            return ensure_image(store, reference, platform, ctx, pull=pull).config.data
+            return self.get(reference, platform).config.data
         except ClusterImageError:
             return None
-
-    return resolve
 
 
 # -- listings and trees ---------------------------------------------------------------------------

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
+from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.plan import BuildPlan, RunStep
-from clusterimage.errors import BuildError, UsageError
+from clusterimage.errors import BuildError, ClusterImageError, UsageError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.store import Store
 from clusterimage.transports.base import Context
@@ -62,6 +63,7 @@ class BuildRequest:
     discovered_images: tuple[str, ...] = ()  # images found for registry/ (image discovery)
     transport_context: Context | None = None  # for pulling base images
     pull: bool = True  # copy missing base images into the store
+    base_images: BaseImages | None = None  # shared with the plan's base_config resolver
     on_event: Callable[[BuildEvent], None] | None = None
 
     def emit(self, kind: EventKind, message: str, **data: object) -> None:
@@ -74,6 +76,12 @@ class BuildRequest:
             self.transport_context = Context(store_dir=self.store.root)
         return self.transport_context
 
+    @property
+    def images(self) -> BaseImages:
+        if self.base_images is None:
+            self.base_images = BaseImages(self.store, self.context, pull=self.pull)
+        return self.base_images
+
 
 class Engine(Protocol):
     name: str
@@ -82,6 +90,22 @@ class Engine(Protocol):
         """Build ``plan`` into ``request.store``, tag it with ``request.tags``; returns the
         descriptor of the image manifest. Raises ClusterImageError subclasses for user errors."""
         ...
+
+
+def require_base_images(plan: BuildPlan, images: BaseImages) -> bool:
+    """Fetch every image a used stage starts FROM that the plan could not read, failing at the
+    FROM line of one the store does not have and cannot get. True when one was fetched now: the
+    plan was made without its config and must be made again."""
+    fetched = False
+    for stage in plan.stages_to_build():
+        base = stage.base
+        if base.kind == "image" and not stage.base_config_known:
+            try:
+                images.get(base.reference or base.name, stage.platform)
+            except ClusterImageError as exc:
+                raise stage.location.error(str(exc)) from None
+            fetched = True
+    return fetched
 
 
 def first_run(plan: BuildPlan) -> RunStep | None:

@@ -134,7 +134,6 @@ class _Build:
         self.context = BuildContext.open(Path(plan.context), Path(plan.kubefile), (overlay,))
         self.stat_cache = self.cache.stat_cache(self.context.root)
         self.states: dict[int, _State] = {}
-        self.images: dict[tuple[str, str], baseimage.Image] = {}
         self.created = rfc3339(request.timestamp)
         self.tags = [Reference.parse(tag) for tag in request.tags]
         self._counter = 0
@@ -200,15 +199,10 @@ class _Build:
         return _State(layers, list(diff_ids), history, None, lambda: self._image_tree(image))
 
     def _image(self, name: str, platform: Platform, location: Location) -> baseimage.Image:
-        key = (name, str(platform))
-        if key not in self.images:
-            try:
-                self.images[key] = baseimage.ensure_image(
-                    self.store, name, platform, self.request.context, pull=self.request.pull
-                )
-            except ClusterImageError as exc:
-                raise location.error(f"image {name}: {exc}") from None
-        return self.images[key]
+        try:
+            return self.request.images.get(name, platform)
+        except ClusterImageError as exc:
+            raise location.error(str(exc)) from None
 
     def _image_tree(self, image: baseimage.Image) -> FsTree:
         return baseimage.image_tree(self.store, image, self.listings)

@@ -8,11 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from clusterimage.build.baseimage import config_resolver
+from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.cache import chain_id
 from clusterimage.build.context import find_ignore_file
 from clusterimage.build.dockerignore import IgnoreRules
-from clusterimage.build.engine import ENGINES, BuildEvent, BuildRequest, select_engine
+from clusterimage.build.engine import (
+    ENGINES,
+    BuildEvent,
+    BuildRequest,
+    require_base_images,
+    select_engine,
+)
 from clusterimage.build.layer import COMPRESSIONS
 from clusterimage.build.plan import BuildPlan, parse_assignments, plan_build
 from clusterimage.cli._common import home_dir, print_json, stderr, store_dir
@@ -197,27 +203,34 @@ def register(app: typer.Typer) -> None:
         ctx = Context(store_dir=store.root if store else None)
         if platform:
             ctx.platform = Platform.parse(platform)
-        plan = plan_build(
-            context,
-            file,
-            build_args=args,
-            labels=label_map,
-            envs=env_map,
-            platform=platform,
-            target=target,
-            base_config=config_resolver(store, ctx, pull=not dry_run),
-            is_ignored=ignore.ignored,
-        )
+        images = BaseImages(store, ctx, pull=not dry_run) if store is not None else None
+
+        def make_plan() -> BuildPlan:
+            return plan_build(
+                context,
+                file,
+                build_args=args,
+                labels=label_map,
+                envs=env_map,
+                platform=platform,
+                target=target,
+                base_config=images.config if images is not None else None,
+                is_ignored=ignore.ignored,
+            )
+
+        plan = make_plan()
         if dry_run:
             _print_plan(plan, json_output)
             return
         if plan.missing_sources:  # warnings in a dry run, errors in a build
             raise plan.missing_sources[0].error()
+        assert store is not None and images is not None
+        if require_base_images(plan, images):
+            plan = make_plan()  # now with the base images' configs
         if not refs and not quiet and not json_output:
             _warn("no -t given: the image is stored untagged (find it with `clusterimage images`)")
         for warning in plan.warnings:
             _warn(str(warning))
-        assert store is not None
         chosen = select_engine(engine, plan)
         printer = _Printer(quiet or json_output)
         request = BuildRequest(
@@ -230,6 +243,7 @@ def register(app: typer.Typer) -> None:
             timestamp=stamp,
             use_cache=not no_cache,
             transport_context=ctx,
+            base_images=images,
             on_event=printer,
         )
         descriptor = chosen.build(plan, request)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from clusterimage.build import layer as layer_module
-from clusterimage.build.baseimage import config_resolver
+from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.engine import BuildEvent, BuildRequest, select_engine
 from clusterimage.build.plan import plan_build
 from clusterimage.errors import BuildError, KubefileError
@@ -74,11 +74,13 @@ def _build(
 ) -> _Built:
     store = Store(home / "store")
     plan_args = {k: kw.pop(k) for k in ("build_args", "labels", "envs", "platform") if k in kw}
-    resolver = config_resolver(store, Context(store_dir=store.root), pull=False)
-    plan = plan_build(context, base_config=resolver, **plan_args)
+    images = BaseImages(store, Context(store_dir=store.root), pull=False)
+    plan = plan_build(context, base_config=images.config, **plan_args)
     engine = kw.pop("engine", "native")
     events: list[BuildEvent] = []
-    request = BuildRequest(store=store, home=home, tags=tags, on_event=events.append, **kw)
+    request = BuildRequest(
+        store=store, home=home, tags=tags, base_images=images, on_event=events.append, **kw
+    )
     desc = select_engine(engine, plan).build(plan, request)
     return _Built(store, desc, events)
 
