@@ -191,3 +191,17 @@ def test_never_follows_a_symlink_content(tmp_path: Path) -> None:
     node = Node("file", 0o644, content=Content(link, 6))
     with pytest.raises(BuildError, match="cannot read"):
         write_layer([("f", node)], io.BytesIO())
+
+
+def test_a_hashing_sink_can_own_the_blob_digest(tmp_path: Path) -> None:
+    entries = _entries(tmp_path)
+    hashed, unhashed = io.BytesIO(), io.BytesIO()
+    full = write_layer(entries.items(), hashed)
+    bare = write_layer(entries.items(), unhashed, hash_output=False)
+    assert unhashed.getvalue() == hashed.getvalue()
+    assert bare.digest is None and bare.diff_id == full.diff_id
+    assert bare.size == full.size == len(hashed.getvalue())
+    with pytest.raises(ValueError, match="without hashing"):
+        _ = bare.descriptor
+    plain = write_layer(entries.items(), io.BytesIO(), compression="none", hash_output=False)
+    assert plain.digest == plain.diff_id  # uncompressed: the digest is known anyway
