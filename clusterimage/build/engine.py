@@ -57,6 +57,8 @@ class BuildRequest:
     labels: Mapping[str, str] = field(default_factory=dict)  # --label (already in plan.config)
     envs: Mapping[str, str] = field(default_factory=dict)  # --env (already in plan.config)
     compression: str = "gzip"
+    # Layers that copy only registry/ (already compressed blobs): "none" unless asked otherwise.
+    registry_compression: str = "none"
     timestamp: int = 0  # --timestamp, else SOURCE_DATE_EPOCH, else 0
     use_cache: bool = True  # --no-cache: False
     registry_dir: Path | None = None  # the generated registry/ (None: an empty folder)

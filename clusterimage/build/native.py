@@ -266,7 +266,12 @@ class _Build:
         )
         unpack = self._unpacker(step) if step.is_add and in_context else None
         entries = plan_copy(request, source_tree, state.tree, unpack=unpack)
-        layer, digest = self._layer(state, entries, step.created_by)
+        # registry/ holds compressed blobs already (DESIGN.md, Layers): not compressed again.
+        registry_only = in_context and all(
+            s.path == REGISTRY_DIR or s.path.startswith(f"{REGISTRY_DIR}/") for s in sources
+        )
+        compression = self.request.registry_compression if registry_only else None
+        layer, digest = self._layer(state, entries, step.created_by, compression)
         kind = "multi" if len(sources) > 1 else ("dir" if sources[0].node.is_dir else "file")
         created_by = (
             f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in {step.dest_path}"
@@ -316,22 +321,29 @@ class _Build:
         except ClusterImageError:
             return False
 
-    def _key(self, state: _State, entries: dict[str, Node], instruction: str) -> tuple[str, str]:
+    def _key(
+        self, state: _State, entries: dict[str, Node], instruction: str, compression: str
+    ) -> tuple[str, str]:
         digest = entries_digest(entries)
         key = layer_key(
             parent_chain=chain_id(state.diff_ids),
             instruction=instruction,
             entries=digest,
             links=link_groups(entries),
-            compression=self.request.compression,
+            compression=compression,
             timestamp=self.request.timestamp,
         )
         return key, digest
 
     def _layer(
-        self, state: _State, entries: dict[str, Node], instruction: str
+        self,
+        state: _State,
+        entries: dict[str, Node],
+        instruction: str,
+        compression: str | None = None,
     ) -> tuple[CachedLayer, str]:
         """The layer of ``entries`` on top of ``state``: from the cache, else written."""
+        compression = compression or self.request.compression
         contents = {
             id(node.content): node.content
             for node in entries.values()
@@ -339,7 +351,7 @@ class _Build:
         }
         known = [self.stat_cache.fill(content) for content in contents.values()]
         if all(known):
-            key, digest = self._key(state, entries, instruction)
+            key, digest = self._key(state, entries, instruction, compression)
             cached = self.cache.lookup(key, self._has_blob)
             if cached is not None:
                 self.request.emit(
@@ -356,7 +368,7 @@ class _Build:
             result = write_layer(
                 entries.items(),
                 writer,
-                compression=self.request.compression,
+                compression=compression,
                 timestamp=self.request.timestamp,
                 hash_output=False,
             )
@@ -364,7 +376,7 @@ class _Build:
         for content in contents.values():
             self.stat_cache.remember(content)
         layer = CachedLayer(Descriptor(result.media_type, blob_digest, size), result.diff_id)
-        key, digest = self._key(state, entries, instruction)
+        key, digest = self._key(state, entries, instruction, compression)
         self.cache.record(key, layer, instruction)
         self.request.emit(
             "layer",

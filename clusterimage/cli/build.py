@@ -131,9 +131,13 @@ def register(app: typer.Typer) -> None:
             typer.Option("--target", metavar="STAGE", help="Build this stage (default: last)."),
         ] = None,
         compression: Annotated[
-            str,
-            typer.Option("--compression", help="Layer compression: gzip, zstd or none."),
-        ] = "gzip",
+            str | None,
+            typer.Option(
+                "--compression",
+                help="Layer compression: gzip, zstd or none (default: gzip, except layers that "
+                "copy only registry/, whose blobs are compressed already: none).",
+            ),
+        ] = None,
         timestamp: Annotated[
             int | None,
             typer.Option(
@@ -180,7 +184,7 @@ def register(app: typer.Typer) -> None:
 
           clusterimage build --dry-run --json ./ctx
         """
-        if compression not in COMPRESSIONS:
+        if compression is not None and compression not in COMPRESSIONS:
             raise UsageError(f"--compression {compression!r}: choose gzip, zstd or none")
         if engine not in ENGINES:
             raise UsageError(f"--engine {engine!r}: choose {', '.join(ENGINES)}")
@@ -239,7 +243,8 @@ def register(app: typer.Typer) -> None:
             tags=tuple(refs),
             labels=label_map,
             envs=env_map,
-            compression=compression,
+            compression=compression or "gzip",
+            registry_compression=compression or "none",
             timestamp=stamp,
             use_cache=not no_cache,
             transport_context=ctx,
