@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 import zstandard
 from isal import igzip
@@ -59,8 +59,8 @@ def compression_of(path: Path) -> str:
 def _decompressed(path: Path, compression: str) -> Iterator[IO[bytes]]:
     with open(path, "rb") as raw:
         if compression == "gzip":
-            with igzip.IGzipFile(fileobj=raw, mode="rb") as stream:
-                yield stream
+            with igzip.IGzipFile(fileobj=raw, mode="rb") as gz:
+                yield cast(IO[bytes], gz)
         elif compression == "bzip2":
             with bz2.BZ2File(raw, "rb") as stream:
                 yield stream

@@ -219,8 +219,8 @@ def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) ->
         if base == _OPAQUE:
             tree.clear_dir(parent)
         elif base.startswith(_WHITEOUT):
-            target = base[len(_WHITEOUT) :]
-            tree.remove(f"{parent}/{target}" if parent else target)
+            hidden = base[len(_WHITEOUT) :]
+            tree.remove(f"{parent}/{hidden}" if parent else hidden)
     for name, kind, mode, uid, gid, size, linkname, devmajor, devminor in records:
         path = _clean(name)
         if path is None:
@@ -257,8 +257,8 @@ def extract(store: Store, contents: Iterable[Content], staging: Path) -> None:
     for content in contents:
         if content.path is not None or content.origin is None:
             continue
-        layer, _, member = content.origin.partition("!")
-        wanted.setdefault(layer, {}).setdefault(member, []).append(content)
+        layer, _, name = content.origin.partition("!")
+        wanted.setdefault(layer, {}).setdefault(name, []).append(content)
     staging.mkdir(parents=True, exist_ok=True)
     for layer, members in wanted.items():
         digest = layer.partition(":")[2]

@@ -44,7 +44,7 @@ def _tar(members: list[tuple[str, str, bytes | str]]) -> bytes:
     return out.getvalue()
 
 
-_GOOD = [
+_GOOD: list[tuple[str, str, bytes | str]] = [
     ("app", "dir", b""),
     ("app/config.yaml", "file", b"a: 1\n"),
     ("app/same.yaml", "hard", "app/config.yaml"),
