@@ -134,6 +134,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--compression",
+                metavar="gzip|zstd|none",
                 help="Layer compression: gzip, zstd or none (default: gzip, except layers that "
                 "copy only registry/, whose blobs are compressed already: none).",
             ),
@@ -153,6 +154,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--engine",
+                metavar="auto|native|buildah",
                 help="native (no RUN), buildah (RUN), or auto: buildah only when there is RUN.",
             ),
         ] = "auto",
