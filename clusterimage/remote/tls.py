@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,20 +58,37 @@ def host_cert_dir(host: str, cert_dir: Path | None) -> Path | None:
     return None
 
 
+_CONTEXTS: dict[tuple[bool | None, Path | None], ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
 def ssl_context(host: str, settings: TlsSettings) -> ssl.SSLContext:
-    """The context for https to ``host``: system CAs plus the host's, client cert if any."""
+    """The context for https to ``host``: system CAs plus the host's, client cert if any.
+
+    Contexts are shared per (verify, certificate directory): loading the system CAs takes
+    tens of milliseconds, and a copy between two registries needs them once."""
     directory = host_cert_dir(host, settings.cert_dir)
-    if settings.verify is False:
+    key = (settings.verify, directory)
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+        if ctx is None:
+            ctx = _new_context(settings.verify, directory)
+            _CONTEXTS[key] = ctx
+        return ctx
+
+
+def _new_context(verify: bool | None, directory: Path | None) -> ssl.SSLContext:
+    if verify is False:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
         ctx = ssl.create_default_context()
-        if not ctx.get_ca_certs() and not ctx.cert_store_stats().get("x509_ca"):
+        if not ctx.cert_store_stats().get("x509_ca"):
             _load_certifi(ctx)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if directory is not None:
-        _load_dir(ctx, directory, verify=settings.verify is not False)
+        _load_dir(ctx, directory, verify=verify is not False)
     return ctx
 
 
