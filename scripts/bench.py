@@ -2,6 +2,7 @@
 """Benchmarks of clusterimage against the tools it replaces, on this machine.
 
     scripts/bench.py build [--size MIB] [--compression gzip|zstd|none] [--json] [--keep]
+    scripts/bench.py push|pull [--size MIB] [--layers N] [--rounds N] [--jobs N] [--json] [--keep]
 
 Subcommands register themselves in ``COMMANDS`` (one ``add_<name>_parser`` + ``run_<name>`` pair
 each); ``push`` and ``pull`` (registry transfers against skopeo) belong there too.
@@ -329,12 +330,372 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
         print(f"buildah: skipped ({theirs['skipped']})")
 
 
+# -- push / pull ---------------------------------------------------------------------------------
+#
+# A ~500 MiB image of 4 gzip layers of incompressible data is written straight into a fresh
+# clusterimage store (an OCI layout, so skopeo reads the very same files as oci:STORE:REF). Each
+# round starts fresh registries (docker-registry on loopback, temporary storage) so no tool can
+# skip or mount a blob a previous round left, and alternates which tool goes first.
+
+
+def _write_bench_image(store: Path, ref: str, size_mib: int, layers: int) -> dict[str, Any]:
+    """Write the image into ``store`` (an OCI image layout) from a separate process: its memory
+    must not count as ours (a child's ru_maxrss includes what it inherited before exec)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        result: dict[str, Any] = pool.apply(_write_bench_image_here, (store, ref, size_mib, layers))
+    return result
+
+
+def _write_bench_image_here(store: Path, ref: str, size_mib: int, layers: int) -> dict[str, Any]:
+    import hashlib
+
+    from isal import isal_zlib
+
+    blobs = store / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (store / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+    def put(data: bytes) -> str:
+        hexdigest = hashlib.sha256(data).hexdigest()
+        (blobs / hexdigest).write_bytes(data)
+        return f"sha256:{hexdigest}"
+
+    per_layer = size_mib * MIB // layers
+    descriptors, diff_ids, total = [], [], 0
+    for index in range(layers):
+        # A tar of one incompressible file, gzip-compressed (level 1: stored blocks, fast).
+        name = f"layer{index}.bin".encode()
+        header = bytearray(512)
+        header[: len(name)] = name
+        header[100:108] = b"0000644\0"
+        header[124:136] = f"{per_layer:011o}\0".encode()
+        header[136:148] = b"00000000000\0"
+        header[156:157] = b"0"
+        header[257:263] = b"ustar\0"
+        header[263:265] = b"00"
+        header[148:156] = b" " * 8
+        header[148:156] = f"{sum(header):06o}\0 ".encode()
+        padding = (512 - per_layer % 512) % 512
+        tar = bytes(header) + os.urandom(per_layer) + b"\0" * padding + b"\0" * 1024
+        diff_ids.append(f"sha256:{hashlib.sha256(tar).hexdigest()}")
+        packed = isal_zlib.compress(tar, 1, 31)
+        del tar
+        digest = put(packed)
+        descriptors.append(
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": len(packed),
+            }
+        )
+        total += len(packed)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": put(config),
+                "size": len(config),
+            },
+            "layers": descriptors,
+        }
+    ).encode()
+    manifest_digest = put(manifest)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": ref},
+            }
+        ],
+    }
+    (store / "index.json").write_text(json.dumps(index))
+    return {"digest": manifest_digest, "bytes": total + len(config) + len(manifest)}
+
+
+class _BenchRegistry:
+    """docker-registry on a free loopback port with its own storage (like the test fixture)."""
+
+    def __init__(self, work: Path) -> None:
+        import socket
+
+        binary = shutil.which("docker-registry") or shutil.which("registry")
+        if binary is None:
+            sys.exit("bench: docker-registry is not installed (apt-get install docker-registry)")
+        self.root = Path(tempfile.mkdtemp(prefix="registry-", dir=work))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.host = f"127.0.0.1:{port}"
+        config = self.root / "config.yml"
+        config.write_text(
+            json.dumps(  # YAML is a superset of JSON
+                {
+                    "version": 0.1,
+                    "log": {"level": "error", "accesslog": {"disabled": True}},
+                    "storage": {
+                        "filesystem": {"rootdirectory": str(self.root / "storage")},
+                        "maintenance": {"uploadpurging": {"enabled": False}},
+                        "redirect": {"disable": True},
+                    },
+                    "http": {"addr": self.host, "secret": os.urandom(16).hex()},
+                }
+            )
+        )
+        # docker-registry reads every REGISTRY_* variable as a configuration override.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self._log = open(self.root / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [binary, "serve", str(config)],
+            stdout=self._log,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    sys.exit(f"bench: docker-registry did not start ({self.root}/registry.log)")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run to completion; wall seconds and the peak RSS (bytes) of that process tree's largest
+    process, from wait4 (the child's own rusage, not the cumulative RUSAGE_CHILDREN)."""
+    # Start every run with no dirty pages left by the previous one (or by the setup), so no
+    # tool pays for another's writeback.
+    os.sync()
+    with tempfile.TemporaryFile() as output:  # a file, not a pipe: nothing can block on it
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            output.seek(0)
+            text = output.read().decode(errors="replace")
+            sys.exit(f"bench: `{' '.join(argv)}` failed ({proc.returncode}):\n{text}")
+    return elapsed, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _transfer_env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "CLUSTERIMAGE_HOME": str(home)}
+    env.pop("CLUSTERIMAGE_STORE", None)
+    return env
+
+
+def add_push_parser(sub: Any) -> None:
+    parser = sub.add_parser("push", help="clusterimage push vs skopeo copy to a registry")
+    _add_transfer_options(parser)
+
+
+def add_pull_parser(sub: Any) -> None:
+    parser = sub.add_parser("pull", help="clusterimage pull vs skopeo copy from a registry")
+    _add_transfer_options(parser)
+
+
+def _add_transfer_options(parser: Any) -> None:
+    parser.add_argument("--size", type=int, default=500, metavar="MIB", help="image size")
+    parser.add_argument("--layers", type=int, default=4, help="number of layers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument("--jobs", type=int, default=4, help="clusterimage --jobs")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def _transfer_setup(args: argparse.Namespace, work: Path) -> tuple[Path, str, dict[str, Any]]:
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        sys.exit("bench: skopeo is not installed")
+    home = work / "home"
+    ref = "localhost/bench/app:v1"
+    image = _write_bench_image(home / "store", ref, args.size, args.layers)
+    return home, ref, image
+
+
+def run_push(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-push-"))
+    try:
+        home, ref, image = _transfer_setup(args, work)
+        store = home / "store"
+        ours: list[float] = []
+        theirs: list[float] = []
+        rss: list[int] = []
+        repush: list[float] = []
+        for round_no in range(args.rounds):
+            order = ["ours", "skopeo"] if round_no % 2 == 0 else ["skopeo", "ours"]
+            for tool in order:
+                registry = _BenchRegistry(work)
+                try:
+                    dest = f"docker://{registry.host}/bench/app:v1"
+                    if tool == "ours":
+                        argv = [
+                            sys.executable, "-m", "clusterimage", "push", ref, dest,
+                            "-q", "--jobs", str(args.jobs),
+                        ]  # fmt: skip
+                        elapsed, peak = _run_measured(argv, _transfer_env(home))
+                        ours.append(elapsed)
+                        rss.append(peak)
+                        again, _ = _run_measured(argv, _transfer_env(home))
+                        repush.append(again)
+                    else:
+                        argv = [
+                            "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                            f"oci:{store}:{ref}", dest,
+                        ]  # fmt: skip
+                        elapsed, _ = _run_measured(argv, dict(os.environ))
+                        theirs.append(elapsed)
+                finally:
+                    registry.stop()
+        result = {
+            "command": "push",
+            "image_bytes": image["bytes"],
+            "layers": args.layers,
+            "rounds": args.rounds,
+            "clusterimage_s": _median(ours),
+            "skopeo_s": _median(theirs),
+            "ratio": _median(ours) / _median(theirs),
+            "peak_rss_mib": max(rss) / MIB,
+            "repush_s": _median(repush),
+            "all": {"clusterimage": ours, "skopeo": theirs, "repush": repush},
+        }
+        _report_transfer(result, args.json, goal_extra=("repush_s", "re-push unchanged", 0.2))
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    registry: _BenchRegistry | None = None
+    try:
+        home, ref, image = _transfer_setup(args, work)
+        registry = _BenchRegistry(work)
+        remote = f"{registry.host}/bench/app:v1"
+        _timed(
+            [sys.executable, "-m", "clusterimage", "push", ref, f"docker://{remote}", "-q"],
+            _transfer_env(home),
+        )
+        ours: list[float] = []
+        theirs: list[float] = []
+        rss: list[int] = []
+        for round_no in range(args.rounds):
+            order = ["ours", "skopeo"] if round_no % 2 == 0 else ["skopeo", "ours"]
+            for tool in order:
+                target = work / f"{tool}-{round_no}"
+                if tool == "ours":
+                    argv = [
+                        sys.executable, "-m", "clusterimage", "pull", remote,
+                        "-q", "--jobs", str(args.jobs),
+                    ]  # fmt: skip
+                    elapsed, peak = _run_measured(argv, _transfer_env(target))
+                    ours.append(elapsed)
+                    rss.append(peak)
+                else:
+                    argv = [
+                        "skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                        f"docker://{remote}", f"oci:{target}:v1",
+                    ]  # fmt: skip
+                    elapsed, _ = _run_measured(argv, dict(os.environ))
+                    theirs.append(elapsed)
+                shutil.rmtree(target, ignore_errors=True)
+        result = {
+            "command": "pull",
+            "image_bytes": image["bytes"],
+            "layers": args.layers,
+            "rounds": args.rounds,
+            "clusterimage_s": _median(ours),
+            "skopeo_s": _median(theirs),
+            "ratio": _median(ours) / _median(theirs),
+            "peak_rss_mib": max(rss) / MIB,
+            "all": {"clusterimage": ours, "skopeo": theirs},
+        }
+        _report_transfer(result, args.json)
+    finally:
+        if registry is not None:
+            registry.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _report_transfer(
+    result: dict[str, Any], as_json: bool, goal_extra: tuple[str, str, float] | None = None
+) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    what = result["command"]
+    size = result["image_bytes"] / MIB
+    print(f"{what}: {size:.0f} MiB in {result['layers']} layers, median of {result['rounds']}")
+    mbps = result["image_bytes"] / MIB / result["clusterimage_s"]
+    print(f"clusterimage {what}:  {result['clusterimage_s']:7.2f} s  ({mbps:.0f} MiB/s)")
+    mbps = result["image_bytes"] / MIB / result["skopeo_s"]
+    print(f"skopeo copy:        {result['skopeo_s']:7.2f} s  ({mbps:.0f} MiB/s)")
+    print(f"ratio:              {result['ratio']:7.2f}    (goal <= 0.8)")
+    print(f"peak RSS:           {result['peak_rss_mib']:7.1f} MiB (goal <= 100)")
+    if goal_extra is not None:
+        key, label, goal = goal_extra
+        print(f"{label}:  {result[key]:7.2f} s  (goal <= {goal} s)")
+
+
 # -- registry of subcommands ---------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "build": (add_build_parser, run_build),
-    # "push": (add_push_parser, run_push),   remote helper
-    # "pull": (add_pull_parser, run_pull),   remote helper
+    "push": (add_push_parser, run_push),
+    "pull": (add_pull_parser, run_pull),
 }
 
 
