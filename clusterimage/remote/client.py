@@ -28,6 +28,21 @@ from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_re
 from clusterimage.remote.tls import TlsSettings, is_loopback, ssl_context
 
 USER_AGENT = f"clusterimage/{__version__}"
+READ_SIZE = 1 << 20
+
+
+def _use_large_reads() -> None:
+    # httpcore reads sockets 64 KiB at a time and offers no setting; blob downloads spend a
+    # third less CPU with 1 MiB reads (fewer syscalls and h11 events), measured by bench.py.
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # another httpcore layout: keep its default
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
+        HTTP11Connection.READ_NUM_BYTES = READ_SIZE
+
+
+_use_large_reads()
 _ERROR_BODY_LIMIT = 64 * 1024
 _TIMEOUT = httpx.Timeout(120.0, connect=30.0, pool=None)
 
