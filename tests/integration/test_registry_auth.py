@@ -181,3 +181,12 @@ def test_token_auth_long_push_refreshes_its_5_second_token(
     assert pulled.stdout.strip() == image.manifest_digest
     anonymous = run_cli("pull", f"{token_registry.host}/alice/app:v1", check=False)
     assert "clusterimage login" in one_line_error(anonymous.stderr)
+
+    # login checks the password with the token server, then pushes need no --creds.
+    host = token_registry.host
+    refused = run_cli("login", host, "-u", "alice", "--password-stdin", input="nope", check=False)
+    assert "refused" in one_line_error(refused.stderr)
+    run_cli("login", host, "-u", "alice", "--password-stdin", input=token_registry.password)
+    copied = run_cli("copy", f"docker://{host}/alice/app:v1", f"docker://{host}/alice/copy:v1")
+    assert copied.stdout.strip() == image.manifest_digest
+    assert token_registry.password not in copied.stdout + copied.stderr
