@@ -413,7 +413,7 @@ def _write_bench_image_here(store: Path, ref: str, size_mib: int, layers: int) -
         }
     ).encode()
     manifest_digest = put(manifest)
-    index = {
+    layout_index = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [
@@ -425,7 +425,7 @@ def _write_bench_image_here(store: Path, ref: str, size_mib: int, layers: int) -
             }
         ],
     }
-    (store / "index.json").write_text(json.dumps(index))
+    (store / "index.json").write_text(json.dumps(layout_index))
     return {"digest": manifest_digest, "bytes": total + len(config) + len(manifest)}
 
 
