@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from clusterimage.errors import ManifestError
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import canonical_json
+from clusterimage.oci.manifest import _Document, canonical_json
 from clusterimage.oci.platform import Platform
 
 
 @dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(_Document):
     """A config blob; keeps its bytes, so its digest is always that of what is stored."""
-
-    raw: bytes
-    data: dict[str, Any] = field(repr=False, compare=False)
-    media_type: str = mt.OCI_CONFIG
 
     @classmethod
     def parse(
@@ -31,19 +27,11 @@ class ImageConfig:
             raise ManifestError(f"{where}: not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ManifestError(f"{where}: not a JSON object")
-        return cls(raw, data, media_type)
+        return cls(raw=raw, media_type=media_type, data=data)
 
     @classmethod
     def build(cls, data: dict[str, Any], media_type: str = mt.OCI_CONFIG) -> ImageConfig:
-        return cls(canonical_json(data), data, media_type)
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.of(self.raw)
-
-    @property
-    def size(self) -> int:
-        return len(self.raw)
+        return cls(raw=canonical_json(data), media_type=media_type, data=data)
 
     @property
     def container_config(self) -> dict[str, Any]:
