@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the tests need (when missing) and run lint, format check and the test suite.
+# Install what the tests need (when missing) and run lint, format check, type check and the tests.
 #
 #   ./scripts/test.sh                       # everything
 #   ./scripts/test.sh tests/unit -k ref     # arguments go to pytest
@@ -88,6 +88,9 @@ say "ruff check"
 .venv/bin/ruff check . || { say "FAILED: ruff check (run .venv/bin/ruff check --fix)"; exit 1; }
 say "ruff format --check"
 .venv/bin/ruff format --check . || { say "FAILED: ruff format (run .venv/bin/ruff format)"; exit 1; }
+
+say "mypy clusterimage"
+.venv/bin/mypy clusterimage || { say "FAILED: mypy (the package is fully typed; keep it so)"; exit 1; }
 
 # --- tests ----------------------------------------------------------------------------------
 say "pytest $*"
