@@ -568,6 +568,7 @@ def run_push(args: argparse.Namespace) -> int:
         theirs: list[float] = []
         rss: list[int] = []
         repush: list[float] = []
+        inner: list[float] = []
         for round_no in range(args.rounds):
             order = ["ours", "skopeo"] if round_no % 2 == 0 else ["skopeo", "ours"]
             for tool in order:
@@ -584,6 +585,7 @@ def run_push(args: argparse.Namespace) -> int:
                         rss.append(peak)
                         again, _ = _run_measured(argv, _transfer_env(home))
                         repush.append(again)
+                        inner.append(_in_process(argv[3:], _transfer_env(home)))
                     else:
                         argv = [
                             "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
@@ -603,6 +605,8 @@ def run_push(args: argparse.Namespace) -> int:
             "ratio": _median(ours) / _median(theirs),
             "peak_rss_mib": max(rss) / MIB,
             "repush_s": _median(repush),
+            "repush_in_process_s": _median(inner),
+            "startup_s": _startup(_transfer_env(home)),
             "all": {"clusterimage": ours, "skopeo": theirs, "repush": repush},
         }
         _report_transfer(result, args.json, goal_extra=("repush_s", "re-push unchanged", 0.2))
@@ -670,6 +674,35 @@ def run_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_process(cli_args: list[str], env: dict[str, str]) -> float:
+    """Seconds ``main(cli_args)`` takes inside an interpreter that has imported clusterimage:
+    the command's own work without the interpreter's start-up."""
+    code = (
+        "import sys, time\n"
+        "from clusterimage.cli.main import main\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        f"    main({cli_args!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(time.perf_counter() - start, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"bench: in-process {cli_args} failed:\n{result.stderr}")
+    return float(result.stderr.strip().splitlines()[-1])
+
+
+def _startup(env: dict[str, str]) -> float:
+    """Median wall time of `clusterimage version`: the floor every command pays."""
+    runs = [
+        _run_measured([sys.executable, "-m", "clusterimage", "version"], env)[0] for _ in range(3)
+    ]
+    return _median(runs)
+
+
 def _report_transfer(
     result: dict[str, Any], as_json: bool, goal_extra: tuple[str, str, float] | None = None
 ) -> None:
@@ -688,6 +721,10 @@ def _report_transfer(
     if goal_extra is not None:
         key, label, goal = goal_extra
         print(f"{label}:  {result[key]:7.2f} s  (goal <= {goal} s)")
+        print(
+            f"  of which start-up: {result['startup_s']:.2f} s (`clusterimage version`); "
+            f"the push itself (main() in a warm interpreter): {result['repush_in_process_s']:.3f} s"
+        )
 
 
 # -- registry of subcommands ---------------------------------------------------------------------
