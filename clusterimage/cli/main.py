@@ -93,8 +93,23 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands(args)
     debug = "--debug" in args
     try:
-        # Standalone mode lets typer report usage errors itself (exit 2); our errors come here.
-        app(args=argv)
+        # Not standalone: typer's own usage errors (unknown option, missing argument, bad
+        # choice) come here too, so they print as one `error:` line like ours, not a box.
+        status = app(args=args, standalone_mode=False)
+    except typer.TyperException as exc:  # the base of click's exceptions that typer vendors
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # typer has printed the help already (it matches by name too)
+        if debug:
+            traceback.print_exc()
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            message += f" (see '{ctx.command_path} --help')"
+        _common.stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        _common.stderr.print("error: aborted", markup=False)
+        sys.exit(1)
     except ClusterImageError as exc:
         if debug:
             traceback.print_exc()
@@ -107,3 +122,5 @@ def main(argv: list[str] | None = None) -> None:
         where = f" {exc.filename}:" if exc.filename else ""
         _common.stderr.print(f"error:{where} {exc.strerror or exc}", markup=False)
         sys.exit(1)
+    if isinstance(status, int) and status:
+        sys.exit(status)  # typer.Exit(code) inside a command, or --help's 0
