@@ -1,0 +1,150 @@
+"""What every image and build command promises, whatever it does: ``--help`` with examples, bad
+usage as one ``error:`` line (exit 2, no traceback, nothing on stdout), the ``clusterimage``
+console script and ``python -m clusterimage`` alike, and ``--json`` on stdout with status on
+stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import pytest
+
+from clusterimage import __version__
+from tests.conftest import run_cli
+from tests.fixtures.oci_layout import OciImage, make_oci_layout
+
+pytestmark = pytest.mark.integration
+
+# The commands of issues 2 (image store) and 3 (builds); the registry commands test their own.
+COMMANDS = (
+    "version",
+    "images",
+    "inspect",
+    "tag",
+    "rmi",
+    "prune",
+    "fsck",
+    "pull",
+    "build",
+    "create",
+)
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = run_cli("--help")
+    assert result.stderr == ""
+    listed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert set(COMMANDS) <= listed
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_a_runnable_looking_example(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    text = result.stdout
+    assert "Example" in text, text
+    examples = text[text.index("Example") :]
+    assert f"clusterimage {command}" in examples, text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("no-such-command",),
+        ("--store",),
+        ("images", "--no-such-flag"),
+        ("inspect", "-t", "bogus", "nginx"),
+        ("inspect",),
+        ("tag", "only-one"),
+        ("rmi", "--force-everything"),
+        ("prune", "extra"),
+        ("fsck", "--json", "extra"),
+        ("version", "extra"),
+        ("pull",),
+        ("build", "--engine"),
+        ("build", "--timestamp", "yesterday", "."),
+        ("create",),
+    ],
+    ids=" ".join,
+)
+def test_usage_errors_are_one_line_exit_2(args: tuple[str, ...], ci_home: Path) -> None:
+    result = run_cli(*args, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(ci_home.iterdir()) == []  # bad usage writes nothing
+
+
+def test_debug_shows_the_traceback_of_a_usage_error(ci_home: Path) -> None:
+    result = run_cli("--debug", "tag", "only-one", check=False)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Missing argument")
+
+
+def test_console_script_and_module_agree() -> None:
+    script = Path(sys.executable).with_name("clusterimage")
+    assert script.is_file(), "pip install -e . installs the clusterimage console script"
+    via_script = subprocess.run(
+        [str(script), "version", "--json"], capture_output=True, text=True, check=True
+    )
+    via_module = run_cli("version", "--json")
+    assert json.loads(via_script.stdout) == json.loads(via_module.stdout)
+    data = json.loads(via_module.stdout)
+    assert set(data) == {"version", "python", "platform"}
+    assert data["version"] == __version__ == installed_version("clusterimage")
+    assert data["python"] == ".".join(map(str, sys.version_info[:3]))
+    plain = run_cli("version").stdout
+    assert plain.startswith(f"clusterimage {__version__} (python {data['python']}")
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> OciImage:
+    return make_oci_layout(
+        tmp_path / "src",
+        ref="docker.io/library/app:v1",
+        layers=({"etc/a.conf": b"a=1\n"}, {"etc/b.conf": b"b=2\n"}),
+    )
+
+
+def test_fsck_of_a_corrupt_store_in_json_and_text(ci_home: Path, image: OciImage) -> None:
+    pulled = run_cli("pull", image.transport_ref)
+    assert pulled.stdout.strip() == image.manifest.digest  # result on stdout
+    assert "Stored docker.io/library/app:v1" in pulled.stderr  # status on stderr
+    blobs = ci_home / "store" / "blobs" / "sha256"
+    first, second = (layer.digest for layer in image.layers)
+    for digest in (first, second):
+        path = blobs / digest.split(":")[1]
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+    as_json = run_cli("fsck", "--json", check=False)
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["blobs"] == 4 and report["images"] == 1
+    corrupt = {p["digest"] for p in report["problems"] if p["kind"] == "corrupt-blob"}
+    assert corrupt == {first, second}
+    assert all(
+        p["message"].startswith(f"blob {p['digest']} is corrupt") for p in report["problems"]
+    )
+
+    as_text = run_cli("fsck", check=False)
+    assert as_text.returncode == 1 and as_text.stdout == ""
+    lines = as_text.stderr.strip().splitlines()
+    assert all(line.startswith("error: ") for line in lines)
+    assert any(first in line for line in lines) and any(second in line for line in lines)
+    assert "Traceback" not in as_text.stderr
+
+
+def test_inspect_type_image_is_the_default(ci_home: Path, image: OciImage) -> None:
+    run_cli("pull", "-q", image.transport_ref)
+    default = run_cli("inspect", "app:v1")
+    explicit = run_cli("inspect", "-t", "image", "app:v1")
+    assert json.loads(explicit.stdout) == json.loads(default.stdout)
+    assert explicit.stderr == ""
