@@ -35,9 +35,7 @@ def isolated_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No auth file of this machine is read or written: ``login`` writes the returned path
     ($XDG_RUNTIME_DIR/containers/auth.json under tmp_path).
 
-    REGISTRY_AUTH_FILE stays unset here: docker-registry reads every REGISTRY_* variable as a
-    configuration override (REGISTRY_AUTH_FILE would become its ``auth.file``), so tests pass it
-    to the CLI's environment only."""
+    REGISTRY_AUTH_FILE is unset: the test that covers it passes it to one command only."""
     root = tmp_path / "auth"
     (root / "run").mkdir(parents=True)
     (root / "docker").mkdir()
