@@ -137,3 +137,18 @@ def test_tags_inspect_without_pulling_and_pull_policies(
     assert not any("/blobs/" in e.path and e.method == "GET" for e in registry.requests(mark))
     missing = run_cli("pull", f"{repo}:nope", check=False)
     assert "not found" in one_line_error(missing.stderr)
+
+
+def test_tls_verify_spellings_on_the_real_commands(registry: Registry, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "src", [1000], seed=30)
+    name = f"{registry.host}/spell/app:v1"
+    load(image, name)
+    for flags in (["--tls-verify=false"], ["--tls-verify", "false"], ["--tls-verify", "0"]):
+        assert run_cli("push", *flags, name, "-q").stdout.strip() == image.manifest_digest
+    # A bare --tls-verify means true: plain HTTP is refused even on loopback, in one line.
+    for flags in (["--tls-verify"], ["--tls-verify=true"], ["--tls-verify", "true"]):
+        refused = run_cli("push", name, *flags, check=False)
+        line = one_line_error(refused.stderr)
+        assert "TLS" in line and "--tls-verify=false" in line
+    wrong = run_cli("push", name, "--tls-verify=maybe", check=False)
+    assert wrong.returncode == 2 and "expected true or false" in wrong.stderr
