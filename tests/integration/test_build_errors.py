@@ -6,7 +6,9 @@ end to end, as a user meets it.
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -169,3 +171,34 @@ def test_usage_errors_exit_2(tmp_path: Path, ci_home: Path) -> None:
         assert result.stderr.strip().splitlines()[-1].startswith(("error:", "Error")), args
     missing = run_cli("build", str(tmp_path / "nowhere"), check=False)
     assert missing.returncode == 2
+
+
+def test_source_through_a_symlink_pointing_out_is_an_error(tmp_path: Path, ci_home: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("password: never-copied\n")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "link").symlink_to("../outside")
+    (ctx / "abs-link").symlink_to(outside)
+    for line in ("COPY link/secret.yaml /x", "COPY abs-link/*.yaml /x/", "ADD link/secret.yaml /"):
+        (ctx / "Kubefile").write_text(f"FROM scratch\n{line}\n")
+        result = run_cli("build", "-t", "errors/symlink:v1", ".", cwd=ctx, check=False)
+        assert result.returncode == 1, (line, result.stderr)
+        (error,) = result.stderr.strip().splitlines()
+        assert error.startswith("error: ") and "Kubefile:2: " in error, error
+        assert "not found in the build context" in error, error
+        assert "Traceback" not in result.stderr
+    # The link itself is copied as a link; what it points at is never read.
+    (ctx / "Kubefile").write_text("FROM scratch\nCOPY . .\n")
+    digest = run_cli("build", "-q", "-t", "errors/symlink:v1", ".", cwd=ctx).stdout.strip()
+    store = ci_home / "store"
+    blobs = store / "blobs" / "sha256"
+    manifest = json.loads((blobs / digest.split(":")[1]).read_text())
+    layer = (blobs / manifest["layers"][0]["digest"].split(":")[1]).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["link"].issym() and members["link"].linkname == "../outside"
+    assert members["abs-link"].issym() and members["abs-link"].linkname == str(outside)
+    assert not any(name.endswith("secret.yaml") for name in members)
+    assert b"never-copied" not in gzip.decompress(layer)
