@@ -308,3 +308,31 @@ def test_missing_base_image_names_the_from_line(tmp_path: Path, ci_home: Path) -
     # The build command fetches base images before any engine starts: no buildah folder then.
     builds = ci_home / "buildah" / "builds"
     assert not builds.exists() or list(builds.iterdir()) == []
+
+
+def test_buildah_engine_passes_the_platform(tmp_path: Path, ci_home: Path) -> None:
+    require_buildah()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "app.yaml").write_text("kind: ConfigMap\n")
+    (context / "Kubefile").write_text(
+        "FROM scratch\nARG TARGETPLATFORM\nARG TARGETARCH\n"
+        'LABEL built.for="${TARGETPLATFORM}" built.arch="${TARGETARCH}"\n'
+        "COPY app.yaml manifests/app.yaml\n"
+    )
+    store = ci_home / "store"
+    configs = {}
+    for engine in ("native", "buildah"):
+        tag = f"localhost/platform:{engine}"
+        argv = ["build", context, "-t", tag, "--engine", engine, "--platform", "linux/arm64"]
+        built = json.loads(run_cli(*argv, "--json").stdout)
+        assert built["engine"] == engine and built["platform"] == "linux/arm64"
+        configs[engine] = image_config(store, tag)
+    for config in configs.values():
+        assert (config["os"], config["architecture"]) == ("linux", "arm64")
+        assert config["config"]["Labels"] == {"built.for": "linux/arm64", "built.arch": "arm64"}
+    native = tree(unpack(store, "localhost/platform:native", tmp_path / "native"))
+    buildah = tree(unpack(store, "localhost/platform:buildah", tmp_path / "buildah"))
+    assert native == buildah
+    listed = {i["name"] for i in json.loads(run_cli("images", "--json").stdout)}
+    assert listed == {"localhost/platform:native", "localhost/platform:buildah"}
