@@ -1,0 +1,53 @@
+"""``./scripts/quickstart.sh``, the first thing a newcomer runs, works end to end and offline:
+it builds an example, shows it with ``images`` and ``create``, and leaves a clean store in the
+``CLUSTERIMAGE_HOME`` it is given."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, require_tool, run_tool
+
+pytestmark = pytest.mark.integration
+
+REF = "localhost/quickstart/nginx:v1"
+
+
+def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "CLUSTERIMAGE_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "quickstart.sh")],
+        cwd=tmp_path,  # the script finds the repository itself
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    digests = [line for line in out.splitlines() if line.startswith("sha256:")]
+    assert len(digests) >= 2 and len(set(digests)) == 1  # built, rebuilt from cache, copied
+    rows = [line.split() for line in out.splitlines() if line.startswith("localhost/quickstart")]
+    assert rows and rows[0][:3] == ["localhost/quickstart/nginx", "v1", digests[0][7:19]]
+    assert 'export NAMESPACE="nginx"; cd ' in out and "kubectl apply -f manifests/" in out
+    assert "ok: 4 blobs, 1 images checked" in out
+    assert f"$ clusterimage build -t {REF}" in result.stderr  # commands shown on stderr
+    assert "Traceback" not in result.stderr
+
+    store = home / "store"
+    names = {
+        m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+        for m in json.loads((store / "index.json").read_text())["manifests"]
+    }
+    assert names == {REF: digests[0]}
+    skopeo = require_tool("skopeo")
+    exported = json.loads(run_tool([skopeo, "inspect", f"oci:{home / 'export'}:v1"]).stdout)
+    assert exported["Digest"] == digests[0]
+    assert exported["Labels"]["sealos.io.type"] == "application"
