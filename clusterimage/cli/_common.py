@@ -6,23 +6,38 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TransferSpeedColumn,
-)
-
-from clusterimage.copy import CopyEvent
 from clusterimage.paths import default_store
 from clusterimage.paths import home_dir as home_dir  # re-exported for the commands
 
-stderr = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from clusterimage.copy import CopyEvent
+
+
+class _LazyConsole:
+    # Importing rich costs ~12 ms, a tenth of an unchanged re-push; most runs never print
+    # through it, so the console is made on first use.
+    _console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+_stderr = _LazyConsole()
+
+
+stderr = cast("Console", _stderr)
 
 
 @dataclass
@@ -67,12 +82,20 @@ class CopyProgress:
 
     def __enter__(self) -> CopyProgress:
         if self._enabled:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
-                console=stderr,
+                console=_stderr.get(),
                 transient=False,
             )
             self._progress.start()
