@@ -17,8 +17,10 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="Print JSON: {ok, blobs, images, problems}.")
         ] = False,
     ) -> None:
-        """Check the local store: every blob's content against its digest, every image's
-        manifests, config and layers present with the right sizes, oci-layout and index.json.
+        """Check the local store: re-hash every blob, check every image.
+
+        Every image's manifests, config and layers must be present with the right sizes, and
+        oci-layout and index.json must be sound.
 
         Prints one `error:` line per problem (naming the blob digest or the image) and exits 1;
         prints an `ok` summary otherwise.

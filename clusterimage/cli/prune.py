@@ -19,8 +19,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--json", help="Print JSON: {images, blobs, partialFiles, freed}."),
         ] = False,
     ) -> None:
-        """Remove untagged images, then every blob that no image in the store uses and every
-        partial download an interrupted command left behind. Waits for running imports.
+        """Remove untagged images and every blob no image uses.
+
+        Also removes the partial downloads that interrupted commands left behind. Waits for
+        running imports.
 
         Examples:
 
