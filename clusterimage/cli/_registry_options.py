@@ -118,6 +118,14 @@ Jobs = Annotated[
     int,
     typer.Option("--jobs", "-j", metavar="N", min=1, help="Blobs copied at once."),
 ]
+SelectPlatform = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="Platform to take from a multi-platform image (default: this machine's).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 

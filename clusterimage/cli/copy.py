@@ -18,6 +18,7 @@ from clusterimage.cli._registry_options import (
     Quiet,
     RegistryCommand,
     Retry,
+    SelectPlatform,
     TlsVerify,
     parse_bool,
     registry_context,
@@ -40,14 +41,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--all", "-a", help="Copy every platform of a multi-platform image."),
         ] = False,
-        platform: Annotated[
-            str | None,
-            typer.Option(
-                "--platform",
-                metavar="OS/ARCH[/VARIANT]",
-                help="Platform to take from a multi-platform image (default: this machine's).",
-            ),
-        ] = None,
+        platform: SelectPlatform = None,
         digestfile: Annotated[
             Path | None,
             typer.Option(

@@ -19,6 +19,7 @@ from clusterimage.cli._registry_options import (
     Jobs,
     RegistryCommand,
     Retry,
+    SelectPlatform,
     TlsVerify,
     registry_context,
 )
@@ -74,14 +75,7 @@ def register(app: typer.Typer) -> None:
                 "--name", metavar="REF", help="Store the image under this name (reference)."
             ),
         ] = None,
-        platform: Annotated[
-            str | None,
-            typer.Option(
-                "--platform",
-                metavar="OS/ARCH[/VARIANT]",
-                help="Platform to take from a multi-platform image (default: this machine's).",
-            ),
-        ] = None,
+        platform: SelectPlatform = None,
         all_platforms: Annotated[
             bool, typer.Option("--all", help="Keep every platform of a multi-platform image.")
         ] = False,
