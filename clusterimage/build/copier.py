@@ -27,12 +27,12 @@ from typing import Final
 
 from clusterimage.build.fstree import DEFAULT_DIR, FsTree, Node, clean, parents
 from clusterimage.errors import KubefileError
+from clusterimage.kubefile import sources as _sources
 
 ErrorFn = Callable[[str], KubefileError]
 # (path inside the source root, node) → the archive's tree when it is a tar archive, else None
 UnpackFn = Callable[[str, Node], FsTree | None]
 
-_MAGIC: Final = re.compile(r"(?<!\\)[*?\[]")
 _SYMBOLIC_MODE: Final = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
 
 
@@ -84,57 +84,25 @@ class ModeSpec:
         return mode & 0o7777
 
 
-def _go_match_regex(component: str) -> re.Pattern[str]:
-    """Go's filepath.Match for one path component (written out: fnmatch differs on ``\\``,
-    ``[!`` vs ``[^`` and never excludes ``/``)."""
-    out = []
-    i, n = 0, len(component)
-    while i < n:
-        ch = component[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(component[i]))
-        elif ch == "[":
-            end = component.find("]", i + 2 if component[i + 1 : i + 2] in ("^", "]") else i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = component[i + 1 : end]
-                if body.startswith("^"):
-                    body = "^" + body[1:].replace("\\", "\\\\")
-                else:
-                    body = body.replace("\\", "\\\\")
-                out.append(f"[{body}]")
-                i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
 def _glob(tree: FsTree, pattern: str) -> list[str]:
+    """The tree's paths that a wildcard pattern matches, with the context's matcher (Go's)."""
     parts = [p for p in pattern.split("/") if p and p != "."]
     current = [""]
     for part in parts:
         following: list[str] = []
-        if _MAGIC.search(part) is None:
-            literal = part.replace("\\", "")
+        if not _sources.has_wildcards(part):
+            literal = _sources.unescape(part)
             for base in current:
                 path = f"{base}/{literal}" if base else literal
                 if path in tree:
                     following.append(path)
         else:
-            regex = _go_match_regex(part)
             for base in current:
                 node = tree.get(base)
                 if node is None or not node.is_dir:
                     continue
                 for name in tree.children(base):
-                    if regex.match(name):
+                    if _sources.match(part, name):
                         following.append(f"{base}/{name}" if base else name)
         current = following
     return sorted(p for p in current if p)
@@ -179,7 +147,7 @@ def resolve_sources(
         if in_context and not source.startswith("/") and _escapes(source):
             raise error(f"{keyword} source {source!r} is outside the build context")
         path = clean(source)
-        if _MAGIC.search(source):
+        if _sources.has_wildcards(source):
             matches = _glob(tree, path)
             if not matches:
                 raise error(f"{keyword} source {source!r} matches no file in {where}")

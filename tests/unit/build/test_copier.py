@@ -90,6 +90,9 @@ COPY_TABLE = [
     (["manifests/*.yaml"], "/y/", {"y", "y/app.yaml", "y/svc.yaml"}),
     (["manifests/a?p.yaml"], "/one", {"one"}),
     (["man*/[s]*.yaml"], "/s/", {"s", "s/svc.yaml"}),
+    # Go's filepath.Match, as the plan's check: "^" negates a class, "!" is an ordinary character
+    (["manifests/[^a]*.yaml"], "/n/", {"n", "n/svc.yaml"}),
+    (["manifests/[!a]*.yaml"], "/n/", {"n", "n/app.yaml"}),
     (["file.txt", "manifests/app.yaml"], "/z", {"z", "z/file.txt", "z/app.yaml"}),
     (["charts"], "charts", {"charts", "charts/c", "charts/c/Chart.yaml"}),
     (["dirlink/app.yaml"], "/a", {"a"}),
