@@ -170,7 +170,9 @@ class _Copier:
             return
         jobs = max(1, self._options.jobs)
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="blob") as pool:
-            futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in blobs.values()]
+            # Largest first: the big layers start at once, small blobs fill in behind them.
+            ordered = sorted(blobs.values(), key=lambda d: d.size, reverse=True)
+            futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in ordered]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
