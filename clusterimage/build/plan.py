@@ -57,15 +57,10 @@ from clusterimage.kubefile.stages import (
     evaluate,
 )
 from clusterimage.oci.platform import Platform
+from clusterimage.runtime.command import HOOK_LABELS, IMAGE_TYPES, TYPE_LABELS, VERSION_LABELS
 
 #: The folder the builder generates (image embedding) and overlays onto the context.
 REGISTRY_DIR = "registry"
-#: ``sealos.io.type`` values; an image without the label is an application.
-IMAGE_TYPES = ("rootfs", "patch", "application")
-TYPE_LABELS = ("sealos.io.type", "apps.sealos.io/type")
-VERSION_LABELS = ("sealos.io.version", "apps.sealos.io/version")
-#: Script hooks the runtime runs as ``bash <value>`` in scripts/.
-HOOK_LABELS = ("init", "clean", "check", "init-registry", "clean-registry", "init-cri", "clean-cri")
 
 
 @dataclass(frozen=True)
