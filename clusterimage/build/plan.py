@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -702,20 +702,7 @@ class _Planner:
 
 
 def _with_labels(config: ExecConfig, labels: Mapping[str, str]) -> ExecConfig:
-    merged = dict(config.labels)
-    merged.update(labels)
-    return ExecConfig(
-        env=config.env,
-        labels=merged,
-        cmd=config.cmd,
-        entrypoint=config.entrypoint,
-        working_dir=config.working_dir,
-        user=config.user,
-        exposed_ports=config.exposed_ports,
-        volumes=config.volumes,
-        stop_signal=config.stop_signal,
-        author=config.author,
-    )
+    return replace(config, labels={**config.labels, **labels})
 
 
 # -- rendering ------------------------------------------------------------------------------------
