@@ -17,21 +17,17 @@ timestamp, cache use, the generated ``registry/`` folder and a callback for prog
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.plan import BuildPlan, RunStep
-from clusterimage.errors import BuildError, ClusterImageError, UsageError
+from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.store import Store
 from clusterimage.transports.base import Context
-
-if TYPE_CHECKING:
-    from clusterimage.build.buildah import BuildahResult
 
 ENGINES: Final = ("auto", "native", "buildah")
 
@@ -143,13 +139,9 @@ class _BuildahAdapter:
     name = "buildah"
 
     def build(self, plan: BuildPlan, request: BuildRequest) -> Descriptor:
-        try:
-            module = importlib.import_module("clusterimage.build.buildah")
-        except ModuleNotFoundError as exc:
-            if exc.name != "clusterimage.build.buildah":
-                raise
-            raise BuildError("buildah engine not available yet") from None
-        options = module.BuildahOptions(
+        from clusterimage.build.buildah import BuildahEngine, BuildahOptions
+
+        options = BuildahOptions(
             tags=request.tags,
             labels=dict(request.labels),
             envs=dict(request.envs),
@@ -160,8 +152,6 @@ class _BuildahAdapter:
             transport_context=request.context,
             output=lambda line: request.emit("output", line),
         )
-        result: BuildahResult = module.BuildahEngine(request.home).build(
-            plan, request.store, options
-        )
+        result = BuildahEngine(request.home).build(plan, request.store, options)
         manifest = request.store.get_manifest(result.copy.digest, result.copy.media_type)
         return request.store.describe(manifest)
