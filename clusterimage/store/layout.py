@@ -260,11 +260,20 @@ class Layout:
         return stream
 
     def read_blob(self, digest: Digest, limit: int) -> bytes:
-        """A small blob's bytes; refuses blobs larger than ``limit``."""
+        """A small blob's bytes, checked against ``digest``; refuses blobs larger than ``limit``.
+
+        Checked because a layout may come from elsewhere (``oci:DIR``): a manifest or config
+        whose bytes differ from its name must not be parsed as if it were the named one. A
+        ManifestError, so that listing and walking treat it as any unreadable document."""
         with self.open_blob(digest) as stream:
             data = stream.read(limit + 1)
         if len(data) > limit:
             raise ManifestError(f"blob {digest} is larger than {limit} bytes")
+        actual = Digest.of(data, digest.algorithm)
+        if actual != digest:
+            raise ManifestError(
+                f"blob {digest} in {self.root} is corrupt: content hashes to {actual}"
+            )
         return data
 
     def partial_size(self, digest: Digest) -> int:

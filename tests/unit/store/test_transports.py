@@ -12,6 +12,7 @@ from clusterimage.errors import (
     DigestMismatch,
     ImageNotFound,
     InvalidReference,
+    ManifestError,
     StoreError,
     TransportError,
 )
@@ -156,3 +157,12 @@ def test_copy_resumes_a_partial_blob(tmp_path: Path, ctx: Context) -> None:
     assert store.blob_path(digest).read_bytes() == data
     assert store.partial_size(digest) == 0
     assert store.fsck() == []
+
+
+def test_tampered_source_manifest_is_refused(image: OciImage, ctx: Context) -> None:
+    # Valid JSON under a name that is not its digest: it must not be read as the named manifest.
+    path = image.layout / "blobs" / "sha256" / image.manifest.digest.split(":")[1]
+    path.write_bytes(image.manifest_bytes.replace(b"{", b"{ ", 1))
+    with pytest.raises(ManifestError, match="is corrupt: content hashes to"):
+        copy_image(parse(image.transport_ref), parse("store:app:1"), ctx)
+    assert Store(ctx.store_dir or Path()).images() == []
