@@ -79,12 +79,11 @@ class BuildahOptions:
     tags: Sequence[str] = ()
     labels: Mapping[str, str] = field(default_factory=dict)  # --label, given to buildah as is
     envs: Mapping[str, str] = field(default_factory=dict)  # --env
-    timestamp: int | None = None  # --timestamp, else SOURCE_DATE_EPOCH, else 0
+    timestamp: int = 0  # created time and mtimes (the CLI resolves SOURCE_DATE_EPOCH)
     compression: str = "gzip"
     registry_dir: Path | None = None  # the generated registry/ (None: an empty folder)
     pull: bool = True  # copy base images missing from the store into it
     transport_context: Context | None = None  # for those copies
-    quiet: bool = False
     output: Callable[[str], None] | None = None  # gets buildah's output lines (progress)
 
 
@@ -397,9 +396,6 @@ class _Run:
         plan = self.plan
         ignore = self.work / "empty.ignore"
         ignore.write_text("")
-        timestamp = self.options.timestamp
-        if timestamp is None:
-            timestamp = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
         argv = [
             "build",
             "--isolation",
@@ -416,7 +412,7 @@ class _Run:
             "--platform",
             str(plan.platform),
             "--timestamp",
-            str(timestamp),
+            str(self.options.timestamp),
             "--tag",
             self.image,
         ]
@@ -465,7 +461,7 @@ class _Run:
             )
         except OSError as exc:
             raise BuildError(f"cannot run {self.engine.buildah}: {exc.strerror}") from None
-        tracker = _OutputTracker(self.options.output if stream and not self.options.quiet else None)
+        tracker = _OutputTracker(self.options.output if stream else None)
         stdout_lines: list[str] = []
         readers = [
             threading.Thread(target=tracker.read, args=(proc.stdout, False, stdout_lines)),
@@ -644,16 +640,6 @@ def _link_or_copy(source: Path, dest: Path, mode: int) -> None:
     os.chmod(dest, mode)
 
 
-def forward_to(stream: IO[str]) -> Callable[[str], None]:
-    """A progress sink printing buildah's lines to ``stream``."""
-
-    def emit(line: str) -> None:
-        stream.write(line + "\n")
-        stream.flush()
-
-    return emit
-
-
 __all__ = [
     "DRIVERS",
     "DRIVER_ENV",
@@ -661,5 +647,4 @@ __all__ = [
     "BuildahOptions",
     "BuildahResult",
     "find_buildah",
-    "forward_to",
 ]
