@@ -135,7 +135,7 @@ def read_archive(
                 mode = member.mode & 0o7777
                 if member.isreg():
                     counter += 1
-                    content = _stage(tar, member, staging / f"{counter:08d}")
+                    content = stage_member(tar, member, staging / f"{counter:08d}")
                     staged[rel] = content
                     tree.set(rel, Node("file", mode, content=content))
                 elif member.islnk():
@@ -169,7 +169,8 @@ def read_archive(
     return tree
 
 
-def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> Content:
+def stage_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> Content:
+    """Stream a regular member to ``target``, hashing it on the way; a short member is an error."""
     source = tar.extractfile(member)
     assert source is not None
     hasher = hashlib.sha256()

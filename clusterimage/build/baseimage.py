@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from clusterimage import transports
-from clusterimage.build.archive import open_tar
+from clusterimage.build.archive import open_tar, stage_member
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
 from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
@@ -43,7 +43,6 @@ TRANSPORT_PREFIXES: Final = ("docker://", "oci:", "oci-archive:", "docker-archiv
 _WHITEOUT: Final = ".wh."
 _OPAQUE: Final = ".wh..wh..opq"
 _LISTING_VERSION: Final = 1
-_CHUNK: Final = 1 << 20
 _KINDS: Final[dict[bytes, NodeKind]] = {
     tarfile.REGTYPE: "file",
     tarfile.AREGTYPE: "file",
@@ -270,25 +269,14 @@ def extract(store: Store, contents: Iterable[Content], staging: Path) -> None:
                     if not targets or not member.isreg():
                         continue
                     out = staging / hashlib.sha256(f"{layer}!{member.name}".encode()).hexdigest()
-                    digest_hex = _copy_member(tar, member, out)
+                    staged = stage_member(tar, member, out)
                     for content in targets:
-                        content.path, content.digest = out, f"sha256:{digest_hex}"
+                        content.path, content.digest = out, staged.digest
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BuildError(f"cannot read layer {layer}: {exc}") from None
         missing = [m for m, cs in members.items() if any(c.path is None for c in cs)]
         if missing:
             raise BuildError(f"layer sha256:{digest} has no file {missing[0]!r}")
-
-
-def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> str:
-    source = tar.extractfile(member)
-    assert source is not None
-    hasher = hashlib.sha256()
-    with open(out, "wb") as f:
-        while chunk := source.read(_CHUNK):
-            hasher.update(chunk)
-            f.write(chunk)
-    return hasher.hexdigest()
 
 
 def read_text(store: Store, tree: FsTree, path: str, staging: Path) -> str | None:
