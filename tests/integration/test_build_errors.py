@@ -168,9 +168,16 @@ def test_usage_errors_exit_2(tmp_path: Path, ci_home: Path) -> None:
     ):
         result = run_cli("build", *args, ".", cwd=ctx, check=False)
         assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.strip().splitlines()[-1].startswith(("error:", "Error")), args
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: "), (args, line)
+    bad_epoch = run_cli("build", ".", cwd=ctx, check=False, env={"SOURCE_DATE_EPOCH": "soon"})
+    assert bad_epoch.returncode == 2, bad_epoch.stderr
+    assert bad_epoch.stderr.strip() == "error: SOURCE_DATE_EPOCH='soon': not a number of seconds"
     missing = run_cli("build", str(tmp_path / "nowhere"), check=False)
     assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: build context {str(tmp_path / 'nowhere')!r} is not a directory"
+    ]
 
 
 def test_source_through_a_symlink_pointing_out_is_an_error(tmp_path: Path, ci_home: Path) -> None:
