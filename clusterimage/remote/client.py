@@ -74,6 +74,11 @@ def redact_url(url: httpx.URL | str) -> str:
     return str(parsed.copy_with(query=None, fragment=None))
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
+
+
 def _root_cause(exc: BaseException) -> BaseException:
     seen = set()
     while exc.__cause__ is not None or exc.__context__ is not None:
@@ -341,11 +346,14 @@ class Registry:
         ok_codes = frozenset(ok)
         replayable = not isinstance(content, Iterator)
         url = self.url(path)
+        # A Location the registry sent may name another host: credentials and tokens are for
+        # this registry only (as docker's client does; httpx drops them on redirects already).
+        authorized = _origin(url) == _origin(self.base_url)
         shown = f"{method} {redact_url(url).split('://', 1)[-1]}"
         auth_retried = False
         attempt = 0
         while True:
-            authorization, token_value = self._authorization(scopes)
+            authorization, token_value = self._authorization(scopes) if authorized else (None, None)
             try:
                 response = self._send_once(
                     method,

@@ -374,3 +374,17 @@ def test_plain_http_only_for_loopback_or_tls_verify_false() -> None:
     assert strict._candidate_bases() == ["https://localhost:5000"]
     docker_hub = Registry("docker.io", ClientOptions())
     assert docker_hub._candidate_bases() == ["https://registry-1.docker.io"]
+
+
+def test_credentials_go_to_the_registry_only_never_to_a_location_elsewhere() -> None:
+    fake = FakeRegistry(auth="basic")
+    registry = client(fake, creds="alice:s3cret-pass")
+    scopes = Repository(registry, "app").scopes
+    registry.request("GET", "/v2/app/tags/list", scopes=scopes, what="tags", ok=(200, 404))
+    assert fake.requests[-1].headers["Authorization"].startswith("Basic ")
+    # An upload Location (or any URL the registry hands out) on another host gets no secrets.
+    registry.request(
+        "GET", "https://storage.example/upload/1", scopes=scopes, what="upload", ok=(404,)
+    )
+    assert fake.requests[-1].url.host == "storage.example"
+    assert "Authorization" not in fake.requests[-1].headers
