@@ -8,9 +8,7 @@ change unless a layer is deliberately recompressed.
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
@@ -24,7 +22,12 @@ from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
 from clusterimage.oci.platform import Platform
+from clusterimage.remote.retry import RetryPolicy
 from clusterimage.transports.base import Context, ImageDestination, ImageReference, ImageSource
+
+# Waits between attempts of a broken blob transfer; the attempts are counted per transfer
+# against ctx.retries, so only the delays come from here.
+_RETRY = RetryPolicy()
 
 EventKind = Literal["blob-start", "blob-progress", "blob-done", "blob-skipped", "blob-mounted"]
 
@@ -281,14 +284,6 @@ class _Copier:
             except TransferInterrupted as exc:
                 if attempt >= self._ctx.retries:
                     raise
-                time.sleep(_backoff(attempt, exc.retry_after))
+                _RETRY.sleep(attempt, exc.retry_after)
                 attempt += 1
         return first_offset
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    """Seconds before retry ``attempt`` (0-based): the server's word, else exponential + jitter."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), 60.0)
-    ceiling = min(10.0, 0.25 * (2**attempt))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)

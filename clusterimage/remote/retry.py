@@ -46,7 +46,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds before retry number ``attempt`` (0-based)."""
         if retry_after is not None:
-            return retry_after
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 

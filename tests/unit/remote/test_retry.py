@@ -33,3 +33,10 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
             delay = policy.delay(attempt)
             assert ceiling / 2 <= delay <= ceiling
     assert policy.delay(3, retry_after=1.5) == 1.5
+
+
+def test_a_retry_after_is_bounded() -> None:
+    # TransferInterrupted may carry any retry_after: a huge or negative one must not stall.
+    policy = RetryPolicy()
+    assert policy.delay(0, retry_after=3600.0) == 60.0
+    assert policy.delay(0, retry_after=-5.0) == 0.0
