@@ -15,7 +15,7 @@ import copy as _copy
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -58,15 +58,8 @@ class Recompressed:
 
     def descriptor(self, *, docker: bool) -> Descriptor:
         media_type = mt.layer_media_type(self.compression, docker=docker)
-        return Descriptor(
-            media_type,
-            self.digest,
-            self.size,
-            annotations=self.source.annotations,
-            platform=self.source.platform,
-            urls=None,
-            artifact_type=self.source.artifact_type,
-            extra=dict(self.source.extra),
+        return replace(
+            self.source, media_type=media_type, digest=self.digest, size=self.size, urls=None
         )
 
 
@@ -229,15 +222,8 @@ def rewrite_index(index: ImageIndex, replaced: dict[Digest, Manifest]) -> ImageI
     for entry in entries:
         child = replaced.get(entry.digest)
         if child is not None:
-            entry = Descriptor(
-                child.media_type,
-                child.digest,
-                child.size,
-                entry.annotations,
-                entry.platform,
-                entry.urls,
-                entry.artifact_type,
-                dict(entry.extra),
+            entry = replace(
+                entry, media_type=child.media_type, digest=child.digest, size=child.size
             )
         elif media_type != index.media_type:
             entry = _with_media_type(entry, _oci_media_type(entry.media_type))
@@ -249,18 +235,7 @@ def rewrite_index(index: ImageIndex, replaced: dict[Digest, Manifest]) -> ImageI
 
 
 def _with_media_type(desc: Descriptor, media_type: str) -> Descriptor:
-    if media_type == desc.media_type:
-        return desc
-    return Descriptor(
-        media_type,
-        desc.digest,
-        desc.size,
-        desc.annotations,
-        desc.platform,
-        desc.urls,
-        desc.artifact_type,
-        dict(desc.extra),
-    )
+    return desc if media_type == desc.media_type else replace(desc, media_type=media_type)
 
 
 def rewrite(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clusterimage.errors import InvalidDigest, ManifestError
@@ -73,16 +73,7 @@ class Descriptor:
         return out
 
     def with_annotations(self, annotations: dict[str, str] | None) -> Descriptor:
-        return Descriptor(
-            self.media_type,
-            self.digest,
-            self.size,
-            annotations or None,
-            self.platform,
-            self.urls,
-            self.artifact_type,
-            dict(self.extra),
-        )
+        return replace(self, annotations=annotations or None, extra=dict(self.extra))
 
     @property
     def ref_name(self) -> str | None:
