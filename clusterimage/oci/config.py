@@ -76,12 +76,7 @@ class ImageConfig(_Document):
 
     @property
     def platform(self) -> Platform:
-        return Platform(
-            os=str(self.data.get("os", "")),
-            architecture=str(self.data.get("architecture", "")),
-            variant=self.data.get("variant") or None,
-            os_version=self.data.get("os.version") or None,
-        )
+        return Platform.from_dict(self.data)  # the config's os/architecture/... fields
 
     @property
     def diff_ids(self) -> list[Digest]:
