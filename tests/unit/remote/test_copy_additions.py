@@ -132,6 +132,7 @@ def test_retries_are_bounded() -> None:
     dest = FlakyDestination(MemoryPlace(), failures=10, target=image.layers[0].digest)
     with pytest.raises(TransferInterrupted):
         copy_image(Ref(MemorySource(src)), Ref(dest), Context(retries=2))
+    assert dest.offsets == [0, 100, 200]  # the first attempt and exactly two retries
 
 
 # -- recompression ------------------------------------------------------------------------
