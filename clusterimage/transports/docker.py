@@ -120,9 +120,8 @@ class DockerSource(ImageSource):
             if cached is not None:
                 return cached
         identifier = str(digest) if digest is not None else self.reference.identifier
-        label = f"docker://{self.reference.name}:{identifier}"
-        if "@" not in label and identifier.startswith("sha"):
-            label = f"docker://{self.reference.name}@{identifier}"
+        by_digest = digest is not None or self.reference.digest is not None
+        label = f"docker://{self.reference.name}{'@' if by_digest else ':'}{identifier}"
         response = self.repository.get_manifest(identifier, what=f"manifest {label}")
         manifest = parse_manifest(response.raw, response.media_type, where=label)
         with self._lock:

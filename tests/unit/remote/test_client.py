@@ -388,3 +388,24 @@ def test_credentials_go_to_the_registry_only_never_to_a_location_elsewhere() -> 
     )
     assert fake.requests[-1].url.host == "storage.example"
     assert "Authorization" not in fake.requests[-1].headers
+
+
+def test_docker_source_names_a_missing_manifest_by_tag_or_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clusterimage.oci.reference import Reference
+    from clusterimage.transports import docker
+    from clusterimage.transports.base import Context
+
+    fake = FakeRegistry()
+    monkeypatch.setattr(
+        docker, "client_options", lambda ctx, side=None: ClientOptions(transport=fake.transport())
+    )
+    # A tag that merely starts with "sha" is still a tag.
+    source = docker.DockerSource(Reference.parse(f"{HOST}/app:sha-1"), Context())
+    with pytest.raises(ImageNotFound, match=f"docker://{HOST}/app:sha-1"):
+        source.get_manifest()
+    digest = Digest.parse(sha256(b"nothing"))
+    with pytest.raises(ImageNotFound, match=f"docker://{HOST}/app@{digest}"):
+        source.get_manifest(digest)
+    source.close()
