@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from clusterimage.errors import ManifestError
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import _Document, canonical_json
+from clusterimage.oci.manifest import _Document, canonical_json, json_object
 from clusterimage.oci.platform import Platform
 
 
@@ -21,13 +19,7 @@ class ImageConfig(_Document):
     def parse(
         cls, raw: bytes, media_type: str = mt.OCI_CONFIG, where: str = "config"
     ) -> ImageConfig:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ManifestError(f"{where}: not a JSON object")
-        return cls(raw=raw, media_type=media_type, data=data)
+        return cls(raw=raw, media_type=media_type, data=json_object(raw, where))
 
     @classmethod
     def build(cls, data: dict[str, Any], media_type: str = mt.OCI_CONFIG) -> ImageConfig:

@@ -21,6 +21,17 @@ def canonical_json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def json_object(raw: bytes, where: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object; ManifestError naming ``where`` otherwise."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: not a JSON object")
+    return data
+
+
 @dataclass(frozen=True)
 class _Document:
     raw: bytes
@@ -115,12 +126,7 @@ def parse_manifest(raw: bytes, media_type: str | None = None, where: str = "mani
     The document's own ``mediaType`` wins over a generic transport type; without either, the shape
     decides (``manifests`` → index, ``config`` → image manifest), as containers/image does.
     """
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ManifestError(f"{where}: not a JSON object")
+    data = json_object(raw, where)
     declared = data.get("mediaType")
     kind = declared if isinstance(declared, str) and declared else None
     if kind is None and media_type in mt.MANIFESTS:
