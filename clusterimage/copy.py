@@ -176,14 +176,12 @@ class _Copier:
             # Largest first: the big layers start at once, small blobs fill in behind them.
             ordered = sorted(blobs.values(), key=lambda d: d.size, reverse=True)
             futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in ordered]
+            # Without a failure, wait returns once every future is done.
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
             for future in done:
-                future.result()  # re-raise the first failure
-            for future in futures:
-                if not future.cancelled():
-                    future.result()
+                future.result()  # re-raise a failure
 
     def _emit(self, kind: EventKind, desc: Descriptor, done: int = 0) -> None:
         if self._options.on_event is not None:
