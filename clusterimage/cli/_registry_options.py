@@ -118,6 +118,18 @@ Jobs = Annotated[
     int,
     typer.Option("--jobs", "-j", metavar="N", min=1, help="Blobs copied at once."),
 ]
+DigestFile = Annotated[
+    Path | None,
+    typer.Option("--digestfile", metavar="FILE", help="Write the manifest's digest here."),
+]
+CompressionFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--compression-format",
+        metavar="gzip|zstd",
+        help="Recompress layers that are compressed otherwise.",
+    ),
+]
 SelectPlatform = Annotated[
     str | None,
     typer.Option(

@@ -12,7 +12,9 @@ from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     AuthFile,
     CertDir,
+    CompressionFormat,
     Creds,
+    DigestFile,
     Jobs,
     JsonOutput,
     Quiet,
@@ -42,20 +44,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--all", "-a", help="Copy every platform of a multi-platform image."),
         ] = False,
         platform: SelectPlatform = None,
-        digestfile: Annotated[
-            Path | None,
-            typer.Option(
-                "--digestfile", metavar="FILE", help="Write the copied manifest's digest here."
-            ),
-        ] = None,
-        compression_format: Annotated[
-            str | None,
-            typer.Option(
-                "--compression-format",
-                metavar="gzip|zstd",
-                help="Recompress layers that are compressed otherwise.",
-            ),
-        ] = None,
+        digestfile: DigestFile = None,
+        compression_format: CompressionFormat = None,
         retry: Retry = DEFAULT_RETRIES,
         creds: Creds = None,
         authfile: AuthFile = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,9 @@ from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     AuthFile,
     CertDir,
+    CompressionFormat,
     Creds,
+    DigestFile,
     Jobs,
     JsonOutput,
     Quiet,
@@ -46,20 +47,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--all", help="Push every platform of a multi-platform image."),
         ] = False,
-        digestfile: Annotated[
-            Path | None,
-            typer.Option(
-                "--digestfile", metavar="FILE", help="Write the pushed manifest's digest here."
-            ),
-        ] = None,
-        compression_format: Annotated[
-            str | None,
-            typer.Option(
-                "--compression-format",
-                metavar="gzip|zstd",
-                help="Recompress layers that are compressed otherwise.",
-            ),
-        ] = None,
+        digestfile: DigestFile = None,
+        compression_format: CompressionFormat = None,
         retry: Retry = DEFAULT_RETRIES,
         creds: Creds = None,
         authfile: AuthFile = None,
