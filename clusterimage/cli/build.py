@@ -227,6 +227,9 @@ def register(app: typer.Typer) -> None:
         plan = make_plan()
         if dry_run:
             _print_plan(plan, json_output)
+            # Also on stderr, so a linter run (`--dry-run > /dev/null`, or --json) shows them.
+            for warning in plan.warnings:
+                _warn(str(warning))
             return
         if plan.missing_sources:  # warnings in a dry run, errors in a build
             raise plan.missing_sources[0].error()

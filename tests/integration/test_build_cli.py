@@ -68,8 +68,13 @@ def test_dry_run_writes_nothing_and_warns_about_missing_sources(
     (ctx / "Kubefile").write_text("FROM scratch\nCOPY charts charts\nCOPY registry registry\n")
     text = run_cli("build", "--dry-run", "-t", "app:v1", ctx)
     assert "missing in context: charts" in text.stdout
-    plan = json.loads(run_cli("build", "--dry-run", "--json", ctx).stdout)
+    plan_run = run_cli("build", "--dry-run", "--json", ctx)
+    plan = json.loads(plan_run.stdout)
     assert plan["missing_sources"][0]["source"] == "charts"
+    # A linter reading only stderr (or parsing --json from stdout) still sees the warning.
+    assert plan_run.stderr.splitlines() == [
+        f"warning: {ctx / 'Kubefile'}:2: COPY source 'charts' not found in the build context"
+    ]
     assert plan["copies_registry"] is True
     assert list(ci_home.iterdir()) == []
     (ctx / "Kubefile").write_text("FROM scratch\nCOPY charts\n")
