@@ -21,7 +21,7 @@ import httpx
 
 from clusterimage import __version__
 from clusterimage.errors import AuthError, RegistryError, TransferInterrupted
-from clusterimage.remote import auth, credentials
+from clusterimage.remote import auth, credentials, tls
 from clusterimage.remote.auth import Challenge, Scopes
 from clusterimage.remote.credentials import Credentials
 from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_retry_after
@@ -131,9 +131,10 @@ class Registry:
             max_connections=self.options.max_connections,
             max_keepalive_connections=self.options.max_connections,
         )
+        self._ssl = ssl_context(self.host, self.options.tls)
         self._client = httpx.Client(
             transport=self.options.transport,
-            verify=ssl_context(self.host, self.options.tls),
+            verify=self._ssl,
             timeout=_TIMEOUT,
             limits=limits,
             headers={"User-Agent": USER_AGENT},
@@ -198,7 +199,7 @@ class Registry:
         for attempt in range(self.policy.retries + 1):
             for base in bases:
                 try:
-                    response = self._client.get(f"{base}/v2/")
+                    response = self._get_v2(base, probe=len(bases) > 1)
                 except httpx.TransportError as exc:
                     if base.startswith("https:") and _is_cert_error(exc):
                         raise self._tls_error(exc) from None
@@ -235,6 +236,19 @@ class Registry:
         if _is_tls_error(last) and len(bases) == 1:
             raise self._tls_error(last)
         raise RegistryError(f"cannot reach registry {self.host}: {_describe(last)}")
+
+    def _get_v2(self, base: str, *, probe: bool) -> httpx.Response:
+        if not (probe and base.startswith("https:")):
+            return self._client.get(f"{base}/v2/")
+        # Probing a loopback registry that may speak plain http: no need for the system CAs
+        # unless it answers with a certificate (see tls.probing).
+        try:
+            with tls.probing():
+                return self._client.get(f"{base}/v2/")
+        except httpx.TransportError as exc:
+            if not (_is_cert_error(exc) and tls.load_system_cas(self._ssl)):
+                raise
+        return self._client.get(f"{base}/v2/")
 
     def _tls_error(self, exc: BaseException) -> RegistryError:
         if _is_cert_error(exc):

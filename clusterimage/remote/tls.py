@@ -12,8 +12,11 @@ import ipaddress
 import os
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clusterimage.errors import RegistryError
 
@@ -77,15 +80,68 @@ def ssl_context(host: str, settings: TlsSettings) -> ssl.SSLContext:
         return ctx
 
 
+class _SystemCAsOnDemand(ssl.SSLContext):
+    """A verifying context that loads the system CAs before its first handshake, not when made.
+
+    Parsing the system CA bundle takes ~16 ms, paid by every command that talks to a registry,
+    even one that turns out to speak plain http: the probe of a loopback registry tries https
+    first. That probe (inside :func:`probing`) is the one handshake allowed without the system
+    CAs. It fails closed: a plain-http server fails it before any certificate is seen, and a
+    certificate it cannot verify makes the caller load the CAs (:func:`load_system_cas`) and
+    try again. Every other handshake loads them first.
+    """
+
+    _cas_lock = threading.Lock()
+    _cas_loaded = False
+
+    def load_system_cas(self) -> bool:
+        """Load the system CAs; ``False`` if they were already there."""
+        with self._cas_lock:
+            if self._cas_loaded:
+                return False
+            self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+            if not self.cert_store_stats().get("x509_ca"):
+                _load_certifi(self)
+            self._cas_loaded = True
+            return True
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        if not getattr(_PROBE, "active", False):
+            self.load_system_cas()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        if not getattr(_PROBE, "active", False):
+            self.load_system_cas()
+        return super().wrap_bio(*args, **kwargs)
+
+
+_PROBE = threading.local()
+
+
+@contextmanager
+def probing() -> Iterator[None]:
+    """Handshakes in this block (this thread only) may run before the system CAs are loaded."""
+    _PROBE.active = True
+    try:
+        yield
+    finally:
+        _PROBE.active = False
+
+
+def load_system_cas(ctx: ssl.SSLContext) -> bool:
+    """Load ``ctx``'s deferred system CAs; ``True`` if that changed anything (so retry)."""
+    return isinstance(ctx, _SystemCAsOnDemand) and ctx.load_system_cas()
+
+
 def _new_context(verify: bool | None, directory: Path | None) -> ssl.SSLContext:
     if verify is False:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
-        ctx = ssl.create_default_context()
-        if not ctx.cert_store_stats().get("x509_ca"):
-            _load_certifi(ctx)
+        # PROTOCOL_TLS_CLIENT verifies the chain and the host name, as create_default_context.
+        ctx = _SystemCAsOnDemand(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if directory is not None:
         _load_dir(ctx, directory, verify=verify is not False)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fixtures.fault_proxy import FaultProxy
+from tests.fixtures.pki import make_server_tls
 from tests.fixtures.registry import Registry
 from tests.integration.registry_support import (
     MiB,
@@ -190,3 +191,29 @@ def test_token_auth_long_push_refreshes_its_5_second_token(
     copied = run_cli("copy", f"docker://{host}/alice/app:v1", f"docker://{host}/alice/copy:v1")
     assert copied.stdout.strip() == image.manifest_digest
     assert token_registry.password not in copied.stdout + copied.stderr
+
+
+def test_loopback_probe_loads_the_system_cas_when_it_meets_a_certificate(
+    tls_registry: Registry, tmp_path: Path
+) -> None:
+    # The https probe of a loopback registry runs before the system CAs are loaded; a
+    # certificate it cannot verify must make it load them and try again, not fail or fall back
+    # to plain http. Our CA is the whole "system" store here: no --cert-dir, no certs.d.
+    assert tls_registry.ca_path and tls_registry.password
+    empty = tmp_path / "no-cas"
+    empty.mkdir()
+    system = {"SSL_CERT_FILE": str(tls_registry.ca_path), "SSL_CERT_DIR": str(empty)}
+    ok = run_cli(
+        "login", tls_registry.host, "-u", "tester", "--password-stdin",
+        input=tls_registry.password + "\n", env=system,
+    )  # fmt: skip
+    assert ok.stdout.strip() == "Login Succeeded!"
+    # With a system store that lacks our CA the same login is the one-line TLS error.
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(make_server_tls(tmp_path / "other-pki").ca_path.read_bytes())
+    failed = run_cli(
+        "login", tls_registry.host, "-u", "tester", "--password-stdin",
+        input=tls_registry.password + "\n", env={**system, "SSL_CERT_FILE": str(other)},
+        check=False,
+    )  # fmt: skip
+    assert "TLS certificate verification failed" in one_line_error(failed.stderr)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
 import pytest
 
 from clusterimage.errors import RegistryError
-from clusterimage.remote.tls import TlsSettings, host_cert_dir, is_loopback, ssl_context
+from clusterimage.remote import tls as tls_module
+from clusterimage.remote.tls import (
+    TlsSettings,
+    host_cert_dir,
+    is_loopback,
+    load_system_cas,
+    probing,
+    ssl_context,
+)
 from tests.fixtures.pki import make_server_tls
 
 
@@ -57,3 +66,26 @@ def test_verify_false_and_client_certificates(tmp_path: Path) -> None:
         ssl_context("h", TlsSettings(cert_dir=certs))
     with pytest.raises(RegistryError, match="not a directory"):
         ssl_context("h", TlsSettings(cert_dir=tmp_path / "missing"))
+
+
+def test_system_cas_load_at_the_first_handshake_not_at_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh context per test: the shared ones are keyed by settings only.
+    monkeypatch.setattr(tls_module, "_CONTEXTS", {})
+    ca = make_server_tls(tmp_path / "pki").ca_path
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the "system" store: one known CA
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    ctx = ssl_context("127.0.0.1:1", TlsSettings())
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert ctx.cert_store_stats()["x509_ca"] == 0
+    with socket.socket() as sock, probing():
+        ctx.wrap_socket(sock, server_hostname="h", do_handshake_on_connect=False).close()
+    assert ctx.cert_store_stats()["x509_ca"] == 0  # a probe may go without them
+    with socket.socket() as sock:
+        ctx.wrap_socket(sock, server_hostname="h", do_handshake_on_connect=False).close()
+    assert ctx.cert_store_stats()["x509_ca"] == 1  # any other handshake loads them first
+    assert not load_system_cas(ctx)  # once
+    insecure = ssl_context("127.0.0.1:1", TlsSettings(verify=False))
+    assert not load_system_cas(insecure)
