@@ -2,7 +2,8 @@
 """Benchmarks of clusterimage against the tools it replaces, on this machine.
 
     scripts/bench.py build [--size MIB] [--compression gzip|zstd|none] [--json] [--keep]
-    scripts/bench.py push|pull [--size MIB] [--layers N] [--rounds N] [--jobs N] [--json] [--keep]
+    scripts/bench.py push|pull [--size MIB] [--layers N] [--rounds N] [--warmup N] [--jobs N]
+                               [--json] [--keep]
 
 Subcommands register themselves in ``COMMANDS`` (one ``add_<name>_parser`` + ``run_<name>`` pair
 each); ``push`` and ``pull`` (registry transfers against skopeo) belong there too.
@@ -335,7 +336,10 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
 # A ~500 MiB image of 4 gzip layers of incompressible data is written straight into a fresh
 # clusterimage store (an OCI layout, so skopeo reads the very same files as oci:STORE:REF). Each
 # round starts fresh registries (docker-registry on loopback, temporary storage) so no tool can
-# skip or mount a blob a previous round left, and alternates which tool goes first.
+# skip or mount a blob a previous round left, and alternates which tool goes first. ``--warmup``
+# rounds (one by default) run both tools untimed first: on this 2-core VM, single runs of either
+# tool were up to 0.4 s slower right after the set-up wrote the image (page-cache and memory
+# first-touch effects), which a median of 3 does not always hide.
 
 
 def _write_bench_image(store: Path, ref: str, size_mib: int, layers: int) -> dict[str, Any]:
@@ -544,6 +548,9 @@ def _add_transfer_options(parser: Any) -> None:
     parser.add_argument("--size", type=int, default=500, metavar="MIB", help="image size")
     parser.add_argument("--layers", type=int, default=4, help="number of layers")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed rounds first (caches, page allocation)"
+    )
     parser.add_argument("--jobs", type=int, default=4, help="clusterimage --jobs")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -569,7 +576,8 @@ def run_push(args: argparse.Namespace) -> int:
         rss: list[int] = []
         repush: list[float] = []
         inner: list[float] = []
-        for round_no in range(args.rounds):
+        for round_no in range(-args.warmup, args.rounds):
+            timed = round_no >= 0
             order = ["ours", "skopeo"] if round_no % 2 == 0 else ["skopeo", "ours"]
             for tool in order:
                 registry = _BenchRegistry(work)
@@ -581,18 +589,20 @@ def run_push(args: argparse.Namespace) -> int:
                             "-q", "--jobs", str(args.jobs),
                         ]  # fmt: skip
                         elapsed, peak = _run_measured(argv, _transfer_env(home))
-                        ours.append(elapsed)
-                        rss.append(peak)
                         again, _ = _run_measured(argv, _transfer_env(home))
-                        repush.append(again)
-                        inner.append(_in_process(argv[3:], _transfer_env(home)))
+                        if timed:
+                            ours.append(elapsed)
+                            rss.append(peak)
+                            repush.append(again)
+                            inner.append(_in_process(argv[3:], _transfer_env(home)))
                     else:
                         argv = [
                             "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                             f"oci:{store}:{ref}", dest,
                         ]  # fmt: skip
                         elapsed, _ = _run_measured(argv, dict(os.environ))
-                        theirs.append(elapsed)
+                        if timed:
+                            theirs.append(elapsed)
                 finally:
                     registry.stop()
         result = {
@@ -600,6 +610,7 @@ def run_push(args: argparse.Namespace) -> int:
             "image_bytes": image["bytes"],
             "layers": args.layers,
             "rounds": args.rounds,
+            "warmup_rounds": args.warmup,
             "clusterimage_s": _median(ours),
             "skopeo_s": _median(theirs),
             "ratio": _median(ours) / _median(theirs),
@@ -632,7 +643,8 @@ def run_pull(args: argparse.Namespace) -> int:
         ours: list[float] = []
         theirs: list[float] = []
         rss: list[int] = []
-        for round_no in range(args.rounds):
+        for round_no in range(-args.warmup, args.rounds):
+            timed = round_no >= 0
             order = ["ours", "skopeo"] if round_no % 2 == 0 else ["skopeo", "ours"]
             for tool in order:
                 target = work / f"{tool}-{round_no}"
@@ -642,21 +654,24 @@ def run_pull(args: argparse.Namespace) -> int:
                         "-q", "--jobs", str(args.jobs),
                     ]  # fmt: skip
                     elapsed, peak = _run_measured(argv, _transfer_env(target))
-                    ours.append(elapsed)
-                    rss.append(peak)
+                    if timed:
+                        ours.append(elapsed)
+                        rss.append(peak)
                 else:
                     argv = [
                         "skopeo", "copy", "--quiet", "--src-tls-verify=false",
                         f"docker://{remote}", f"oci:{target}:v1",
                     ]  # fmt: skip
                     elapsed, _ = _run_measured(argv, dict(os.environ))
-                    theirs.append(elapsed)
+                    if timed:
+                        theirs.append(elapsed)
                 shutil.rmtree(target, ignore_errors=True)
         result = {
             "command": "pull",
             "image_bytes": image["bytes"],
             "layers": args.layers,
             "rounds": args.rounds,
+            "warmup_rounds": args.warmup,
             "clusterimage_s": _median(ours),
             "skopeo_s": _median(theirs),
             "ratio": _median(ours) / _median(theirs),

@@ -1,0 +1,55 @@
+"""scripts/bench.py runs end to end (tiny sizes): the numbers in the closing notes come from it,
+so it must keep working, and its JSON must carry what the goals are checked against."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_tool
+
+pytestmark = pytest.mark.integration
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+
+
+def _bench(*args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_transfer_benchmark_runs_against_skopeo(command: str) -> None:
+    require_tool("skopeo")
+    require_tool("docker-registry")
+    data = _bench(command, "--size", "8", "--layers", "2", "--rounds", "2", "--warmup", "1")
+    assert data["command"] == command and data["layers"] == 2 and data["rounds"] == 2
+    assert data["warmup_rounds"] == 1
+    assert 8 * (1 << 20) <= data["image_bytes"] < 9 * (1 << 20)
+    # Medians of the timed rounds only: the warm-up round is not in the lists.
+    assert len(data["all"]["clusterimage"]) == len(data["all"]["skopeo"]) == 2
+    assert data["ratio"] == pytest.approx(data["clusterimage_s"] / data["skopeo_s"])
+    assert 0 < data["peak_rss_mib"] < 100
+    if command == "push":
+        assert len(data["all"]["repush"]) == 2 and data["repush_s"] > 0
+
+
+def test_build_benchmark_runs_against_buildah() -> None:
+    require_tool("buildah")
+    data = _bench("build", "--size", "2")
+    assert data["clusterimage"]["digest"].startswith("sha256:")
+    assert data["ratio_cold"] > 0 and data["ratio_rebuild"] > 0
+    assert "skipped" not in data["buildah"]
