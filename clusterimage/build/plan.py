@@ -57,7 +57,8 @@ from clusterimage.kubefile.stages import (
     evaluate,
 )
 from clusterimage.oci.platform import Platform
-from clusterimage.runtime.command import HOOK_LABELS, IMAGE_TYPES, TYPE_LABELS, VERSION_LABELS
+from clusterimage.runtime import command as _runtime
+from clusterimage.runtime.command import HOOK_LABELS, IMAGE_TYPES, TYPE_LABELS
 
 #: The folder the builder generates (image embedding) and overlays onto the context.
 REGISTRY_DIR = "registry"
@@ -666,8 +667,9 @@ class _Planner:
 
     def _type_and_version(self, config: ExecConfig) -> tuple[str, str | None]:
         labels = config.labels
-        types = [(key, labels[key]) for key in TYPE_LABELS if key in labels]
-        image_type = types[0][1] if types else "application"
+        # An empty label counts as unset, as at run time: it is how a Kubefile clears a type
+        # inherited from its base (labels cannot be removed).
+        types = [(key, labels[key]) for key in TYPE_LABELS if labels.get(key)]
         for key, value in types:
             if value not in IMAGE_TYPES:
                 raise self._label_error(key, value, f"must be one of {', '.join(IMAGE_TYPES)}")
@@ -679,8 +681,8 @@ class _Planner:
                     self.path,
                 )
             )
-        versions = [labels[key] for key in VERSION_LABELS if key in labels]
-        return image_type, (versions[0] if versions else None)
+        # The runtime's own reading, so a plan and the runtime never disagree on an image.
+        return _runtime.image_type(labels), _runtime.image_version(labels)
 
     def _label_error(self, key: str, value: str, problem: str) -> ClusterImageError:
         message = f"label {key}={value!r}: {problem}"

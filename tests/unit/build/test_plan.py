@@ -19,6 +19,7 @@ from clusterimage.build.plan import (
 from clusterimage.errors import KubefileError, UsageError
 from clusterimage.kubefile import DEFAULT_PATH
 from clusterimage.oci.platform import Platform
+from clusterimage.runtime.command import image_type, image_version
 
 
 def make_context(
@@ -291,6 +292,27 @@ def test_invalid_type_label(tmp_path: Path) -> None:
         plan_build(context)
     with pytest.raises(UsageError, match=r"--label label sealos.io.type='bogus'"):
         plan_build(context, labels={"sealos.io.type": "bogus"})
+
+
+@pytest.mark.parametrize(
+    ("label_line", "expected_type", "expected_version"),
+    [
+        ('LABEL sealos.io.type=""', "application", None),
+        ('LABEL sealos.io.type="" "apps.sealos.io/type"=patch', "patch", None),
+        ('LABEL sealos.io.type=rootfs sealos.io.version=""', "rootfs", None),
+        ('LABEL sealos.io.version="" "apps.sealos.io/version"=v2', "application", "v2"),
+    ],
+)
+def test_empty_type_and_version_labels_count_as_unset_as_at_run_time(
+    tmp_path: Path, label_line: str, expected_type: str, expected_version: str | None
+) -> None:
+    # A base's type is cleared with an empty label (labels cannot be removed): not an error,
+    # and the plan reads it exactly as the runtime does.
+    plan = plan_of(tmp_path, f"FROM scratch\n{label_line}\n")
+    assert (plan.image_type, plan.image_version) == (expected_type, expected_version)
+    labels = plan.config.labels
+    assert (image_type(labels), image_version(labels)) == (expected_type, expected_version)
+    assert plan.to_dict()["type"] == expected_type
 
 
 def test_type_labels_disagree(tmp_path: Path) -> None:
