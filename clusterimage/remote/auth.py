@@ -20,6 +20,7 @@ import httpx
 
 from clusterimage.errors import AuthError, RegistryError
 from clusterimage.remote.credentials import Credentials
+from clusterimage.remote.tls import is_loopback
 
 DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, when the token server does not say (token spec)
 _MIN_TOKEN_LIFETIME = 1.0
@@ -224,10 +225,16 @@ def fetch_token(
     scopes: Scopes,
     *,
     registry: str,
+    registry_url: str,
 ) -> Token:
-    """Ask the challenge's token server for a token covering ``scopes``."""
+    """Ask the challenge's token server for a token covering ``scopes``.
+
+    ``registry_url`` is the base the registry was reached at (``https://host:port``): it decides
+    whether the realm may receive credentials over plain http (:func:`check_realm`).
+    """
     if not challenge.realm:
         raise RegistryError(f"{registry}: bearer challenge without a realm")
+    check_realm(challenge.realm, registry_url, credentials, registry=registry)
     scope_list = scopes.as_list()
     try:
         if credentials.identity_token:
@@ -264,6 +271,40 @@ def fetch_token(
     if not isinstance(value, str) or not value:
         raise RegistryError(f"{registry}: token server returned no token")
     return Token(value, time.monotonic() + token_lifetime(data))
+
+
+def check_realm(realm: str, registry_url: str, credentials: Credentials, *, registry: str) -> None:
+    """Refuse to send credentials in clear text to a token server the user never chose.
+
+    The realm is whatever the registry's challenge names. Over https any host may serve it
+    (Docker Hub's is auth.docker.io), as containers/image and docker allow. Over plain http,
+    credentials go only to a loopback token server, or to the registry's own host when the
+    registry itself is used over plain http (``--tls-verify=false``, where Basic auth would
+    expose them to that host the same way). containers/image sends them to any realm; an
+    https registry naming an http realm would leak the password to anyone on the path.
+
+    Anonymous token requests still go to an http realm: they carry no secret, docker and
+    containers/image make them, and the token they return is only as trustworthy as the
+    registry connection it is shown to anyway.
+    """
+    try:
+        url = httpx.URL(realm)
+    except httpx.InvalidURL:
+        url = httpx.URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise RegistryError(f"{registry}: the bearer challenge's realm is not an http(s) URL")
+    if url.scheme == "https" or credentials.anonymous:
+        return
+    base = httpx.URL(registry_url)
+    host = f"[{url.host}]" if ":" in url.host else url.host  # is_loopback wants IPv6 bracketed
+    if is_loopback(host) or (base.scheme == "http" and base.host == url.host):
+        return
+    server = host if url.port is None else f"{host}:{url.port}"
+    raise AuthError(
+        f"{registry}: refusing to send credentials to the token server {server} over plain "
+        "http (the registry's bearer realm is an http:// URL on a host that is neither loopback "
+        "nor the plain-http registry itself); the realm must use https"
+    )
 
 
 def _get_token(

@@ -284,7 +284,12 @@ class Registry:
                 token = auth.TOKENS.get(key)
                 if token is None:
                     token = auth.fetch_token(
-                        self._client, challenge, creds, scopes, registry=self.name
+                        self._client,
+                        challenge,
+                        creds,
+                        scopes,
+                        registry=self.name,
+                        registry_url=self.base_url,
                     )
                     auth.TOKENS.put(key, token)
         return f"Bearer {token.value}", token.value
@@ -296,7 +301,14 @@ class Registry:
             return
         creds = self.credentials
         if challenge.scheme == "bearer":
-            auth.fetch_token(self._client, challenge, creds, Scopes(), registry=self.name)
+            auth.fetch_token(
+                self._client,
+                challenge,
+                creds,
+                Scopes(),
+                registry=self.name,
+                registry_url=self.base_url,
+            )
             return
         response = self._send_once("GET", f"{self.base_url}/v2/", creds.basic_header())
         response.close()

@@ -77,6 +77,7 @@ class FakeRegistry:
     tokens: dict[str, set[str]] = field(default_factory=dict)  # token -> scopes granted
     tokens_issued: int = 0
     break_blob_after: int | None = None  # GET of a blob sends this many bytes then breaks
+    realm: str = f"https://{HOST}/token"  # the token server its bearer challenges name
 
     # -- setup helpers --------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class FakeRegistry:
     def _challenge(self, scope: str | None) -> dict[str, str]:
         if self.auth == "basic":
             return {"WWW-Authenticate": 'Basic realm="fake"'}
-        value = f'Bearer realm="https://{HOST}/token",service="fake-registry"'
+        value = f'Bearer realm="{self.realm}",service="fake-registry"'
         if scope:
             value += f',scope="{scope}"'
         return {"WWW-Authenticate": value}

@@ -120,6 +120,99 @@ def test_identity_token_uses_the_oauth_refresh_grant() -> None:
     assert b"grant_type=refresh_token" in token_request.content
 
 
+def _token_requests(fake: FakeRegistry) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.url.path == "/token"]
+
+
+@pytest.mark.parametrize(
+    "realm",
+    [
+        "http://auth.example/token",  # another host, in clear text
+        f"http://{HOST}/token",  # the https registry's own host, downgraded to http
+    ],
+)
+def test_credentials_never_go_to_a_plain_http_realm(realm: str) -> None:
+    from clusterimage.remote.credentials import Credentials
+
+    fake = FakeRegistry(auth="bearer", realm=realm)
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    realm_host = httpx.URL(realm).host
+    for registry in (client(fake, creds="alice:s3cret-pass"), client(fake)):
+        if registry.credentials.anonymous:
+            registry.use_credentials(Credentials(identity_token="rt-1"))
+        with pytest.raises(AuthError) as info:
+            Repository(registry, "app").head_blob(digest)
+        message = str(info.value)
+        assert message.startswith(f"{HOST}: refusing to send credentials to the token server ")
+        assert f"server {realm_host} over plain http" in message and "\n" not in message
+        assert "s3cret-pass" not in message and "rt-1" not in message
+        with pytest.raises(AuthError, match="refusing to send credentials"):
+            registry.check_login()
+    assert _token_requests(fake) == []  # nothing was sent to the realm
+
+
+def test_anonymous_token_requests_may_use_a_plain_http_realm() -> None:
+    fake = FakeRegistry(auth="bearer", realm="http://auth.example/token")
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    assert Repository(client(fake), "app").head_blob(digest) == 5
+    [token_request] = _token_requests(fake)
+    assert token_request.url.scheme == "http" and token_request.url.host == "auth.example"
+    assert "Authorization" not in token_request.headers
+
+
+@pytest.mark.parametrize(
+    "realm",
+    [
+        "https://auth.example/token",  # Docker Hub's layout: registry-1.docker.io, auth.docker.io
+        "http://127.0.0.1:5001/token",  # a token server on this machine
+        "http://[::1]:5001/token",
+    ],
+)
+def test_credentials_go_to_an_https_realm_elsewhere_or_a_loopback_one(realm: str) -> None:
+    fake = FakeRegistry(auth="bearer", realm=realm)
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    assert Repository(client(fake, creds="alice:s3cret-pass"), "app").head_blob(digest) == 5
+    [token_request] = _token_requests(fake)
+    assert token_request.url == httpx.URL(realm).copy_with(params=token_request.url.params)
+    assert token_request.headers["Authorization"].startswith("Basic ")
+
+
+def test_a_plain_http_registry_may_send_credentials_to_its_own_http_realm() -> None:
+    """--tls-verify=false with a registry that speaks only http (Harbor on an intranet): Basic
+    auth would send the password to that host in clear text too, so its own realm may have it;
+    a realm on any other host over http still may not."""
+    from clusterimage.remote.tls import TlsSettings
+
+    def no_tls(request: httpx.Request) -> httpx.Response | None:
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("wrong version number")
+        return None
+
+    for realm, allowed in ((f"http://{HOST}:8080/token", True), ("http://auth.example/t", False)):
+        fake = FakeRegistry(auth="bearer", realm=realm, faults=[no_tls])
+        digest = Digest.parse(fake.add_blob("app", b"layer"))
+        options = ClientOptions(
+            creds="alice:s3cret-pass", transport=fake.transport(), tls=TlsSettings(verify=False)
+        )
+        repo = Repository(Registry(HOST, options, repository="app"), "app")
+        if allowed:
+            assert repo.head_blob(digest) == 5
+            assert _token_requests(fake)[0].headers["Authorization"].startswith("Basic ")
+        else:
+            with pytest.raises(AuthError, match=r"token server auth\.example over plain http"):
+                repo.head_blob(digest)
+            assert _token_requests(fake) == []
+
+
+@pytest.mark.parametrize("realm", ["ftp://auth.example/token", "/token", "token"])
+def test_a_realm_that_is_not_an_http_url_is_an_error(realm: str) -> None:
+    fake = FakeRegistry(auth="bearer", realm=realm)
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    with pytest.raises(RegistryError, match=r"^registry\.test: the bearer challenge's realm"):
+        Repository(client(fake), "app").head_blob(digest)
+    assert _token_requests(fake) == []
+
+
 def test_basic_auth_and_missing_credentials() -> None:
     fake = FakeRegistry(auth="basic")
     digest = Digest.parse(fake.add_blob("app", b"layer"))
