@@ -10,7 +10,7 @@ import typer
 
 from clusterimage.cli._common import print_json, store_dir
 from clusterimage.cli._humanize import human_ago, human_size, parse_time
-from clusterimage.errors import BlobNotFound, ManifestError
+from clusterimage.errors import BlobNotFound, ManifestError, StoreError
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.reference import Reference
 from clusterimage.store import ImageEntry, ImageSummary, Store
@@ -93,8 +93,9 @@ def register(app: typer.Typer) -> None:
 def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:
     try:
         return store.summarize(entry.descriptor)
-    except (BlobNotFound, ManifestError):
-        # A damaged image still gets its row (fsck says what is wrong with it).
+    except (BlobNotFound, ManifestError, StoreError):
+        # A damaged image still gets its row (fsck says what is wrong with it); StoreError: a
+        # blob that is not a regular file.
         desc = entry.descriptor
         return ImageSummary(desc.digest, desc.media_type, 0, None)
 

@@ -28,7 +28,8 @@ Public API (what the build and remote code uses; keep it stable)::
     store.has_blob(digest) -> bool
     store.blob_path(digest) -> Path
     store.blob_size(digest) -> int                              # BlobNotFound
-    store.open_blob(digest, offset=0) -> IO[bytes]              # BlobNotFound
+    store.open_blob(digest, offset=0) -> IO[bytes]              # BlobNotFound; StoreError
+                                            # for a FIFO, device, socket: never blocks
     store.put_bytes(data, expected: Digest | None = None) -> Digest
     store.blob_writer(expected=None, size=None, resume=False) -> BlobWriter
         with store.blob_writer(digest, size, resume=True) as w:   # w.offset: bytes already there

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +58,24 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# What a blob path may be instead of a regular file, as the error messages name it.
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symlink"),
+)
+
+
+def special_kind(mode: int) -> str | None:
+    """None for a regular file, else what ``mode`` says the file is ("a FIFO", ...)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
 
 
 def ingest_name(digest: Digest) -> str:
@@ -151,8 +170,9 @@ class BlobWriter:
             self._keep_partial = False
             raise
         target = self._blob_path(digest)
-        if target.exists():
-            # Same digest, same content: another writer published it first.
+        if target.is_file():
+            # Same digest, same content: another writer published it first. (Anything else
+            # there, a FIFO or a dangling symlink, is replaced by the verified blob.)
             self._path.unlink(missing_ok=True)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)

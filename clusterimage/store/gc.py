@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 
 from clusterimage.oci.digest import Digest
@@ -44,10 +45,13 @@ def collect(layout: Layout, timeout: float = GC_TIMEOUT) -> GcResult:
             if digest is None or digest in live:
                 continue  # fsck reports stray files; gc only removes what it understands
             try:
-                size = path.stat().st_size
+                info = path.lstat()  # an unused symlink or FIFO goes too, never what it points at
+                if stat.S_ISDIR(info.st_mode):
+                    continue  # not a blob, and fsck reports it
                 path.unlink()
             except FileNotFoundError:
                 continue
+            size = info.st_size if stat.S_ISREG(info.st_mode) else 0
             result.blobs.append((digest, size))
         # No writer holds the guard now, so every ingest file is abandoned.
         if layout.ingest_dir.is_dir():

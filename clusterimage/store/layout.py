@@ -11,6 +11,8 @@ files, and temporary copies of ``index.json`` before they are renamed into place
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import secrets
@@ -31,7 +33,7 @@ from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageManifest, Manifest, parse_manifest
-from clusterimage.store.blobs import BlobWriter, fsync_dir, ingest_name
+from clusterimage.store.blobs import BlobWriter, fsync_dir, ingest_name, special_kind
 from clusterimage.store.locks import GcGuard, index_lock
 
 STATE_DIR = ".clusterimage"
@@ -250,14 +252,41 @@ class Layout:
             raise BlobNotFound(f"blob {digest} is not in {self.root}") from None
 
     def open_blob(self, digest: Digest, offset: int = 0) -> IO[bytes]:
-        """The blob as a binary file positioned at ``offset``; close it (or use ``with``)."""
+        """The blob as a binary file positioned at ``offset``; close it (or use ``with``).
+
+        Anything but a regular file is refused (StoreError) without blocking: a plain open of a
+        FIFO waits for a writer forever, and a device never ends. So: open with O_NONBLOCK,
+        check with fstat (no window for a swap after the check), clear O_NONBLOCK to read.
+
+        Decision on symlinks: followed, as skopeo (containers/image) does in oci: layouts (some
+        tools deduplicate blobs that way), and safe because what is read is checked against the
+        digest (read_blob here, the copy engine while it copies). The store writes its own blobs
+        as regular files, so there a symlink is damage, which fsck reports.
+        """
+        path = self.blob_path(digest)
         try:
-            stream = open(self.blob_path(digest), "rb")  # noqa: SIM115 - returned to the caller
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise BlobNotFound(f"blob {digest} is not in {self.root}") from None
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
+                raise self._not_regular(digest, _kind_of(path)) from None
+            raise StoreError(f"blob {digest} in {self.root}: {exc.strerror}") from None
+        try:
+            kind = special_kind(os.fstat(fd).st_mode)
+            if kind is not None:
+                raise self._not_regular(digest, kind)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            stream = open(fd, "rb")  # noqa: SIM115 - returned to the caller
+        except BaseException:
+            os.close(fd)
+            raise
         if offset:
             stream.seek(offset)
         return stream
+
+    def _not_regular(self, digest: Digest, kind: str) -> StoreError:
+        return StoreError(f"blob {digest} in {self.root} is not a regular file ({kind})")
 
     def read_blob(self, digest: Digest, limit: int) -> bytes:
         """A small blob's bytes, checked against ``digest``; refuses blobs larger than ``limit``.
@@ -347,7 +376,9 @@ class Layout:
         return self._guard.exclusive(timeout)
 
     def iter_blobs(self) -> Iterator[tuple[Path, Digest | None]]:
-        """Every file under ``blobs/``, with its digest (None for a name that is not one)."""
+        """Every entry under ``blobs/<alg>/``, with the digest its name is (None for a name that
+        is not one, and for anything directly in ``blobs/``). The entry may be a directory,
+        symlink or FIFO: callers that care look with ``lstat``."""
         if not self.blobs_dir.is_dir():
             return
         for algorithm_dir in sorted(self.blobs_dir.iterdir()):
@@ -359,7 +390,7 @@ class Layout:
                     digest = Digest.parse(f"{algorithm_dir.name}:{path.name}")
                 except InvalidDigest:
                     digest = None
-                yield path, digest if path.is_file() else None
+                yield path, digest
 
     # -- documents --------------------------------------------------------------------------
 
@@ -402,6 +433,13 @@ def without_name(entry: dict[str, Any]) -> dict[str, Any]:
     if annotations:
         out["annotations"] = annotations
     return out
+
+
+def _kind_of(path: Path) -> str:
+    try:
+        return special_kind(path.stat().st_mode) or "unreadable"
+    except OSError:
+        return "unreadable"
 
 
 def _skip(stream: IO[bytes], count: int) -> None:

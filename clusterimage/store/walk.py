@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clusterimage.errors import BlobNotFound, ManifestError
+from clusterimage.errors import BlobNotFound, ManifestError, StoreError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex
@@ -18,7 +18,9 @@ from clusterimage.store.layout import Layout
 class Problem:
     """One thing fsck found wrong; ``str()`` is the one-line message."""
 
-    kind: str  # layout | index | corrupt-blob | missing-blob | size-mismatch | bad-manifest | stray
+    # layout | index | corrupt-blob | not-regular | missing-blob | size-mismatch | bad-manifest |
+    # stray
+    kind: str
     message: str
     digest: Digest | None = None
     ref: str | None = None
@@ -72,7 +74,7 @@ def _visit_manifest(
         return
     try:
         manifest = layout.get_manifest(desc.digest, desc.media_type)
-    except (ManifestError, BlobNotFound) as exc:
+    except (ManifestError, BlobNotFound, StoreError) as exc:  # StoreError: not a regular file
         result.problems.append(Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
         return
     if isinstance(manifest, ImageIndex):
@@ -109,6 +111,8 @@ def _check_present(
     result: Walk,
     skip: frozenset[Digest],
 ) -> bool:
+    if desc.digest in skip:
+        return True  # a damaged blob is reported once, by whoever found it damaged
     try:
         size = layout.blob_size(desc.digest)
     except BlobNotFound:
@@ -118,7 +122,7 @@ def _check_present(
             )
         )
         return False
-    if size != desc.size and desc.digest not in skip:  # a corrupt blob is reported once
+    if size != desc.size:
         result.problems.append(
             Problem(
                 "size-mismatch",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from clusterimage.errors import BlobNotFound, DigestMismatch
+from clusterimage.errors import BlobNotFound, DigestMismatch, StoreError
 from clusterimage.oci.digest import Digest
 from clusterimage.store import Store
 
@@ -172,3 +175,72 @@ def test_two_writers_of_one_blob_take_turns(store: Store) -> None:
     assert results == [(digest, len(DATA))]
     assert store.blob_path(digest).read_bytes() == DATA
     assert _ingest(store) == []
+
+
+def _in_time(call: Callable[[], object], seconds: float = 10.0) -> BaseException | None:
+    """Run ``call`` in a thread; fail the test if it blocks (a FIFO opened the plain way would
+    wait for a writer forever). Returns what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed back to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked"
+    return raised[0] if raised else None
+
+
+def _socket_at(path: Path) -> socket.socket:
+    # AF_UNIX paths are limited to 108 bytes: bind by a relative name from the folder.
+    sock = socket.socket(socket.AF_UNIX)
+    cwd = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
+    return sock
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "directory", "socket", "character device"])
+def test_open_blob_refuses_what_is_not_a_regular_file(store: Store, kind: str) -> None:
+    digest = Digest.of(b"special")
+    path = store.blob_path(digest)
+    if kind == "FIFO":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "socket":
+        _socket_at(path)
+    else:
+        path.symlink_to("/dev/zero")  # followed, then refused: reading it would never end
+    for read in (lambda: store.open_blob(digest), lambda: store.read_blob(digest, 100)):
+        exc = _in_time(read)
+        assert isinstance(exc, StoreError)
+        assert str(exc) == f"blob {digest} in {store.root} is not a regular file (a {kind})"
+    assert not store.has_blob(digest)
+
+
+def test_open_blob_follows_a_symlink_to_a_regular_file(store: Store, tmp_path: Path) -> None:
+    # As skopeo does in oci: layouts; the content is checked against the digest by readers.
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"linked content")
+    digest = Digest.of(b"linked content")
+    store.blob_path(digest).symlink_to(target)
+    assert store.read_blob(digest, 100) == b"linked content"
+    with store.open_blob(digest, offset=7) as stream:
+        assert stream.read() == b"content"
+        assert os.get_blocking(stream.fileno())  # O_NONBLOCK cleared for reads
+
+
+def test_a_write_replaces_a_fifo_at_the_blob_path(store: Store) -> None:
+    digest = Digest.of(b"real blob")
+    os.mkfifo(store.blob_path(digest))
+    assert store.put_bytes(b"real blob") == digest
+    assert store.blob_path(digest).is_file()
+    assert store.read_blob(digest, 100) == b"real blob"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.oci.digest import Digest
-from clusterimage.store import Store, StoreBusy
+from clusterimage.store import Problem, Store, StoreBusy
 from clusterimage.transports import Context, parse
 from tests.fixtures.oci_layout import OciImage, make_oci_layout
 from tests.helpers.images import make_index_layout
@@ -158,3 +160,64 @@ def test_fsck_bad_layout_files(store: Store) -> None:
     (store.root / "oci-layout").write_text("[]")
     [problem] = store.fsck()
     assert problem.kind == "layout"
+
+
+def _fsck_in_time(store: Store) -> list[Problem]:
+    # A FIFO hashed the plain way would block fsck forever: run it with a deadline.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(store.fsck).result(timeout=20)
+
+
+def test_fsck_reports_blobs_that_are_not_regular_files(
+    store: Store, image: OciImage, tmp_path: Path
+) -> None:
+    _import(store, image.transport_ref, "app:1")
+    fifo = Digest.parse(image.layers[0].digest)
+    linked = Digest.parse(image.layers[1].digest)
+    dangling = Digest.parse(image.config.digest)
+    store.blob_path(fifo).unlink()
+    os.mkfifo(store.blob_path(fifo))
+    # Right content behind the link, and still damage: the store writes regular files only.
+    copy = tmp_path / "copy"
+    copy.write_bytes(store.blob_path(linked).read_bytes())
+    store.blob_path(linked).unlink()
+    store.blob_path(linked).symlink_to(copy)
+    store.blob_path(dangling).unlink()
+    store.blob_path(dangling).symlink_to(tmp_path / "nowhere")
+    (store.blob_path(fifo).parent / ("0" * 64)).mkdir()
+    problems = _fsck_in_time(store)
+    by_digest = {p.digest: p for p in problems if p.kind == "not-regular"}
+    assert set(by_digest) == {fifo, linked, dangling}  # each once: no missing/size-mismatch too
+    assert str(by_digest[fifo]) == f"blob {fifo} is not a regular file (a FIFO)"
+    assert str(by_digest[linked]) == f"blob {linked} is not a regular file (a symlink)"
+    assert [str(p) for p in problems if p.kind != "not-regular"] == [
+        f"blobs/sha256/{'0' * 64}: not a blob (a directory)"
+    ]
+    assert store.fsck_report().blobs == 4
+
+
+def test_fsck_and_gc_with_a_fifo_as_manifest(store: Store, image: OciImage) -> None:
+    digest = _import(store, image.transport_ref, "app:1")
+    store.blob_path(digest).unlink()
+    os.mkfifo(store.blob_path(digest))
+    [problem] = _fsck_in_time(store)
+    assert (problem.kind, problem.digest) == ("not-regular", digest)
+    # gc does not block on it either; the image stays listed, its manifest path kept (as for
+    # a corrupt manifest, what it referenced is unknown, so unreachable).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(store.gc).result(timeout=20)
+    assert store.blob_path(digest).is_fifo()
+    assert [e.digest for e in store.images()] == [digest]
+
+
+def test_gc_removes_unused_links_and_fifos_not_their_targets(store: Store, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not ours")
+    link, fifo, folder = (Digest.of(name.encode()) for name in ("link", "fifo", "folder"))
+    store.blob_path(link).symlink_to(outside)
+    os.mkfifo(store.blob_path(fifo))
+    store.blob_path(folder).mkdir()
+    result = store.gc()
+    assert sorted(result.blobs) == sorted([(link, 0), (fifo, 0)])
+    assert outside.read_bytes() == b"not ours"
+    assert _blobs(store) == {str(folder)}  # not a blob: fsck reports it, gc leaves it
