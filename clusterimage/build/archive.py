@@ -10,26 +10,34 @@ flat, numbered file in a staging folder, and paths, links and folders live only 
 - a hard link must name a member that came before it;
 - plain, gzip, bzip2, xz and zstd archives are recognised by content, not name; a file that is not
   a tar archive is not unpacked (ADD copies it as it is).
+
+The archive is read once: whether it is one, its members and the digest of the file itself (what
+the build cache keys a cached ADD on) all come from the same pass.
 """
 
 from __future__ import annotations
 
 import bz2
 import hashlib
+import io
 import lzma
+import os
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, Any, Final, cast
 
 import zstandard
 from isal import igzip
 
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
-from clusterimage.errors import KubefileError
+from clusterimage.build.layer import open_content
+from clusterimage.errors import BuildError, KubefileError
 
+# Bump when read_archive gives another tree for the same archive: cached ADD layers then miss.
+UNPACK_RULES: Final = 1
 _CHUNK: Final = 1 << 20
 _MAGICS: Final = (
     (b"\x1f\x8b", "gzip"),
@@ -48,7 +56,10 @@ _KINDS: Final[dict[bytes, NodeKind]] = {
 
 def compression_of(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(8)
+        return _compression_of_head(f.read(8))
+
+
+def _compression_of_head(head: bytes) -> str:
     for magic, name in _MAGICS:
         if head.startswith(magic):
             return name
@@ -56,41 +67,59 @@ def compression_of(path: Path) -> str:
 
 
 @contextmanager
-def _decompressed(path: Path, compression: str) -> Iterator[IO[bytes]]:
-    with open(path, "rb") as raw:
-        if compression == "gzip":
-            with igzip.IGzipFile(fileobj=raw, mode="rb") as gz:
-                yield cast(IO[bytes], gz)
-        elif compression == "bzip2":
-            with bz2.BZ2File(raw, "rb") as stream:
-                yield stream
-        elif compression == "xz":
-            with lzma.LZMAFile(raw, "rb") as stream:
-                yield stream
-        elif compression == "zstd":
-            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
-                yield stream  # type: ignore[misc]
-        else:
-            yield raw
+def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
+    """``raw`` (an open binary file) decompressed as ``compression`` says, as a stream."""
+    if compression == "gzip":
+        with igzip.IGzipFile(fileobj=raw, mode="rb") as gz:
+            yield cast(IO[bytes], gz)
+    elif compression == "bzip2":
+        with bz2.BZ2File(raw, "rb") as stream:
+            yield stream
+    elif compression == "xz":
+        with lzma.LZMAFile(raw, "rb") as stream:
+            yield stream
+    elif compression == "zstd":
+        with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
+            yield stream  # type: ignore[misc]
+    else:
+        yield raw
 
 
 @contextmanager
 def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
     """A tar archive or layer blob, decompressed as its content says, read as a stream."""
     with (
-        _decompressed(path, compression_of(path)) as stream,
+        open(path, "rb") as raw,
+        decompressed(raw, compression_of(path)) as stream,
         tarfile.open(fileobj=stream, mode="r|") as tar,
     ):
         yield tar
 
 
-def is_archive(path: Path) -> bool:
-    """Whether ``path`` holds a tar archive (possibly compressed), as Docker's IsArchive tests."""
-    try:
-        with open_tar(path) as tar:
-            return tar.next() is not None
-    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError):
-        return False
+class _HashingReader(io.RawIOBase):
+    """The archive file as the decompressor reads it, hashed on the way: the file's own digest
+    comes from the pass that unpacks it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = self._raw.readinto(view)  # type: ignore[attr-defined]
+        if count:
+            self.hasher.update(view[:count])
+            self.size += count
+        return count or 0
+
+    def drain(self) -> None:
+        """Read (and hash) what the decompressor left: trailing blocks, padding."""
+        while self.read(_CHUNK):
+            pass
 
 
 def _member_path(name: str) -> str | None:
@@ -104,68 +133,92 @@ def _member_path(name: str) -> str | None:
     return "" if rel == "." else rel
 
 
-def read_archive(
-    path: Path, staging: Path, *, label: str, error: Callable[[str], KubefileError]
-) -> FsTree:
-    """Read the tar archive at ``path`` into a tree; files are staged under ``staging``.
+_READ_ERRORS: Final = (tarfile.TarError, EOFError, lzma.LZMAError, zstandard.ZstdError, OSError)
 
+
+def read_archive(
+    content: Content, staging: Path, *, label: str, error: Callable[[str], KubefileError]
+) -> FsTree | None:
+    """The tree of the file ``content`` when it is a tar archive, possibly compressed (as
+    Docker's IsArchive tests: its first member can be read), else None: ADD copies it as it is.
+
+    Files are staged under ``staging``. One pass over the file: it is decompressed once, and
+    ``content.digest`` becomes the digest of its bytes as read (what a cached ADD is keyed on).
     ``label`` names the archive in messages; ``error`` makes a KubefileError at the ADD's line.
     """
 
     def fail(message: str) -> KubefileError:
         return error(f"ADD {label}: {message}")
 
+    with os.fdopen(open_content(content, f"ADD {label}"), "rb") as raw:
+        reader = _HashingReader(raw)
+        buffered = io.BufferedReader(reader, _CHUNK)
+        try:
+            with decompressed(buffered, _compression_of_head(buffered.peek(8)[:8])) as stream:
+                try:  # a stream tar reads its first member when opened: the IsArchive test
+                    tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (closed below)
+                except _READ_ERRORS:
+                    return None
+                with tar:
+                    if tar.next() is None:
+                        return None  # no member: not an archive (as is_archive said before)
+                    tree = _read_members(tar, staging, fail)
+            reader.drain()
+        except _READ_ERRORS as exc:
+            raise fail(f"cannot read the archive: {exc}") from None
+    if reader.size != content.size:
+        raise BuildError(f"{content.path} changed during the build (for ADD {label}); build again")
+    content.digest = f"sha256:{reader.hasher.hexdigest()}"
+    return tree
+
+
+def _read_members(
+    tar: tarfile.TarFile, staging: Path, fail: Callable[[str], KubefileError]
+) -> FsTree:
     staging.mkdir(parents=True, exist_ok=True)
     tree = FsTree()
     staged: dict[str, Content] = {}
     counter = 0
-    try:
-        with open_tar(path) as tar:
-            for member in tar:
-                rel = _member_path(member.name)
-                if rel is None:
-                    raise fail(f"member {member.name!r} would be written outside the destination")
-                if not rel:
-                    if member.isdir():
-                        tree.set("", Node("dir", member.mode & 0o7777))
-                    continue
-                parent = posixpath.dirname(rel)
-                if parent and tree.resolve(parent) != parent:
-                    raise fail(f"member {member.name!r} is below a symbolic link of the archive")
-                mode = member.mode & 0o7777
-                if member.isreg():
-                    counter += 1
-                    content = stage_member(tar, member, staging / f"{counter:08d}")
-                    staged[rel] = content
-                    tree.set(rel, Node("file", mode, content=content))
-                elif member.islnk():
-                    target = _member_path(member.linkname)
-                    linked = staged.get(target) if target else None
-                    if linked is None:
-                        raise fail(
-                            f"hard link {member.name!r} → {member.linkname!r} names no earlier file"
-                        )
-                    staged[rel] = linked
-                    tree.set(rel, Node("file", mode, content=linked))
-                elif member.issym():
-                    link = member.linkname
-                    if not link.startswith("/"):
-                        lexical = posixpath.normpath(posixpath.join(parent, link))
-                        if lexical == ".." or lexical.startswith("../"):
-                            raise fail(
-                                f"symbolic link {member.name!r} → {link!r} points outside "
-                                "the destination"
-                            )
-                    tree.set(rel, Node("symlink", 0o777, linkname=link))
-                elif member.type in _KINDS:
-                    kind = _KINDS[member.type]
-                    tree.set(
-                        rel,
-                        Node(kind, mode, devmajor=member.devmajor, devminor=member.devminor),
+    for member in tar:
+        rel = _member_path(member.name)
+        if rel is None:
+            raise fail(f"member {member.name!r} would be written outside the destination")
+        if not rel:
+            if member.isdir():
+                tree.set("", Node("dir", member.mode & 0o7777))
+            continue
+        parent = posixpath.dirname(rel)
+        if parent and tree.resolve(parent) != parent:
+            raise fail(f"member {member.name!r} is below a symbolic link of the archive")
+        mode = member.mode & 0o7777
+        if member.isreg():
+            counter += 1
+            content = stage_member(tar, member, staging / f"{counter:08d}")
+            staged[rel] = content
+            tree.set(rel, Node("file", mode, content=content))
+        elif member.islnk():
+            target = _member_path(member.linkname)
+            linked = staged.get(target) if target else None
+            if linked is None:
+                raise fail(f"hard link {member.name!r} → {member.linkname!r} names no earlier file")
+            staged[rel] = linked
+            tree.set(rel, Node("file", mode, content=linked))
+        elif member.issym():
+            link = member.linkname
+            if not link.startswith("/"):
+                lexical = posixpath.normpath(posixpath.join(parent, link))
+                if lexical == ".." or lexical.startswith("../"):
+                    raise fail(
+                        f"symbolic link {member.name!r} → {link!r} points outside the destination"
                     )
-                # other types (PAX/GNU metadata, sparse, ...) are tarfile's business or skipped
-    except (tarfile.TarError, EOFError, lzma.LZMAError, zstandard.ZstdError, OSError) as exc:
-        raise fail(f"cannot read the archive: {exc}") from None
+            tree.set(rel, Node("symlink", 0o777, linkname=link))
+        elif member.type in _KINDS:
+            kind = _KINDS[member.type]
+            tree.set(
+                rel,
+                Node(kind, mode, devmajor=member.devmajor, devminor=member.devminor),
+            )
+        # other types (PAX/GNU metadata, sparse, ...) are tarfile's business or skipped
     return tree
 
 

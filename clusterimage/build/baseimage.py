@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from clusterimage import transports
 from clusterimage.build.archive import open_tar, stage_member
-from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
+from clusterimage.build.fstree import Content, FsTree, Node, NodeKind, sort_key
 from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
 from clusterimage.oci.config import ImageConfig
@@ -154,7 +154,9 @@ class BaseImages:
 
 # -- listings and trees ---------------------------------------------------------------------------
 
-Record = list[Any]  # [name, kind, mode, uid, gid, size, linkname, devmajor, devminor, hardlink]
+# [name, kind, mode, uid, gid, size, linkname, devmajor, devminor] (kind "hardlink": linkname is
+# the linked member), and for a layer this build wrote, the file's content digest last.
+Record = list[Any]
 
 
 def _list_layer(path: Path) -> list[Record]:
@@ -194,11 +196,39 @@ def layer_listing(store: Store, layer: Descriptor, cache_dir: Path) -> list[Reco
         records = _list_layer(store.blob_path(layer.digest))
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BuildError(f"cannot read layer {layer.digest}: {exc}") from None
+    save_listing(cache_dir, layer.digest, records)
+    return records
+
+
+def save_listing(cache_dir: Path, digest: Digest, records: list[Record]) -> None:
+    """Remember the listing of the layer blob ``digest`` (see :func:`layer_listing`)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir / f"{digest.hex}.json"
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
     raw = json.dumps({"version": _LISTING_VERSION, "records": records}, ensure_ascii=False)
     tmp.write_bytes(raw.encode("utf-8", "surrogateescape"))
     os.replace(tmp, cached)
+
+
+def entries_listing(entries: Mapping[str, Node]) -> list[Record]:
+    """The listing of a layer written from ``entries``: what reading its tar headers would give
+    (in the writer's order, later links of one file as hard links), plus file digests."""
+    records: list[Record] = []
+    first: dict[int, str] = {}
+    for path in sorted(entries, key=sort_key):
+        node = entries[path]
+        content = node.content if node.kind == "file" else None
+        kind: str = node.kind
+        linkname = node.linkname
+        size = digest = None
+        if content is not None:
+            if id(content) in first:
+                kind, linkname = "hardlink", first[id(content)]
+            else:
+                first[id(content)] = path
+                size, digest = content.size, content.digest
+        record = [path, kind, node.mode, node.uid, node.gid, size or 0, linkname]
+        records.append([*record, node.devmajor, node.devminor, *([digest] if digest else [])])
     return records
 
 
@@ -220,7 +250,9 @@ def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) ->
         elif base.startswith(_WHITEOUT):
             hidden = base[len(_WHITEOUT) :]
             tree.remove(f"{parent}/{hidden}" if parent else hidden)
-    for name, kind, mode, uid, gid, size, linkname, devmajor, devminor in records:
+    for record in records:
+        name, kind, mode, uid, gid, size, linkname, devmajor, devminor = record[:9]
+        digest = record[9] if len(record) > 9 else None
         path = _clean(name)
         if path is None:
             if kind == "dir":
@@ -235,7 +267,7 @@ def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) ->
                 continue  # a link to nothing: unpacking would fail the same way
             tree.set(path, Node("file", mode, uid, gid, content=target.content))
         elif kind == "file":
-            content = Content(None, size, origin=f"{layer.digest}!{name}")
+            content = Content(None, size, digest=digest, origin=f"{layer.digest}!{name}")
             tree.set(path, Node("file", mode, uid, gid, content=content))
         elif kind == "symlink":
             tree.set(path, Node("symlink", 0o777, uid, gid, linkname=linkname))

@@ -6,6 +6,10 @@ digests), compression, timestamp). Value = the layer's descriptor and diff_id. E
 JSON files under ``$CLUSTERIMAGE_HOME/cache/layers``, written atomically (temp file + rename); a
 hit is used only when the blob is still in the store with the recorded size.
 
+ADD of local archives is keyed on the archives themselves (their content digests, plus the unpack
+rules' version), not on what they hold: a hit then neither reads nor decompresses them, and the
+stage learns the layer's files from its listing (``cache/listings``, written with the layer).
+
 File contents are hashed once: the stat cache (``cache/files``) remembers each context file's
 digest with its (device, inode, size, mtime) and answers without reading the file while those
 are unchanged, so an unchanged rebuild of a large context only stats it. A cache is only ever an
@@ -70,8 +74,11 @@ def layer_key(
     links: str,
     compression: str,
     timestamp: int,
+    unpack: int | None = None,
 ) -> str:
-    record = {
+    """``unpack`` (ADD from the context): the unpack rules' version; ``entries`` then names the
+    archives as files (by content digest), not what they hold, so a hit needs no archive read."""
+    record: dict[str, object] = {
         "format": LAYER_FORMAT,
         "parent": parent_chain,
         "instruction": instruction,
@@ -80,6 +87,8 @@ def layer_key(
         "compression": compression,
         "timestamp": timestamp,
     }
+    if unpack is not None:  # absent for COPY: keys of existing COPY layers stay valid
+        record["unpack"] = unpack
     return _sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
 
 

@@ -190,13 +190,15 @@ def _header(path: str, node: Node, *, size: int, timestamp: int, link: str | Non
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def _open_content(path: str, content: Content) -> int:
+def open_content(content: Content, purpose: str) -> int:
+    """A read-only fd on ``content``'s file, checked to be the file the walk saw (a context file
+    changed since is an error); ``purpose`` says what needs it, for messages."""
     if content.path is None:
-        raise BuildError(f"/{path}: the file's bytes were not extracted before writing the layer")
+        raise BuildError(f"{purpose}: the file's bytes were not extracted before they were needed")
     try:
         fd = os.open(content.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise BuildError(f"cannot read {content.path} (for /{path}): {exc.strerror}") from None
+        raise BuildError(f"cannot read {content.path} (for {purpose}): {exc.strerror}") from None
     st = os.fstat(fd)
     changed = not stat.S_ISREG(st.st_mode) or st.st_size != content.size
     if content.stat_key is not None:
@@ -204,12 +206,12 @@ def _open_content(path: str, content: Content) -> int:
         changed = changed or (st.st_dev, st.st_ino, st.st_mtime_ns) != (dev, ino, mtime_ns)
     if changed:
         os.close(fd)
-        raise BuildError(f"{content.path} changed while the layer was being written; build again")
+        raise BuildError(f"{content.path} changed during the build (for {purpose}); build again")
     return fd
 
 
 def _copy_content(path: str, content: Content, out: _TarStream) -> None:
-    fd = _open_content(path, content)
+    fd = open_content(content, f"/{path}")
     want_digest = content.digest is None
     hasher = hashlib.sha256() if want_digest else None
     remaining = content.size

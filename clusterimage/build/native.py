@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import secrets
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterimage.build import baseimage
-from clusterimage.build.archive import is_archive, read_archive
+from clusterimage.build.archive import UNPACK_RULES, read_archive
 from clusterimage.build.cache import (
     BuildCache,
     CachedLayer,
@@ -70,6 +71,15 @@ from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 
 _NOP = "/bin/sh -c #(nop) "
+
+
+def _contents(entries: dict[str, Node]) -> dict[int, Content]:
+    """The distinct file contents of a layer's entries (hard links share one)."""
+    return {
+        id(node.content): node.content
+        for node in entries.values()
+        if node.kind == "file" and node.content is not None
+    }
 
 
 def rfc3339(timestamp: int) -> str:
@@ -218,7 +228,6 @@ class _Build:
             entries = plan_mkdir(state.tree, step.mkdir, ownership or Ownership())
             layer, _ = self._layer(state, entries, step.created_by)
             self._add_layer(state, layer, _NOP + step.created_by)
-            apply(state.tree, entries)
             return
         state.history.append(
             {"created": self.created, "created_by": _NOP + step.created_by, "empty_layer": True}
@@ -264,20 +273,24 @@ class _Build:
             keep_owner=not in_context,
             several=len(sources) > 1,
         )
-        unpack = self._unpacker(step) if step.is_add and in_context else None
-        entries = plan_copy(request, source_tree, state.tree, unpack=unpack)
+        # ADD from the context: archives as the files they are key the layer (and name it in the
+        # history, as Docker's "ADD file:<digest>"); they are unpacked only when it is built.
+        entries = plan_copy(request, source_tree, state.tree)
+        unpacked = None
+        if step.is_add and in_context:
+            unpack = self._unpacker(step)
+            unpacked = functools.partial(plan_copy, request, source_tree, state.tree, unpack=unpack)
         # registry/ holds compressed blobs already (DESIGN.md, Layers): not compressed again.
         registry_only = in_context and all(
             s.path == REGISTRY_DIR or s.path.startswith(f"{REGISTRY_DIR}/") for s in sources
         )
         compression = self.request.registry_compression if registry_only else None
-        layer, digest = self._layer(state, entries, step.created_by, compression)
+        layer, digest = self._layer(state, entries, step.created_by, compression, unpacked)
         kind = "multi" if len(sources) > 1 else ("dir" if sources[0].node.is_dir else "file")
         created_by = (
             f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in {step.dest_path}"
         )
         self._add_layer(state, layer, created_by)
-        apply(state.tree, entries)
 
     def _inline_sources(self, step: CopyStep) -> list[Source]:
         out: list[Source] = []
@@ -294,13 +307,8 @@ class _Build:
         def unpack(path: str, node: Node) -> FsTree | None:
             if node.content is None or node.content.path is None:
                 return None
-            if not is_archive(node.content.path):
-                return None
             return read_archive(
-                node.content.path,
-                self._scratch_dir("add"),
-                label=path,
-                error=step.location.error,
+                node.content, self._scratch_dir("add"), label=path, error=step.location.error
             )
 
         return unpack
@@ -322,7 +330,12 @@ class _Build:
             return False
 
     def _key(
-        self, state: _State, entries: dict[str, Node], instruction: str, compression: str
+        self,
+        state: _State,
+        entries: dict[str, Node],
+        instruction: str,
+        compression: str,
+        unpacks: bool,
     ) -> tuple[str, str]:
         digest = entries_digest(entries)
         key = layer_key(
@@ -332,6 +345,7 @@ class _Build:
             links=link_groups(entries),
             compression=compression,
             timestamp=self.request.timestamp,
+            unpack=UNPACK_RULES if unpacks else None,
         )
         return key, digest
 
@@ -341,17 +355,20 @@ class _Build:
         entries: dict[str, Node],
         instruction: str,
         compression: str | None = None,
+        unpacked: Callable[[], dict[str, Node]] | None = None,
     ) -> tuple[CachedLayer, str]:
-        """The layer of ``entries`` on top of ``state``: from the cache, else written."""
+        """The layer of ``entries`` on top of ``state``, from the cache or written, recorded in
+        the stage's tree; returns it and the digest of ``entries``.
+
+        ``unpacked`` (ADD from the context) gives the entries with archives unpacked: the layer
+        holds those, while ``entries`` (archives as files) key it, so a hit reads no archive.
+        """
         compression = compression or self.request.compression
-        contents = {
-            id(node.content): node.content
-            for node in entries.values()
-            if node.kind == "file" and node.content is not None
-        }
+        contents = _contents(entries)
         known = [self.stat_cache.fill(content) for content in contents.values()]
+        unpacks = unpacked is not None
         if all(known):
-            key, digest = self._key(state, entries, instruction, compression)
+            key, digest = self._key(state, entries, instruction, compression, unpacks)
             cached = self.cache.lookup(key, self._has_blob)
             if cached is not None:
                 self.request.emit(
@@ -362,21 +379,32 @@ class _Build:
                     diff_id=str(cached.diff_id),
                     instruction=instruction,
                 )
+                if unpacked is None:
+                    apply(state.tree, entries)
+                else:  # what the archives hold, from the layer's listing, not from them
+                    records = baseimage.layer_listing(self.store, cached.descriptor, self.listings)
+                    baseimage.apply_listing(state.tree, cached.descriptor, records)
                 return cached, digest
-        baseimage.extract(self.store, contents.values(), self._scratch_dir("base"))
+        written = unpacked() if unpacked is not None else entries
+        written_contents = _contents(written)
+        baseimage.extract(self.store, written_contents.values(), self._scratch_dir("base"))
         with self.store.blob_writer() as writer:
             result = write_layer(
-                entries.items(),
+                written.items(),
                 writer,
                 compression=compression,
                 timestamp=self.request.timestamp,
                 hash_output=False,
             )
             blob_digest, size = writer.commit()
-        for content in contents.values():
+        # The archives' digests come from unpacking them, the other files' from the writer.
+        for content in [*contents.values(), *written_contents.values()]:
             self.stat_cache.remember(content)
+        if unpacks:
+            listing = baseimage.entries_listing(written)
+            baseimage.save_listing(self.listings, blob_digest, listing)
         layer = CachedLayer(Descriptor(result.media_type, blob_digest, size), result.diff_id)
-        key, digest = self._key(state, entries, instruction, compression)
+        key, digest = self._key(state, entries, instruction, compression, unpacks)
         self.cache.record(key, layer, instruction)
         self.request.emit(
             "layer",
@@ -386,6 +414,7 @@ class _Build:
             diff_id=str(result.diff_id),
             instruction=instruction,
         )
+        apply(state.tree, written)
         return layer, digest
 
     def _add_layer(self, state: _State, layer: CachedLayer, created_by: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -13,12 +14,23 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from clusterimage.build.archive import is_archive, read_archive
-from clusterimage.errors import KubefileError
+from clusterimage.build import archive as archive_module
+from clusterimage.build.archive import read_archive
+from clusterimage.build.fstree import Content, FsTree
+from clusterimage.errors import BuildError, KubefileError
 
 
 def _error(message: str) -> KubefileError:
     return KubefileError(message, "Kubefile", 4)
+
+
+def _content(path: Path) -> Content:
+    st = path.stat()
+    return Content(path, st.st_size, stat_key=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+def _read(path: Path, staging: Path) -> FsTree | None:
+    return read_archive(_content(path), staging, label=path.name, error=_error)
 
 
 def _tar(members: list[tuple[str, str, bytes | str]]) -> bytes:
@@ -67,8 +79,11 @@ _COMPRESSORS = {
 def test_reads_every_compression(tmp_path: Path, compression: str) -> None:
     archive = tmp_path / "a.tar.any"
     archive.write_bytes(_COMPRESSORS[compression](_tar(_GOOD)))
-    assert is_archive(archive)
-    tree = read_archive(archive, tmp_path / "staging", label="a.tar.any", error=_error)
+    content = _content(archive)
+    tree = read_archive(content, tmp_path / "staging", label="a.tar.any", error=_error)
+    assert tree is not None
+    # The archive file's own digest comes from the same pass (what a cached ADD is keyed on).
+    assert content.digest == "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
     config = tree.get("app/config.yaml")
     assert config is not None and config.content is not None
     assert config.content.path is not None and config.content.path.read_bytes() == b"a: 1\n"
@@ -107,7 +122,7 @@ def test_escapes_are_refused(
     archive = tmp_path / "evil.tar"
     archive.write_bytes(_tar(members))
     with pytest.raises(KubefileError, match=rf"^Kubefile:4: ADD evil.tar: .*{message}"):
-        read_archive(archive, tmp_path / "staging", label="evil.tar", error=_error)
+        _read(archive, tmp_path / "staging")
     assert not (tmp_path / "evil").exists()
 
 
@@ -118,13 +133,38 @@ def test_not_archives(tmp_path: Path) -> None:
     fake_gz.write_bytes(gzip.compress(b"not a tar at all"))
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    assert not is_archive(text)
-    assert not is_archive(fake_gz)
-    assert not is_archive(empty)
+    empty_tar = tmp_path / "empty.tar"
+    empty_tar.write_bytes(b"\0" * 1024)  # no member: copied as it is, as Docker does
+    for path in (text, fake_gz, empty, empty_tar):
+        assert _read(path, tmp_path / "staging") is None, path.name
 
 
 def test_truncated_archive_is_an_error(tmp_path: Path) -> None:
     archive = tmp_path / "cut.tar.gz"
     archive.write_bytes(gzip.compress(_tar([("big", "file", os.urandom(100_000))]))[:20_000])
     with pytest.raises(KubefileError, match="cannot read the archive"):
-        read_archive(archive, tmp_path / "staging", label="cut.tar.gz", error=_error)
+        _read(archive, tmp_path / "staging")
+
+
+def test_an_archive_is_decompressed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(gzip.compress(_tar(_GOOD)))
+    opened: list[str] = []
+    real = archive_module.decompressed
+
+    def counting(raw: object, compression: str) -> object:
+        opened.append(compression)
+        return real(raw, compression)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive_module, "decompressed", counting)
+    assert _read(archive, tmp_path / "staging") is not None
+    assert opened == ["gzip"]
+
+
+def test_archive_changed_since_the_walk_is_an_error(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(_tar(_GOOD))
+    content = _content(archive)
+    archive.write_bytes(_tar([*_GOOD, ("more", "file", b"x" * 4096)]))
+    with pytest.raises(BuildError, match=r"changed during the build \(for ADD a.tar\)"):
+        read_archive(content, tmp_path / "staging", label="a.tar", error=_error)

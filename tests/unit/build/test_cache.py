@@ -54,8 +54,10 @@ def test_key_depends_on_every_input() -> None:
         ("links", "sha256:" + "3" * 64),
         ("compression", "zstd"),
         ("timestamp", 1),
+        ("unpack", 1),  # ADD unpacking archives: never the key of the same COPY
     ):
         assert _key(**{field: value}) != base, field
+    assert _key(unpack=1) != _key(unpack=2)  # the unpack rules' version
 
 
 def _file(digest: str, mode: int = 0o644, size: int = 3) -> Node:

@@ -164,7 +164,7 @@ def test_sink_failure_propagates(tmp_path: Path) -> None:
 def test_file_changed_since_walk_is_an_error(tmp_path: Path) -> None:
     node = _file(tmp_path / "f", b"before")
     (tmp_path / "f").write_bytes(b"after, longer")
-    with pytest.raises(BuildError, match="changed while the layer was being written"):
+    with pytest.raises(BuildError, match=r"changed during the build \(for /f\)"):
         write_layer([("f", node)], io.BytesIO())
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from clusterimage.build import archive as archive_module
 from clusterimage.build import layer as layer_module
 from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.engine import BuildEvent, BuildRequest, select_engine
@@ -277,6 +278,97 @@ def test_add_unpacks_local_archives_and_copies_other_files(tmp_path: Path) -> No
     built = _build(_context(tmp_path / "ctx", kubefile, files), tmp_path / "home")
     assert "charts/chart/Chart.yaml" in built.layer_members(0)
     assert "doc/notes.txt.gz" in built.layer_members(1)
+
+
+ADD_KUBEFILE = """\
+FROM scratch AS unpacked
+ADD chart.tgz /charts/
+COPY values.yaml /charts/chart/values.yaml
+FROM scratch
+COPY --from=unpacked /charts/chart /chart
+"""
+
+
+def test_unchanged_rebuild_with_add_neither_reads_nor_decompresses_the_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files: dict[str, str | bytes] = {
+        "chart.tgz": _tar_gz({"chart/Chart.yaml": b"name: c\n", "chart/big": os.urandom(1 << 16)}),
+        "values.yaml": "replicas: 2\n",
+    }
+    context = _context(tmp_path / "ctx", ADD_KUBEFILE, files)
+    decompressions: list[str] = []
+    real = archive_module.decompressed
+
+    def counting(raw: Any, compression: str) -> Any:
+        decompressions.append(compression)
+        return real(raw, compression)
+
+    monkeypatch.setattr(archive_module, "decompressed", counting)
+    first = _build(context, tmp_path / "home")
+    assert first.kinds == ["layer"] * 3
+    assert decompressions == ["gzip"]  # once: no separate "is it an archive?" pass
+    assert set(first.layer_members(0)) == {
+        "chart",
+        "chart/Chart.yaml",
+        "chart/big",
+        "chart/values.yaml",
+    }
+
+    def forbidden(*args: object) -> None:
+        raise AssertionError("an unchanged ADD must not open, read or decompress the archive")
+
+    monkeypatch.setattr(archive_module, "decompressed", forbidden)
+    monkeypatch.setattr(archive_module, "open_content", forbidden)
+    monkeypatch.setattr(layer_module, "_copy_content", forbidden)
+    again = _build(context, tmp_path / "home")
+    # The stage still knows what the archive holds (from the layer's listing): the COPY above it
+    # and the COPY --from of the unpacked files are cached too, with the same image digest.
+    assert again.kinds == ["cached"] * 3
+    assert again.descriptor.digest == first.descriptor.digest
+    assert again.config.data["history"] == first.config.data["history"]
+
+
+def test_a_changed_archive_rebuilds_its_layer(tmp_path: Path) -> None:
+    def archive(text: bytes) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("app/version")
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
+        return out.getvalue()
+
+    kubefile = "FROM scratch\nADD app.tar /opt/\nCOPY plain.txt /opt/plain.txt\n"
+    files: dict[str, str | bytes] = {"app.tar": archive(b"v1"), "plain.txt": b"p1"}
+    context = _context(tmp_path / "ctx", kubefile, files)
+    first = _build(context, tmp_path / "home")
+    assert first.layer_file(0, "opt/app/version") == b"v1"
+
+    # Same size, same inode, same mtime: the stat cache answers for ADD as it does for COPY
+    # (its documented limit, as git's index has), so both layers are reused.
+    for name, data in (("app.tar", archive(b"v2")), ("plain.txt", b"p2")):
+        path = context / name
+        st = path.stat()
+        with open(path, "r+b") as f:
+            f.write(data)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size
+    same_stat = _build(context, tmp_path / "home")
+    assert same_stat.kinds == ["cached", "cached"]
+
+    # Any other change (here the mtime) makes the archive's digest be computed again.
+    os.utime(context / "app.tar", ns=(1, 1))
+    changed = _build(context, tmp_path / "home")
+    assert changed.kinds == ["layer", "layer"]
+    assert changed.layer_file(0, "opt/app/version") == b"v2"
+    assert changed.manifest.layers[0].digest != first.manifest.layers[0].digest
+    # Back to the first bytes: content, not stat, keys the layer, so the first build's is reused.
+    (context / "app.tar").write_bytes(archive(b"v1"))
+    (context / "plain.txt").write_bytes(b"p1")
+    back = _build(context, tmp_path / "home")
+    assert back.kinds == ["layer", "layer"]  # the files' digests were not known: read once
+    assert back.descriptor.digest == first.descriptor.digest
+    assert _build(context, tmp_path / "home").kinds == ["cached", "cached"]
 
 
 def test_add_archive_escaping_is_an_error_with_line(tmp_path: Path) -> None:
