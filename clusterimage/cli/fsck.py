@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage.cli._common import print_json, stderr, store_dir
-from clusterimage.store import Store
+from clusterimage.store import FsckReport, Store
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
 
           clusterimage --store ./layout fsck --json
         """
-        report = Store(store_dir()).fsck_report()
+        store = Store.existing(store_dir())
+        report = store.fsck_report() if store is not None else FsckReport()  # nothing stored
         if json_output:
             print_json(report.to_dict())
         elif report.ok:

@@ -67,17 +67,10 @@ def register(app: typer.Typer) -> None:
 
           clusterimage images -q --no-trunc
         """
-        store = Store(store_dir())
-        entries = store.images()
         if filter_ is not None:
-            entries = [e for e in entries if _matches(e, filter_)]
-        summaries: dict[Digest, ImageSummary] = {}
-        rows = []
-        for entry in entries:
-            if entry.digest not in summaries:
-                summaries[entry.digest] = _summarize(store, entry)
-            rows.append(_Row(entry, summaries[entry.digest]))
-        rows.sort(key=_age_key)
+            Reference.parse(filter_, default_tag=False)  # InvalidReference even with no images
+        store = Store.existing(store_dir())
+        rows = _rows(store, filter_) if store is not None else []  # None: nothing stored yet
         if json_output:
             print_json([_json(row) for row in rows])
         elif quiet:
@@ -88,6 +81,20 @@ def register(app: typer.Typer) -> None:
                     typer.echo(_image_id(row.entry.digest, no_trunc))
         else:
             _print_table(rows, digests=digests, no_trunc=no_trunc)
+
+
+def _rows(store: Store, filter_: str | None) -> list[_Row]:
+    entries = store.images()
+    if filter_ is not None:
+        entries = [e for e in entries if _matches(e, filter_)]
+    summaries: dict[Digest, ImageSummary] = {}
+    rows = []
+    for entry in entries:
+        if entry.digest not in summaries:
+            summaries[entry.digest] = _summarize(store, entry)
+        rows.append(_Row(entry, summaries[entry.digest]))
+    rows.sort(key=_age_key)
+    return rows
 
 
 def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:

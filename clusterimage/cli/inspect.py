@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
             name = str(ref)
             tags: list[str] | None = None
             if isinstance(ref, StoreReference):
-                tags = ref.store(ctx).names(top.digest)
+                tags = ref.existing_store(ctx).names(top.digest)
                 if ref.id_like:  # asked by ID or digest: its first name is the better title
                     name = tags[0] if tags else ref.name
             summary = _summary(name.removeprefix("store:"), manifest, config, index)

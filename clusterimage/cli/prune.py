@@ -8,7 +8,8 @@ import typer
 
 from clusterimage.cli._common import print_json, store_dir
 from clusterimage.cli._humanize import human_size
-from clusterimage.store import Store
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.store import GcResult, Store
 
 
 def register(app: typer.Typer) -> None:
@@ -30,9 +31,12 @@ def register(app: typer.Typer) -> None:
 
           clusterimage prune --json
         """
-        store = Store(store_dir())
-        dangling = store.remove_dangling()
-        result = store.gc()
+        store = Store.existing(store_dir())
+        dangling: list[Descriptor] = []
+        result = GcResult()
+        if store is not None:  # None: nothing stored yet, so nothing to prune (nor to create)
+            dangling = store.remove_dangling()
+            result = store.gc()
         if json_output:
             print_json({"images": [str(d.digest) for d in dangling], **result.to_dict()})
             return

@@ -10,6 +10,7 @@ from clusterimage.cli._common import info, store_dir, warn
 from clusterimage.cli._humanize import human_size
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.store import Store, StoreBusy
+from clusterimage.store.store import nothing_stored
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +49,11 @@ def register(app: typer.Typer) -> None:
             raise UsageError("rmi: give image names or --all, not both")
         if not all_images and not names:
             raise UsageError("rmi: name at least one image (or use --all)")
-        store = Store(store_dir())
+        root = store_dir()
+        store = Store.existing(root)  # removing from a missing store creates none
+        if store is None:
+            _raise_first([nothing_stored(name, root) for name in names])
+            return
         if all_images:
             seen: list[str] = []
             for entry in store.images():
@@ -67,10 +72,15 @@ def register(app: typer.Typer) -> None:
             if result.deleted is not None:
                 typer.echo(f"Deleted: {result.deleted.hex}")
         _free(store)
-        if len(failures) == 1:
-            raise failures[0]
-        if failures:
-            raise ClusterImageError("; ".join(str(f) for f in failures))
+        _raise_first(failures)
+
+
+def _raise_first(failures: list[ClusterImageError]) -> None:
+    """One failure as it is; several as one line."""
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise ClusterImageError("; ".join(str(f) for f in failures))
 
 
 def _free(store: Store) -> None:

@@ -9,6 +9,7 @@ import typer
 from clusterimage.cli._common import store_dir
 from clusterimage.oci.reference import Reference
 from clusterimage.store import Store
+from clusterimage.store.store import nothing_stored
 
 
 def register(app: typer.Typer) -> None:
@@ -29,8 +30,12 @@ def register(app: typer.Typer) -> None:
 
           clusterimage tag 3f1d455bcb73 myapp:v1 myapp:latest
         """
-        store = Store(store_dir())
         parsed = [Reference.parse(t) for t in targets]  # all valid before any change
+        # The source must be in the store, so a missing store is never created, only reported.
+        root = store_dir()
+        store = Store.existing(root)
+        if store is None:
+            raise nothing_stored(source, root)
         desc = store.resolve(source)
         for ref in parsed:
             store.tag(desc, ref)

@@ -22,6 +22,9 @@ Public API (what the build and remote code uses; keep it stable)::
 
     Store(root: Path, create: bool = True)      # missing/empty folder -> new store
     Store.open(path) -> Store                   # StoreError "not an OCI image layout: ..."
+    Store.existing(path) -> Store | None        # for readers: never creates; None when nothing
+                                                # is stored yet, StoreError for a chosen
+                                                # folder that does not exist
     store.root: Path
 
     # blobs

@@ -80,7 +80,7 @@ class Layout:
             if not root.exists():
                 raise StoreError(f"not an OCI image layout: {root} does not exist")
             raise StoreError(f"not an OCI image layout: {root} (no oci-layout file)")
-        if root.exists() and not {p.name for p in root.iterdir()} <= _INIT_ENTRIES:
+        if not is_blank(root):
             raise StoreError(f"not an OCI image layout: {root} (not empty, and no oci-layout file)")
         root.mkdir(parents=True, exist_ok=True)
         with index_lock(self._index_lock_path):
@@ -414,6 +414,16 @@ class Layout:
             if platform is not None and platform.os and platform.architecture:
                 return manifest.descriptor(platform=platform)
         return manifest.descriptor()
+
+
+def is_blank(root: Path) -> bool:
+    """Whether ``root`` holds no layout yet: missing, empty, or holding only what a layout that
+    another process is creating has before its ``oci-layout`` file (a directory is assumed)."""
+    if not root.exists():
+        return True
+    if (root / OCI_LAYOUT_FILE).exists():
+        return False
+    return {p.name for p in root.iterdir()} <= _INIT_ENTRIES
 
 
 def entry_name(entry: dict[str, Any]) -> str | None:

@@ -20,9 +20,10 @@ from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
+from clusterimage.paths import home_dir
 from clusterimage.store import fsck as _fsck
 from clusterimage.store import gc as _gc
-from clusterimage.store.layout import IndexEntries, Layout, entry_name, without_name
+from clusterimage.store.layout import IndexEntries, Layout, entry_name, is_blank, without_name
 from clusterimage.store.walk import Problem
 
 # An image ID: a prefix of the manifest digest's hex, optionally with its algorithm.
@@ -91,6 +92,26 @@ class Store(Layout):
     def open(cls, path: Path) -> Store:
         """An existing store; :class:`StoreError` when ``path`` is not an OCI image layout."""
         return cls(path, create=False)
+
+    @classmethod
+    def existing(cls, root: Path) -> Store | None:
+        """The store at ``root`` for a command that adds no image (images, inspect, fsck, tag,
+        rmi, prune): nothing is created. None when nothing was stored yet: ``root`` is an empty
+        folder, or the default location and missing (a fresh install). A missing folder that
+        was chosen (``--store``, ``$CLUSTERIMAGE_STORE``) is a StoreError: a typo must not
+        read as an empty store, nor leave a new one behind.
+        """
+        root = Path(root)
+        if not root.exists():
+            if root != _default_location():
+                raise StoreError(
+                    f"no store at {root} (a folder that does not exist); "
+                    "check --store or CLUSTERIMAGE_STORE"
+                )
+            return None
+        if root.is_dir() and is_blank(root):
+            return None
+        return cls(root, create=False)  # a file, or a folder of something else: StoreError
 
     # -- listing and lookup -----------------------------------------------------------------
 
@@ -347,6 +368,16 @@ class Store(Layout):
                 )
             seen.add(entry.name)
         return report
+
+
+def nothing_stored(name: str, root: Path) -> ImageNotFound:
+    """What looking up ``name`` says when :meth:`Store.existing` found no store."""
+    return ImageNotFound(f"{name}: image not known (nothing is stored in {root} yet)")
+
+
+def _default_location() -> Path:
+    # paths.default_store() without $CLUSTERIMAGE_STORE: the one folder created unasked.
+    return home_dir() / "store"
 
 
 def _plain(desc: Descriptor) -> Descriptor:

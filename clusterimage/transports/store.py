@@ -4,7 +4,8 @@ As a source, REF is anything :meth:`Store.resolve` takes: a reference (``nginx``
 ``host/repo:tag``, ``repo@sha256:...``), a digest or an image-ID prefix. As a destination, REF
 is the reference the image is tagged with, normalised (``nginx`` is
 ``docker.io/library/nginx:latest``); ``store:`` alone stores the image untagged. The store is
-``Context.store_dir``, else :func:`clusterimage.paths.default_store`.
+``Context.store_dir``, else :func:`clusterimage.paths.default_store`. Reading never creates it
+(a missing store the user chose is an error); writing does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from clusterimage.oci.manifest import Manifest
 from clusterimage.oci.reference import Reference
 from clusterimage.paths import default_store
 from clusterimage.store import Store
+from clusterimage.store.store import nothing_stored
 from clusterimage.transports import register
 from clusterimage.transports._layout import LayoutDestination, LayoutSource
 from clusterimage.transports.base import Context, ImageReference
@@ -45,12 +47,21 @@ class StoreReference(ImageReference):
         return cls(value)
 
     def store(self, ctx: Context) -> Store:
+        """The store, created when missing (to write into)."""
         return Store(store_root(ctx))
+
+    def existing_store(self, ctx: Context) -> Store:
+        """The store to read from, never created: see :meth:`Store.existing`."""
+        root = store_root(ctx)
+        store = Store.existing(root)
+        if store is None:
+            raise nothing_stored(self.name, root)
+        return store
 
     def new_source(self, ctx: Context) -> LayoutSource:
         if not self.name:
             raise TransportError("store: name the image to read (store:NAME, a digest or an ID)")
-        store = self.store(ctx)
+        store = self.existing_store(ctx)
         return LayoutSource(store, store.resolve(self.name))
 
     def new_destination(self, ctx: Context) -> StoreDestination:

@@ -101,6 +101,34 @@ def test_open_requires_an_existing_layout(tmp_path: Path) -> None:
         Store.open(root)
 
 
+def test_existing_never_creates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTERIMAGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CLUSTERIMAGE_STORE", raising=False)
+    # The default location, missing: a fresh install, nothing stored yet.
+    assert Store.existing(tmp_path / "home" / "store") is None
+    # Any other missing folder was chosen by someone: a typo must not read as empty.
+    with pytest.raises(StoreError) as raised:
+        Store.existing(tmp_path / "typo")
+    assert str(raised.value) == (
+        f"no store at {tmp_path / 'typo'} (a folder that does not exist); "
+        "check --store or CLUSTERIMAGE_STORE"
+    )
+    empty = tmp_path / "empty"
+    (empty / ".clusterimage").mkdir(parents=True)  # as a store being created has it
+    assert Store.existing(empty) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    assert [p.name for p in empty.iterdir()] == [".clusterimage"]
+    Store(tmp_path / "real")
+    store = Store.existing(tmp_path / "real")
+    assert store is not None and store.images() == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        Store.existing(tmp_path / "file")
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(StoreError, match="no oci-layout"):
+        Store.existing(empty)
+
+
 # -- names ----------------------------------------------------------------------------------
 
 

@@ -114,6 +114,15 @@ def test_store_transport_errors(image: OciImage, ctx: Context) -> None:
         copy_image(parse("store:missing:1"), parse(image.transport_ref), ctx)
 
 
+def test_reading_a_missing_store_creates_nothing(image: OciImage, tmp_path: Path) -> None:
+    ctx = Context(store_dir=tmp_path / "absent")
+    with pytest.raises(StoreError, match="no store at"):
+        copy_image(parse("store:app:1"), parse(f"oci:{tmp_path / 'out'}"), ctx)
+    assert not (tmp_path / "absent").exists()
+    copy_image(parse(image.transport_ref), parse("store:app:1"), ctx)  # writing creates it
+    assert [e.name for e in Store(tmp_path / "absent").images()] == ["docker.io/library/app:1"]
+
+
 def test_store_by_digest_and_untagged(image: OciImage, ctx: Context, tmp_path: Path) -> None:
     digest = image.manifest.digest
     copy_image(parse(image.transport_ref), parse(f"store:app@{digest}"), ctx)
