@@ -22,6 +22,7 @@ from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
 from clusterimage.oci.platform import Platform
+from clusterimage.remote import blobcache
 from clusterimage.remote.retry import RetryPolicy
 from clusterimage.transports.base import Context, ImageDestination, ImageReference, ImageSource
 
@@ -30,6 +31,7 @@ from clusterimage.transports.base import Context, ImageDestination, ImageReferen
 _RETRY = RetryPolicy()
 
 EventKind = Literal["blob-start", "blob-progress", "blob-done", "blob-skipped", "blob-mounted"]
+_FOUND: dict[str, EventKind] = {"skipped": "blob-skipped", "mounted": "blob-mounted"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class CopyResult:
     blobs_copied: int = 0
     blobs_skipped: int = 0
     blobs_mounted: int = 0
+    blobs_recompressed: int = 0  # layers recompressed in this copy (not reused from earlier)
     bytes_copied: int = 0
     manifests: list[Digest] = field(default_factory=list)
 
@@ -69,6 +72,7 @@ class CopyResult:
             "blobsCopied": self.blobs_copied,
             "blobsSkipped": self.blobs_skipped,
             "blobsMounted": self.blobs_mounted,
+            "blobsRecompressed": self.blobs_recompressed,
             "bytesCopied": self.bytes_copied,
             "manifests": [str(d) for d in self.manifests],
         }
@@ -105,10 +109,18 @@ class _Copier:
         self._name = name
         self._lock = threading.Lock()
         self._result: CopyResult | None = None
-        self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "bytes": 0}
+        self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "recompressed": 0, "bytes": 0}
         self._replaced: dict[Digest, recompress.Recompressed] = {}
+        # What earlier recompressions produced (opened at first use: only --compression-format).
+        self._blob_info = blobcache.for_context(ctx.extra)
 
     def run(self) -> CopyResult:
+        try:
+            return self._run()
+        finally:
+            self._blob_info.close()
+
+    def _run(self) -> CopyResult:
         top = self._source.get_manifest()
         if isinstance(top, ImageIndex) and not self._options.all_platforms:
             top = self._select_platform(top)
@@ -131,6 +143,7 @@ class _Copier:
             blobs_copied=self._stats["copied"],
             blobs_skipped=self._stats["skipped"],
             blobs_mounted=self._stats["mounted"],
+            blobs_recompressed=self._stats["recompressed"],
             bytes_copied=self._stats["bytes"],
             manifests=[m.digest for m in children] + [top.digest],
         )
@@ -192,17 +205,23 @@ class _Copier:
             self._stats[key] += 1
             self._stats["bytes"] += nbytes
 
+    def _at_destination(self, desc: Descriptor) -> str | None:
+        """``"skipped"`` if the destination has ``desc``, ``"mounted"`` if it mounted it from
+        another repository, else ``None`` (the bytes must be sent)."""
+        if self._dest.has_blob(desc):
+            return "skipped"
+        if self._dest.try_mount(desc, self._source):
+            return "mounted"
+        return None
+
     def _copy_blob(self, desc: Descriptor) -> None:
         if recompress.needs_recompression(desc, self._options.compression_format):
             self._copy_recompressed(desc)
             return
-        if self._dest.has_blob(desc):
-            self._count("skipped")
-            self._emit("blob-skipped", desc, desc.size)
-            return
-        if self._dest.try_mount(desc, self._source):
-            self._count("mounted")
-            self._emit("blob-mounted", desc, desc.size)
+        found = self._at_destination(desc)
+        if found is not None:
+            self._count(found)
+            self._emit(_FOUND[found], desc, desc.size)
             return
         first_offset = self._transfer(
             desc, self._source.open_blob, self._source.supports_ranges, desc
@@ -211,9 +230,28 @@ class _Copier:
         self._emit("blob-done", desc, desc.size)
 
     def _copy_recompressed(self, desc: Descriptor) -> None:
-        """Recompress a layer into a temporary file, then copy that file to the destination."""
+        """Reuse the blob an earlier recompression of this layer produced when the destination
+        has it (or mounts it); else recompress into a temporary file and copy that file.
+
+        The cache only names a candidate: the destination must show it, else (a stale or
+        edited entry) the layer is recompressed and the entry replaced. The reused descriptor
+        carries the recorded digest and size, so the rewritten manifest is byte-identical to
+        the one the first push wrote."""
         target = self._options.compression_format
         assert target is not None
+        known = self._blob_info.recompressed(desc.digest, target)
+        absent: Digest | None = None  # a digest just seen missing at the destination
+        if known is not None:
+            found = self._at_destination(known)
+            absent = known.digest
+            if found is not None:
+                with self._lock:
+                    self._replaced[desc.digest] = recompress.Recompressed(
+                        desc, known.digest, known.size, target
+                    )
+                self._count(found)
+                self._emit(_FOUND[found], desc, desc.size)
+                return
         done = 0
         self._emit("blob-start", desc, 0)
 
@@ -224,24 +262,29 @@ class _Copier:
 
         with self._source.open_blob(desc, 0) as stream:
             result = recompress.recompress(stream, desc, target, self._options.tmp_dir, progress)
+        path = result.path
+        assert path is not None
         try:
             with self._lock:
                 self._replaced[desc.digest] = result
+                self._stats["recompressed"] += 1
             new = result.descriptor(docker=False)
-            if self._dest.has_blob(new):
-                self._count("skipped")
+            self._blob_info.record_recompressed(desc.digest, target, new)
+            found = None if new.digest == absent else self._at_destination(new)
+            if found is not None:
+                self._count(found)
             else:
 
                 @contextmanager
                 def open_at(_desc: Descriptor, offset: int) -> Iterator[IO[bytes]]:
-                    with open(result.path, "rb") as stream:
+                    with open(path, "rb") as stream:
                         stream.seek(offset)
                         yield stream
 
                 first_offset = self._transfer(new, open_at, True, None)
                 self._count("copied", new.size - first_offset)
         finally:
-            result.path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         self._emit("blob-done", desc, desc.size)
 
     def _transfer(

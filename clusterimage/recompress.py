@@ -54,7 +54,7 @@ class Recompressed:
     digest: Digest
     size: int
     compression: str
-    path: Path  # the temporary file holding the new blob
+    path: Path | None = None  # the temporary file holding the new blob; None: reused, no file
 
     def descriptor(self, *, docker: bool) -> Descriptor:
         media_type = mt.layer_media_type(self.compression, docker=docker)

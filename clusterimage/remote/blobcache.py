@@ -1,8 +1,12 @@
-"""Where blobs were last seen on registries, so a push can mount instead of uploading.
+"""What pushes learnt about blobs, kept across runs: where blobs were last seen on registries
+(so a push can mount instead of uploading), and what recompressing a layer produced (so a
+re-push with ``--compression-format`` need not recompress it again).
 
 containers/image keeps the same knowledge (its "blob info cache"): after pushing an image to
-``reg/a``, pushing it to ``reg/b`` mounts every blob from ``reg/a``. Stored in SQLite (stdlib,
-safe for several processes at once). It is only a hint: every failure here is ignored.
+``reg/a``, pushing it to ``reg/b`` mounts every blob from ``reg/a``; and it remembers which
+compressed variants of a layer exist. Stored in SQLite (stdlib, safe for several processes at
+once). It is only a hint: every failure here is ignored, and every answer is checked against
+the destination before it is used.
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from clusterimage.errors import InvalidDigest
+from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS locations (
     digest TEXT NOT NULL,
     registry TEXT NOT NULL,
@@ -23,12 +32,28 @@ CREATE TABLE IF NOT EXISTS locations (
     seen REAL NOT NULL,
     PRIMARY KEY (digest, registry, repository)
 )
-"""
+""",
+    # (source blob, target compression) -> the blob recompressing it produced.
+    """
+CREATE TABLE IF NOT EXISTS recompressed (
+    source TEXT NOT NULL,
+    compression TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    seen REAL NOT NULL,
+    PRIMARY KEY (source, compression)
+)
+""",
+)
 _KEEP_PER_BLOB = 16
+CONTEXT_KEY = "blob_info_cache"
+"""The key of a transport Context's ``extra`` that holds the cache's path."""
 
 
-class BlobLocations:
-    """A small persistent map digest → [(registry, repository)], most recent first."""
+class BlobInfoCache:
+    """Two small persistent maps: digest → [(registry, repository)], most recent first; and
+    (source digest, compression) → the recompressed blob's descriptor."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
@@ -48,7 +73,8 @@ class BlobLocations:
                 )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.execute(_SCHEMA)
+                for statement in _SCHEMA:
+                    db.execute(statement)
             except (sqlite3.Error, OSError):
                 self._broken = True
                 return None
@@ -98,9 +124,61 @@ class BlobLocations:
                 return []
         return [str(r[0]) for r in rows]
 
+    def record_recompressed(self, source: Digest, compression: str, result: Descriptor) -> None:
+        """Remember that ``source`` compressed with ``compression`` gave ``result``."""
+        with self._lock:
+            db = self._conn()
+            if db is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                db.execute(
+                    "INSERT OR REPLACE INTO recompressed VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        str(source),
+                        compression,
+                        str(result.digest),
+                        result.size,
+                        result.media_type,
+                        time.time(),
+                    ),
+                )
+
+    def recompressed(self, source: Digest, compression: str) -> Descriptor | None:
+        """What recompressing ``source`` with ``compression`` gave last time (``None``: not
+        known, or a row that does not make sense, such as one edited by hand)."""
+        with self._lock:
+            db = self._conn()
+            if db is None:
+                return None
+            try:
+                row = db.execute(
+                    "SELECT digest, size, media_type FROM recompressed "
+                    "WHERE source = ? AND compression = ?",
+                    (str(source), compression),
+                ).fetchone()
+            except sqlite3.Error:
+                return None
+        if row is None:
+            return None
+        digest, size, media_type = row
+        if not (isinstance(size, int) and size > 0 and isinstance(media_type, str)):
+            return None
+        if mt.layer_compression(media_type) != compression:
+            return None
+        try:
+            return Descriptor(media_type, Digest.parse(str(digest)), size)
+        except InvalidDigest:
+            return None
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
+
+
+def for_context(extra: Mapping[str, object]) -> BlobInfoCache:
+    """The cache a transport Context's ``extra`` names (none named: one that keeps nothing)."""
+    path = extra.get(CONTEXT_KEY)
+    return BlobInfoCache(Path(str(path)) if path else None)

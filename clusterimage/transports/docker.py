@@ -9,7 +9,7 @@ by tag (or digest). Registry-to-registry copies stream from one socket to the ot
 Settings come from the :class:`Context`; ``ctx.extra`` may hold per-side overrides for
 ``copy`` (``src_creds``, ``dest_creds``, ``src_tls_verify``, ``dest_tls_verify``,
 ``src_cert_dir``, ``dest_cert_dir``, ``src_auth_file``, ``dest_auth_file``) and
-``blob_info_cache`` (path of the blob-location cache).
+``blob_info_cache`` (path of the blob info cache, :mod:`clusterimage.remote.blobcache`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import Manifest, parse_manifest
 from clusterimage.oci.reference import Reference
-from clusterimage.remote.blobcache import BlobLocations
+from clusterimage.remote import blobcache
+from clusterimage.remote.blobcache import BlobInfoCache
 from clusterimage.remote.client import ClientOptions, Registry
 from clusterimage.remote.repository import Repository
 from clusterimage.remote.tls import TlsSettings
@@ -66,9 +67,8 @@ def client_options(ctx: Context, side: str | None = None) -> ClientOptions:
     )
 
 
-def _locations(ctx: Context) -> BlobLocations:
-    path = ctx.extra.get("blob_info_cache")
-    return BlobLocations(Path(str(path)) if path else None)
+def _locations(ctx: Context) -> BlobInfoCache:
+    return blobcache.for_context(ctx.extra)
 
 
 class DockerReference(ImageReference):

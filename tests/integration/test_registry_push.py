@@ -4,10 +4,13 @@ nothing uploaded on a re-push, registry-to-registry streaming, tags, inspect, pu
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
+import httpx
 import pytest
 
 from tests.conftest import run_cli
@@ -101,6 +104,78 @@ def test_push_with_recompression_to_zstd(registry: Registry, tmp_path: Path) -> 
     assert (out / layer["digest"].split(":")[1]).exists()
     bad = run_cli("push", name, "--compression-format", "lz4", check=False)
     assert bad.returncode == 2 and "gzip or zstd" in bad.stderr
+
+
+def _zstd_push(*refs: str) -> dict[str, Any]:
+    result = run_cli("push", *refs, "--compression-format", "zstd", "--json")
+    return cast(dict[str, Any], json.loads(result.stdout))
+
+
+def test_repush_with_recompression_recompresses_and_uploads_nothing(
+    registry: Registry, tmp_path: Path
+) -> None:
+    image = write_image(tmp_path / "src", [2 * MiB, 1 * MiB], seed=10)
+    name = f"{registry.host}/zstd/again:v1"
+    load(image, name)
+    first = _zstd_push(name)
+    assert (first["blobsRecompressed"], first["blobsCopied"]) == (2, 3)
+
+    mark = registry.log_mark()
+    second = _zstd_push(name)
+    assert second["digest"] == first["digest"]  # the manifest's bytes are the same
+    assert second["blobsRecompressed"] == 0
+    assert (second["blobsSkipped"], second["bytesCopied"]) == (3, 0)
+    assert registry.blob_uploads(mark) == []
+
+    # Another repository of the same registry: the zstd layers are mounted, not recompressed.
+    mark = registry.log_mark()
+    other = _zstd_push(name, f"{registry.host}/zstd/other:v1")
+    assert other["digest"] == first["digest"]
+    assert (other["blobsRecompressed"], other["blobsMounted"]) == (0, 3)
+    assert _uploads(registry, mark) == []
+    assert (
+        skopeo_digest(f"docker://{registry.host}/zstd/other:v1", "--tls-verify=false")
+        == (first["digest"])
+    )
+
+
+def test_recompression_falls_back_when_its_record_is_stale_or_damaged(
+    registry: Registry, tmp_path: Path, ci_home: Path
+) -> None:
+    image = write_image(tmp_path / "src", [1 * MiB, 500_000], seed=11)
+    name = f"{registry.host}/zstd/stale:v1"
+    load(image, name)
+    first = _zstd_push(name)
+    manifest = json.loads(run_cli("inspect", "-t", "manifest", f"docker://{name}").stdout)
+    big = manifest["layers"][0]["digest"]  # the larger layer comes first
+
+    # The registry lost one recorded blob (deleted, or garbage-collected): that layer is
+    # recompressed and uploaded again, the other is reused; the manifest is the same.
+    deleted = httpx.delete(f"{registry.url}/v2/zstd/stale/blobs/{big}")
+    assert deleted.status_code == 202
+    mark = registry.log_mark()
+    again = _zstd_push(name)
+    assert again["digest"] == first["digest"] and again["blobsRecompressed"] == 1
+    puts = [e.path for e in registry.blob_uploads(mark) if e.method == "PUT"]
+    assert len(puts) == 1 and big.split(":")[1] in puts[0]
+
+    # Records edited to name blobs nobody has: recompress (nothing to upload: the real blobs
+    # are there), and the records are repaired for the next push.
+    cache = ci_home / "cache" / "blob-locations.db"
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE recompressed SET digest = ?", ("sha256:" + "0" * 64,))
+    mark = registry.log_mark()
+    repaired = _zstd_push(name)
+    assert repaired["digest"] == first["digest"] and repaired["blobsRecompressed"] == 2
+    assert registry.blob_uploads(mark) == []
+    assert _zstd_push(name)["blobsRecompressed"] == 0
+
+    # A cache that is not a database at all is ignored: the push recompresses and succeeds.
+    for path in cache.parent.glob("blob-locations.db*"):
+        path.unlink()
+    cache.write_bytes(b"not a database" * 100)
+    damaged = _zstd_push(name)
+    assert damaged["digest"] == first["digest"] and damaged["blobsRecompressed"] == 2
 
 
 def test_tags_inspect_without_pulling_and_pull_policies(

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
-from clusterimage.copy import CopyEvent, CopyOptions, copy_image
+from clusterimage import recompress
+from clusterimage.copy import CopyEvent, CopyOptions, CopyResult, copy_image
 from clusterimage.errors import BlobNotFound, DigestMismatch, ImageNotFound
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest, check
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, parse_manifest
 from clusterimage.oci.platform import Platform
+from clusterimage.remote.blobcache import BlobInfoCache
 from clusterimage.transports.base import (
     Context,
     ImageDestination,
@@ -248,3 +253,103 @@ def test_missing_blob_error_propagates_from_worker_threads() -> None:
     with pytest.raises(BlobNotFound):
         copy_image(MemoryReference(src), MemoryReference(dst), options=CopyOptions(jobs=4))
     assert dst.top is None
+
+
+# -- recompression remembered between copies ------------------------------------------------
+
+
+def _zstd_copy(
+    src: MemoryPlace, dst: MemoryPlace, cache: Path, events: list[CopyEvent] | None = None
+) -> CopyResult:
+    ctx = Context()
+    ctx.extra["blob_info_cache"] = cache
+    options = CopyOptions(
+        compression_format="zstd",
+        tmp_dir=cache.parent / "tmp",
+        on_event=events.append if events is not None else None,
+    )
+    return copy_image(MemoryReference(src), MemoryReference(dst), ctx, options)
+
+
+@pytest.fixture
+def recompressions(monkeypatch: pytest.MonkeyPatch) -> list[Digest]:
+    """The source digests of the layers recompressed (the real work is still done)."""
+    calls: list[Digest] = []
+    real = recompress.recompress
+
+    def counting(stream: IO[bytes], source: Descriptor, *args: Any) -> recompress.Recompressed:
+        calls.append(source.digest)
+        return real(stream, source, *args)
+
+    monkeypatch.setattr(recompress, "recompress", counting)
+    return calls
+
+
+def _gzip_image(src: MemoryPlace) -> ImageManifest:
+    manifest = _image(src, gzip.compress(b"some layer content " * 2000, mtime=0))
+    src.top = manifest.digest
+    return manifest
+
+
+def test_recompressed_layers_are_reused_not_recompressed_again(
+    tmp_path: Path, recompressions: list[Digest]
+) -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _gzip_image(src)
+    layer = manifest.layers[0]
+    cache = tmp_path / "cache.db"
+    first = _zstd_copy(src, dst, cache)
+    assert first.blobs_recompressed == 1 and recompressions == [layer.digest]
+    pushed = parse_manifest(dst.manifests[first.digest])
+    assert isinstance(pushed, ImageManifest)
+    zstd_layer = pushed.layers[0]
+    assert zstd_layer.media_type == mt.OCI_LAYER_ZSTD
+
+    # Again to the same place: the recorded blob is there, so the layer is not even read.
+    src.opened.clear()
+    events: list[CopyEvent] = []
+    second = _zstd_copy(src, dst, cache, events)
+    assert second.digest == first.digest and recompressions == [layer.digest]
+    assert (second.blobs_recompressed, second.blobs_skipped, second.blobs_copied) == (0, 2, 0)
+    assert src.opened == []
+    assert [e.kind for e in events if e.descriptor.digest == layer.digest] == ["blob-skipped"]
+
+    # A place that can mount the recorded blob from elsewhere mounts it instead.
+    other = MemoryPlace()
+    other.mountable.add(zstd_layer.digest)
+    src.blobs[zstd_layer.digest] = dst.blobs[zstd_layer.digest]  # where the mount comes from
+    third = _zstd_copy(src, other, cache)
+    assert third.digest == first.digest
+    assert (third.blobs_mounted, third.blobs_recompressed) == (1, 0)
+    assert other.manifests[third.digest] == dst.manifests[first.digest]
+
+
+def test_a_stale_or_edited_recompression_record_falls_back_to_recompressing(
+    tmp_path: Path, recompressions: list[Digest]
+) -> None:
+    src = MemoryPlace()
+    layer = _gzip_image(src).layers[0]
+    cache = tmp_path / "cache.db"
+    first = _zstd_copy(src, MemoryPlace(), cache)
+    recorded = BlobInfoCache(cache).recompressed(layer.digest, "zstd")
+    assert recorded is not None and recorded.media_type == mt.OCI_LAYER_ZSTD
+
+    # A destination without the recorded blob (stale for it): recompress, same result.
+    fresh = MemoryPlace()
+    assert _zstd_copy(src, fresh, cache).digest == first.digest
+    assert len(recompressions) == 2
+
+    # Entries pointing at a blob nobody has, or not even a digest: recompress, and the
+    # entry is repaired so the next copy reuses the blob again.
+    for bad in ("sha256:" + "0" * 64, "not-a-digest"):
+        with sqlite3.connect(cache) as db:
+            db.execute("UPDATE recompressed SET digest = ?", (bad,))
+        result = _zstd_copy(src, fresh, cache)
+        assert result.digest == first.digest and result.blobs_recompressed == 1
+        assert BlobInfoCache(cache).recompressed(layer.digest, "zstd") == recorded
+    assert _zstd_copy(src, fresh, cache).blobs_recompressed == 0
+
+    # A cache file that is not a database at all is ignored, never an error.
+    cache.unlink()
+    cache.write_bytes(b"garbage" * 100)
+    assert _zstd_copy(src, fresh, cache).blobs_recompressed == 1
