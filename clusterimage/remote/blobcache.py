@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from clusterimage.errors import InvalidDigest
 from clusterimage.oci import mediatypes as mt
@@ -81,86 +82,73 @@ class BlobInfoCache:
             self._db = db
         return self._db
 
-    def record(self, digest: Digest, registry: str, repository: str) -> None:
+    def _write(self, *statements: tuple[str, tuple[object, ...]]) -> None:
         with self._lock:
             db = self._conn()
             if db is None:
                 return
             with contextlib.suppress(sqlite3.Error):
-                db.execute(
-                    "INSERT OR REPLACE INTO locations VALUES (?, ?, ?, ?)",
-                    (str(digest), registry, repository, time.time()),
-                )
-                db.execute(
-                    "DELETE FROM locations WHERE digest = ? AND rowid NOT IN ("
-                    "SELECT rowid FROM locations WHERE digest = ? ORDER BY seen DESC LIMIT ?)",
-                    (str(digest), str(digest), _KEEP_PER_BLOB),
-                )
+                for sql, params in statements:
+                    db.execute(sql, params)
 
-    def forget(self, digest: Digest, registry: str, repository: str) -> None:
-        with self._lock:
-            db = self._conn()
-            if db is None:
-                return
-            with contextlib.suppress(sqlite3.Error):
-                db.execute(
-                    "DELETE FROM locations WHERE digest = ? AND registry = ? AND repository = ?",
-                    (str(digest), registry, repository),
-                )
-
-    def repositories(self, digest: Digest, registry: str, *, limit: int = 3) -> list[str]:
-        """Repositories of ``registry`` that had ``digest``, most recently seen first."""
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         with self._lock:
             db = self._conn()
             if db is None:
                 return []
             try:
-                rows = db.execute(
-                    "SELECT repository FROM locations WHERE digest = ? AND registry = ? "
-                    "ORDER BY seen DESC LIMIT ?",
-                    (str(digest), registry, limit),
-                ).fetchall()
+                return db.execute(sql, params).fetchall()
             except sqlite3.Error:
                 return []
+
+    def record(self, digest: Digest, registry: str, repository: str) -> None:
+        self._write(
+            (
+                "INSERT OR REPLACE INTO locations VALUES (?, ?, ?, ?)",
+                (str(digest), registry, repository, time.time()),
+            ),
+            (
+                "DELETE FROM locations WHERE digest = ? AND rowid NOT IN ("
+                "SELECT rowid FROM locations WHERE digest = ? ORDER BY seen DESC LIMIT ?)",
+                (str(digest), str(digest), _KEEP_PER_BLOB),
+            ),
+        )
+
+    def forget(self, digest: Digest, registry: str, repository: str) -> None:
+        self._write(
+            (
+                "DELETE FROM locations WHERE digest = ? AND registry = ? AND repository = ?",
+                (str(digest), registry, repository),
+            )
+        )
+
+    def repositories(self, digest: Digest, registry: str, *, limit: int = 3) -> list[str]:
+        """Repositories of ``registry`` that had ``digest``, most recently seen first."""
+        rows = self._query(
+            "SELECT repository FROM locations WHERE digest = ? AND registry = ? "
+            "ORDER BY seen DESC LIMIT ?",
+            (str(digest), registry, limit),
+        )
         return [str(r[0]) for r in rows]
 
     def record_recompressed(self, source: Digest, compression: str, result: Descriptor) -> None:
         """Remember that ``source`` compressed with ``compression`` gave ``result``."""
-        with self._lock:
-            db = self._conn()
-            if db is None:
-                return
-            with contextlib.suppress(sqlite3.Error):
-                db.execute(
-                    "INSERT OR REPLACE INTO recompressed VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        str(source),
-                        compression,
-                        str(result.digest),
-                        result.size,
-                        result.media_type,
-                        time.time(),
-                    ),
-                )
+        row = (str(source), compression, str(result.digest), result.size, result.media_type)
+        self._write(
+            ("INSERT OR REPLACE INTO recompressed VALUES (?, ?, ?, ?, ?, ?)", (*row, time.time()))
+        )
 
     def recompressed(self, source: Digest, compression: str) -> Descriptor | None:
         """What recompressing ``source`` with ``compression`` gave last time (``None``: not
         known, or a row that does not make sense, such as one edited by hand)."""
-        with self._lock:
-            db = self._conn()
-            if db is None:
-                return None
-            try:
-                row = db.execute(
-                    "SELECT digest, size, media_type FROM recompressed "
-                    "WHERE source = ? AND compression = ?",
-                    (str(source), compression),
-                ).fetchone()
-            except sqlite3.Error:
-                return None
-        if row is None:
+        rows = self._query(
+            "SELECT digest, size, media_type FROM recompressed "
+            "WHERE source = ? AND compression = ?",
+            (str(source), compression),
+        )
+        if not rows:
             return None
-        digest, size, media_type = row
+        digest, size, media_type = rows[0]
         if not (isinstance(size, int) and size > 0 and isinstance(media_type, str)):
             return None
         if mt.layer_compression(media_type) != compression:
