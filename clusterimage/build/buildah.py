@@ -43,6 +43,7 @@ from filelock import FileLock, Timeout
 
 from clusterimage.build import baseimage
 from clusterimage.build.context import BuildContext, Overlay
+from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.fstree import FsTree
 from clusterimage.build.plan import REGISTRY_DIR, BuildPlan, StagePlan
 from clusterimage.copy import CopyOptions, CopyResult, copy_image
@@ -82,6 +83,7 @@ class BuildahOptions:
     timestamp: int = 0  # created time and mtimes (the CLI resolves SOURCE_DATE_EPOCH)
     compression: str = "gzip"
     registry_dir: Path | None = None  # the generated registry/ (None: an empty folder)
+    ignore: IgnoreRules | None = None  # the context's ignore rules (None: read them)
     pull: bool = True  # copy base images missing from the store into it
     transport_context: Context | None = None  # for those copies
     output: Callable[[str], None] | None = None  # gets buildah's output lines (progress)
@@ -386,7 +388,9 @@ class _Run:
         never written."""
         overlay = Overlay(REGISTRY_DIR, self.options.registry_dir)
         kubefile = Path(self.plan.kubefile)
-        context = BuildContext.open(Path(self.plan.context), kubefile, (overlay,))
+        context = BuildContext.open(
+            Path(self.plan.context), kubefile, (overlay,), ignore=self.options.ignore
+        )
         target = self.work / "context"
         target.mkdir()
         _materialise(context.tree, target)

@@ -51,6 +51,12 @@ def find_ignore_file(root: Path, kubefile: Path | None) -> Path | None:
     return None
 
 
+def load_ignore_rules(root: Path, kubefile: Path | None) -> IgnoreRules:
+    """The rules of the ignore file that applies to ``root`` (none: no rules)."""
+    found = find_ignore_file(root, kubefile)
+    return IgnoreRules.load(found) if found else IgnoreRules.empty()
+
+
 def _node(path: Path, st: os.stat_result, hardlinks: dict[tuple[int, int], Content]) -> Node | None:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
@@ -85,12 +91,18 @@ class BuildContext:
 
     @classmethod
     def open(
-        cls, root: Path, kubefile: Path | None = None, overlays: tuple[Overlay, ...] = ()
+        cls,
+        root: Path,
+        kubefile: Path | None = None,
+        overlays: tuple[Overlay, ...] = (),
+        ignore: IgnoreRules | None = None,
     ) -> BuildContext:
+        """The context at ``root``; ``ignore``: rules already parsed (the ones the plan used),
+        else read from the ignore file that ``kubefile`` and ``root`` select."""
         if not root.is_dir():
             raise BuildError(f"build context {root} is not a directory")
-        ignore_file = find_ignore_file(root, kubefile)
-        ignore = IgnoreRules.load(ignore_file) if ignore_file else IgnoreRules.empty()
+        if ignore is None:
+            ignore = load_ignore_rules(root, kubefile)
         return cls(root, ignore, overlays)
 
     @property

@@ -12,7 +12,8 @@ Every engine has the same small interface, :class:`Engine`::
   imports the result into the store.
 
 :class:`BuildRequest` carries everything besides the plan: the store, tags, compression,
-timestamp, cache use, the generated ``registry/`` folder and a callback for progress events.
+timestamp, cache use, the generated ``registry/`` folder, the context's ignore rules and a
+callback for progress events.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Final, Literal, Protocol
 
 from clusterimage.build.baseimage import BaseImages
+from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.plan import BuildPlan, RunStep
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.oci.descriptor import Descriptor
@@ -58,6 +60,8 @@ class BuildRequest:
     timestamp: int = 0  # --timestamp, else SOURCE_DATE_EPOCH, else 0
     use_cache: bool = True  # --no-cache: False
     registry_dir: Path | None = None  # the generated registry/ (None: an empty folder)
+    # The context's ignore rules as the plan used them (parsed once); None: read them again.
+    ignore: IgnoreRules | None = None
     discovered_images: tuple[str, ...] = ()  # images found for registry/ (image discovery)
     transport_context: Context | None = None  # for pulling base images
     pull: bool = True  # copy missing base images into the store
@@ -148,6 +152,7 @@ class _BuildahAdapter:
             timestamp=request.timestamp,
             compression=request.compression,
             registry_dir=request.registry_dir,
+            ignore=request.ignore,
             pull=request.pull,
             transport_context=request.context,
             output=lambda line: request.emit("output", line),

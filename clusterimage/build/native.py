@@ -141,7 +141,9 @@ class _Build:
         self.listings = request.home / "cache" / "listings"
         self.staging = request.home / "tmp" / f"build-{os.getpid()}-{secrets.token_hex(4)}"
         overlay = Overlay(REGISTRY_DIR, request.registry_dir)
-        self.context = BuildContext.open(Path(plan.context), Path(plan.kubefile), (overlay,))
+        self.context = BuildContext.open(
+            Path(plan.context), Path(plan.kubefile), (overlay,), ignore=request.ignore
+        )
         self.stat_cache = self.cache.stat_cache(self.context.root)
         self.states: dict[int, _State] = {}
         self.created = rfc3339(request.timestamp)

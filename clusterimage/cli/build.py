@@ -10,7 +10,7 @@ import typer
 
 from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.cache import chain_id
-from clusterimage.build.context import find_ignore_file
+from clusterimage.build.context import load_ignore_rules
 from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.engine import (
     ENGINES,
@@ -54,8 +54,7 @@ def _ignore_rules(context: Path, kubefile: str | None) -> IgnoreRules:
             kubefile_path = find_kubefile(context)
         except ClusterImageError:
             kubefile_path = None  # plan_build reports the missing Kubefile
-    found = find_ignore_file(context, kubefile_path)
-    return IgnoreRules.load(found) if found else IgnoreRules.empty()
+    return load_ignore_rules(context, kubefile_path)
 
 
 def _warn(message: str) -> None:
@@ -252,6 +251,7 @@ def register(app: typer.Typer) -> None:
             registry_compression=compression or "none",
             timestamp=stamp,
             use_cache=not no_cache,
+            ignore=ignore,  # the rules the plan used: the engine does not parse them again
             transport_context=ctx,
             base_images=images,
             on_event=printer,
