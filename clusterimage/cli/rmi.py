@@ -9,7 +9,7 @@ import typer
 from clusterimage.cli._common import info, store_dir, warn
 from clusterimage.cli._humanize import human_size
 from clusterimage.errors import ClusterImageError, UsageError
-from clusterimage.store import Store, StoreBusy
+from clusterimage.store import Store, StoreBusy, StoreDamaged
 from clusterimage.store.store import nothing_stored
 
 
@@ -88,6 +88,9 @@ def _free(store: Store) -> None:
         result = store.gc(timeout=0)
     except StoreBusy:
         warn("the store is in use; the next `clusterimage prune` frees the removed blobs")
+        return
+    except StoreDamaged as exc:
+        warn(f"{exc}; the removed images' blobs stay until then")
         return
     if result.freed:
         info(f"freed {human_size(result.freed)}")

@@ -62,6 +62,7 @@ Public API (what the build and remote code uses; keep it stable)::
 
     # maintenance
     store.gc(timeout=60.0) -> GcResult(blobs: [(Digest, size)], partial_files, freed)
+                                             # StoreDamaged: a manifest is unreadable
     store.fsck() -> list[Problem]            # Problem(kind, message, digest, ref)
     store.fsck_report() -> FsckReport(problems, blobs, images, ok)
 
@@ -72,7 +73,7 @@ from __future__ import annotations
 
 from clusterimage.store.blobs import BlobWriter
 from clusterimage.store.fsck import FsckReport
-from clusterimage.store.gc import GcResult
+from clusterimage.store.gc import GcResult, StoreDamaged
 from clusterimage.store.layout import Layout
 from clusterimage.store.locks import StoreBusy
 from clusterimage.store.store import (
@@ -96,4 +97,5 @@ __all__ = [
     "RemoveResult",
     "Store",
     "StoreBusy",
+    "StoreDamaged",
 ]

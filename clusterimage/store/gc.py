@@ -5,11 +5,16 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass, field
 
+from clusterimage.errors import StoreError
 from clusterimage.oci.digest import Digest
 from clusterimage.store.layout import Layout
 from clusterimage.store.walk import walk
 
 GC_TIMEOUT = 60.0
+
+
+class StoreDamaged(StoreError):
+    """The store has a missing or unreadable manifest, so gc cannot tell what is in use."""
 
 
 @dataclass
@@ -40,7 +45,18 @@ def collect(layout: Layout, timeout: float = GC_TIMEOUT) -> GcResult:
     """
     result = GcResult()
     with layout.exclusive(timeout):
-        live = walk(layout).reachable
+        found = walk(layout)
+        if found.unresolved:
+            # Deleting what an unreadable manifest needs would turn a repair (pull the
+            # manifest again) into a full download, or lose layers that exist nowhere else.
+            more = len(found.unresolved) - 1
+            also = f" (and {more} more)" if more else ""
+            raise StoreDamaged(
+                f"{layout.root}: gc removes nothing while a manifest cannot be read: "
+                f"{found.unresolved[0]}{also}; run `clusterimage fsck`, then remove (rmi) or "
+                "pull the damaged image again"
+            )
+        live = found.reachable
         for path, digest in layout.iter_blobs():
             if digest is None or digest in live:
                 continue  # fsck reports stray files; gc only removes what it understands

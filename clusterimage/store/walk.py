@@ -44,6 +44,9 @@ class Walk:
     reachable: set[Digest] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     images: int = 0
+    # Manifests that are missing or unreadable: what they need is unknown, so ``reachable``
+    # is incomplete and must not be used to delete anything (gc refuses).
+    unresolved: list[Problem] = field(default_factory=list)
 
 
 def walk(layout: Layout, skip: frozenset[Digest] = frozenset()) -> Walk:
@@ -70,18 +73,21 @@ def _visit_manifest(
     if desc.digest in visited:
         return
     visited.add(desc.digest)
-    if not _check_present(layout, desc, label, role, result, skip) or desc.digest in skip:
+    if not _check_present(layout, desc, label, role, result, skip):
+        result.unresolved.append(result.problems[-1])
+        return
+    if desc.digest in skip:
         return
     try:
         manifest = layout.get_manifest(desc.digest, desc.media_type)
     except (ManifestError, BlobNotFound, StoreError) as exc:  # StoreError: not a regular file
-        result.problems.append(Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
+        _unresolved(result, Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
         return
     if isinstance(manifest, ImageIndex):
         try:
             children = manifest.manifests
         except ManifestError as exc:
-            result.problems.append(Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
+            _unresolved(result, Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
             return
         for child in children:
             where = f"manifest for {child.platform}" if child.platform else "child manifest"
@@ -91,7 +97,7 @@ def _visit_manifest(
         blobs = [(manifest.config, "config")]
         blobs += [(layer, f"layer {i + 1}") for i, layer in enumerate(manifest.layers)]
     except ManifestError as exc:
-        result.problems.append(Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
+        _unresolved(result, Problem("bad-manifest", f"{label}: {exc}", desc.digest, label))
         return
     for blob, blob_role in blobs:
         result.reachable.add(blob.digest)
@@ -101,6 +107,11 @@ def _visit_manifest(
         if blob.urls and not layout.has_blob(blob.digest):
             continue  # a non-distributable layer is fetched from its URLs, never stored
         _check_present(layout, blob, label, blob_role, result, skip)
+
+
+def _unresolved(result: Walk, problem: Problem) -> None:
+    result.problems.append(problem)
+    result.unresolved.append(problem)
 
 
 def _check_present(

@@ -206,6 +206,30 @@ def test_tag_rmi_prune_fsck(ci_home: Path, tmp_path: Path, image: OciImage) -> N
     }
 
 
+def test_prune_and_rmi_keep_the_blobs_of_an_image_whose_manifest_is_damaged(
+    ci_home: Path, tmp_path: Path, image: OciImage
+) -> None:
+    blobs = ci_home / "store" / "blobs" / "sha256"
+    run_cli("pull", "-q", image.transport_ref)
+    other = make_oci_layout(tmp_path / "other", ref="x", layers=({"o": b"other"},))
+    run_cli("pull", "-q", other.transport_ref, "--name", "other:v1")
+    (blobs / image.manifest.digest.split(":")[1]).write_bytes(b"{damaged")
+    kept = {p.name for p in blobs.iterdir()}
+    failed = run_cli("prune", check=False)
+    assert failed.returncode == 1 and failed.stderr.count("\n") == 1
+    assert "gc removes nothing while a manifest cannot be read" in failed.stderr
+    assert "clusterimage fsck" in failed.stderr
+    # rmi of another image still untags it, warns, and leaves every blob in place.
+    removed = run_cli("rmi", "other:v1")
+    assert "Untagged: docker.io/library/other:v1" in removed.stdout
+    assert "warning:" in removed.stderr and "cannot be read" in removed.stderr
+    assert {p.name for p in blobs.iterdir()} == kept
+    # Removing the damaged image itself lets gc free everything.
+    run_cli("rmi", APP)
+    run_cli("prune")
+    assert list(blobs.iterdir()) == []
+
+
 def _corrupt_blob(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
     run_cli("pull", "-q", image.transport_ref)
     layer = image.layers[0].digest

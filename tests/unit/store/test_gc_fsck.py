@@ -13,7 +13,7 @@ import pytest
 
 from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.oci.digest import Digest
-from clusterimage.store import Problem, Store, StoreBusy
+from clusterimage.store import Problem, Store, StoreBusy, StoreDamaged
 from clusterimage.transports import Context, parse
 from tests.fixtures.oci_layout import OciImage, make_oci_layout
 from tests.helpers.images import make_index_layout
@@ -202,9 +202,8 @@ def test_fsck_and_gc_with_a_fifo_as_manifest(store: Store, image: OciImage) -> N
     os.mkfifo(store.blob_path(digest))
     [problem] = _fsck_in_time(store)
     assert (problem.kind, problem.digest) == ("not-regular", digest)
-    # gc does not block on it either; the image stays listed, its manifest path kept (as for
-    # a corrupt manifest, what it referenced is unknown, so unreachable).
-    with ThreadPoolExecutor(1) as pool:
+    # gc does not block on it either: it refuses, since what the image needs is unknown.
+    with ThreadPoolExecutor(1) as pool, pytest.raises(StoreDamaged, match="not a regular"):
         pool.submit(store.gc).result(timeout=20)
     assert store.blob_path(digest).is_fifo()
     assert [e.digest for e in store.images()] == [digest]
@@ -221,3 +220,28 @@ def test_gc_removes_unused_links_and_fifos_not_their_targets(store: Store, tmp_p
     assert sorted(result.blobs) == sorted([(link, 0), (fifo, 0)])
     assert outside.read_bytes() == b"not ours"
     assert _blobs(store) == {str(folder)}  # not a blob: fsck reports it, gc leaves it
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_gc_keeps_everything_while_a_manifest_cannot_be_read(
+    store: Store, image: OciImage, damage: str
+) -> None:
+    digest = _import(store, image.transport_ref, "app:1")
+    before = _blobs(store)
+    if damage == "corrupt":
+        store.blob_path(digest).write_bytes(b"{not json")
+    else:
+        store.blob_path(digest).unlink()
+    unused = store.blob_path(Digest.of(b"unused"))
+    unused.write_bytes(b"unused")
+    # The layers and config of app:1 are unreachable only because its manifest is damaged:
+    # deleting them would turn a re-pull of one manifest into a full download.
+    with pytest.raises(StoreDamaged, match=rf"app:1.*{digest}.*clusterimage fsck"):
+        store.gc()
+    assert before - {str(digest)} <= _blobs(store) and unused.exists()
+    # Once the damaged image is removed, gc frees its blobs as usual.
+    store.untag("app:1")
+    store.remove_dangling()
+    result = store.gc()
+    assert _blobs(store) == set()
+    assert {d for d, _ in result.blobs} >= {Digest.of(b"unused")}
