@@ -159,8 +159,9 @@ def resolve_creds(value: str | None, flag: str = "--creds") -> str | None:
 
 
 def blob_info_cache() -> Path:
-    """Where pushes remember which registry repositories hold which blobs (for mounts)."""
-    return home_dir() / "cache" / "blob-locations.db"
+    """The blob info cache: which registry repositories hold which blobs (for mounts), and
+    what each layer became when recompressed (so a re-push neither recompresses nor uploads)."""
+    return home_dir() / "cache" / "blob-info.db"
 
 
 def temp_dir() -> Path:

@@ -161,7 +161,7 @@ def test_recompression_falls_back_when_its_record_is_stale_or_damaged(
 
     # Records edited to name blobs nobody has: recompress (nothing to upload: the real blobs
     # are there), and the records are repaired for the next push.
-    cache = ci_home / "cache" / "blob-locations.db"
+    cache = ci_home / "cache" / "blob-info.db"
     with sqlite3.connect(cache) as db:
         db.execute("UPDATE recompressed SET digest = ?", ("sha256:" + "0" * 64,))
     mark = registry.log_mark()
@@ -171,7 +171,7 @@ def test_recompression_falls_back_when_its_record_is_stale_or_damaged(
     assert _zstd_push(name)["blobsRecompressed"] == 0
 
     # A cache that is not a database at all is ignored: the push recompresses and succeeds.
-    for path in cache.parent.glob("blob-locations.db*"):
+    for path in cache.parent.glob("blob-info.db*"):
         path.unlink()
     cache.write_bytes(b"not a database" * 100)
     damaged = _zstd_push(name)
