@@ -32,7 +32,10 @@ def _global(
         Path | None,
         typer.Option(
             "--store",
-            help="The local store (an OCI image layout). Default: $CLUSTERIMAGE_HOME/store.",
+            help=(
+                "The local store (an OCI image layout). Default: $CLUSTERIMAGE_HOME/store. "
+                "Only commands that add images create it."
+            ),
             envvar="CLUSTERIMAGE_STORE",
         ),
     ] = None,
