@@ -42,9 +42,11 @@ from typing import IO, Final
 from filelock import FileLock, Timeout
 
 from clusterimage.build import baseimage
+from clusterimage.build.confined import Confined
 from clusterimage.build.context import BuildContext, Overlay
 from clusterimage.build.dockerignore import IgnoreRules
-from clusterimage.build.fstree import FsTree
+from clusterimage.build.fstree import Content, FsTree
+from clusterimage.build.layer import open_content
 from clusterimage.build.plan import REGISTRY_DIR, BuildPlan, StagePlan
 from clusterimage.copy import CopyOptions, CopyResult, copy_image
 from clusterimage.errors import BuildError, ClusterImageError
@@ -608,39 +610,54 @@ def _materialise(tree: FsTree, target: Path) -> None:
     COPY's default."""
     linked: dict[int, Path] = {}
     dirs: list[tuple[Path, int]] = []
-    for rel, node in tree.walk():
-        if not rel:
-            continue
-        path = target / rel
-        if node.kind == "dir":
-            path.mkdir(mode=0o700, exist_ok=True)
-            dirs.append((path, node.mode))
-        elif node.kind == "symlink":
-            os.symlink(node.linkname, path)
-        elif node.kind == "file" and node.content is not None:
-            if node.content.path is None:
-                raise BuildError(f"context file {rel} has no source to link")
-            first = linked.get(id(node.content))
-            if first is not None:
-                os.link(first, path)  # a hard link of the context stays one
+    with Confined() as confined:
+        for rel, node in tree.walk():
+            if not rel:
                 continue
-            _link_or_copy(node.content.path, path, node.mode)
-            linked[id(node.content)] = path
+            path = target / rel
+            if node.kind == "dir":
+                path.mkdir(mode=0o700, exist_ok=True)
+                dirs.append((path, node.mode))
+            elif node.kind == "symlink":
+                os.symlink(node.linkname, path)
+            elif node.kind == "file" and node.content is not None:
+                if node.content.path is None:
+                    raise BuildError(f"context file {rel} has no source to link")
+                first = linked.get(id(node.content))
+                if first is not None:
+                    os.link(first, path)  # a hard link of the context stays one
+                    continue
+                _link_or_copy(node.content, path, node.mode, confined)
+                linked[id(node.content)] = path
     # Directory modes last: a read-only directory must still be filled first.
     for path, mode in reversed(dirs):
         os.chmod(path, mode)
 
 
-def _link_or_copy(source: Path, dest: Path, mode: int) -> None:
-    try:
-        os.link(source, dest, follow_symlinks=False)
-        if (os.stat(dest).st_mode & 0o7777) == mode:
-            return
-        os.unlink(dest)  # the tree says another mode than the file has: copy instead
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
-            raise
-    shutil.copyfile(source, dest, follow_symlinks=False)
+def _link_or_copy(content: Content, dest: Path, mode: int, confined: Confined) -> None:
+    """A hard link to the context file (linked from its folder's fd, so never through a swapped
+    folder, and checked to be the file the walk saw), else a copy of it."""
+    assert content.path is not None
+    if content.root is not None and content.stat_key is not None:
+        what = f"{content.path} (for the buildah context)"
+        dir_fd, name = confined.parent(content.root, content.rel, what)
+        try:
+            os.link(name, dest, src_dir_fd=dir_fd, follow_symlinks=False)
+            st = os.stat(dest, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != content.stat_key[:2]:
+                os.unlink(dest)
+                raise BuildError(f"{what} changed during the build; build again")
+            if (st.st_mode & 0o7777) == mode:
+                return
+            os.unlink(dest)  # the tree says another mode than the file has: copy instead
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                raise
+    with (
+        os.fdopen(open_content(content, "the buildah context", confined), "rb") as source,
+        open(dest, "wb") as out,
+    ):
+        shutil.copyfileobj(source, out)
     os.chmod(dest, mode)
 
 

@@ -10,7 +10,10 @@ Rules, as Docker's:
   are ordinary context files (``COPY . .`` copies them unless a pattern excludes them);
 - uid/gid of context files are 0 (COPY's default); modes are kept;
 - symbolic links are entries of their own, never followed while walking, so a link pointing out
-  of the context is copied as a link.
+  of the context is copied as a link;
+- the walk, and every later read of a context file, opens each folder from its parent's file
+  descriptor without following links (:mod:`clusterimage.build.confined`): a folder swapped for
+  a link during the build is an error, never a way out of the context.
 
 Overlays are virtual folders laid over the context (DESIGN.md: the generated ``registry/``): the
 user's folder is never written, overlay files win over the user's at the same path, and ignore
@@ -24,6 +27,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from clusterimage.build.confined import open_dir, swapped_error
 from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.fstree import DEFAULT_DIR, Content, FsTree, Node
 from clusterimage.errors import BuildError
@@ -57,22 +61,39 @@ def load_ignore_rules(root: Path, kubefile: Path | None) -> IgnoreRules:
     return IgnoreRules.load(found) if found else IgnoreRules.empty()
 
 
-def _node(path: Path, st: os.stat_result, hardlinks: dict[tuple[int, int], Content]) -> Node | None:
+def _node(
+    where: _Where, name: str, st: os.stat_result, hardlinks: dict[tuple[int, int], Content]
+) -> Node | None:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
         return Node("dir", mode)
     if stat.S_ISLNK(st.st_mode):
-        return Node("symlink", 0o777, linkname=os.readlink(path))
+        return Node("symlink", 0o777, linkname=os.readlink(name, dir_fd=where.fd))
     if stat.S_ISREG(st.st_mode):
         key = (st.st_dev, st.st_ino)
         content = hardlinks.get(key) if st.st_nlink > 1 else None
         if content is None:
             stat_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            content = Content(path, st.st_size, stat_key=stat_key)
+            rel = where.child(name)
+            content = Content(
+                where.root / rel, st.st_size, stat_key=stat_key, root=where.root, rel=rel
+            )
             if st.st_nlink > 1:
                 hardlinks[key] = content
         return Node("file", mode, content=content)
     return None  # sockets, fifos and devices are not build input (Docker skips them too)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A folder being walked: its fd, its path below the walk's root, and that root."""
+
+    fd: int
+    rel: str
+    root: Path
+
+    def child(self, name: str) -> str:
+        return f"{self.rel}/{name}" if self.rel else name
 
 
 class BuildContext:
@@ -110,53 +131,91 @@ class BuildContext:
         if self._tree is None:
             tree = FsTree()
             hardlinks: dict[tuple[int, int], Content] = {}
-            self._walk(self.root, "", tree, hardlinks, self.ignore)
+            self._walk_root(self.root, "", tree, hardlinks, self.ignore)
             for overlay in self.overlays:
                 self._apply_overlay(tree, overlay, hardlinks)
             self._tree = tree
         return self._tree
 
-    def _walk(
+    def _walk_root(
         self,
-        directory: Path,
+        root: Path,
         prefix: str,
         tree: FsTree,
         hardlinks: dict[tuple[int, int], Content],
         ignore: IgnoreRules,
     ) -> None:
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            raise BuildError(
-                f"cannot read build context folder {directory}: {exc.strerror}"
-            ) from None
+            raise BuildError(f"cannot read build context folder {root}: {exc.strerror}") from None
+        try:
+            self._walk(_Where(fd, "", root), prefix, tree, hardlinks, ignore)
+        finally:
+            os.close(fd)
+
+    def _walk(
+        self,
+        where: _Where,
+        prefix: str,
+        tree: FsTree,
+        hardlinks: dict[tuple[int, int], Content],
+        ignore: IgnoreRules,
+    ) -> None:
+        """Walk the folder open as ``where.fd``; each folder below is opened from its parent's
+        fd without following links, so a swapped folder can never lead the walk outside."""
+        try:
+            with os.scandir(where.fd) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            folder = where.root / where.rel
+            raise BuildError(f"cannot read build context folder {folder}: {exc.strerror}") from None
         for entry in entries:
-            rel = f"{prefix}/{entry.name}" if prefix else entry.name
+            name = entry.name
+            rel = f"{prefix}/{name}" if prefix else name
             ignored = ignore.ignored(rel)
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                raise BuildError(f"cannot stat {entry.path}: {exc.strerror}") from None
+                path = where.root / where.child(name)
+                raise BuildError(f"cannot stat {path}: {exc.strerror}") from None
             if ignored and not (stat.S_ISDIR(st.st_mode) and ignore.has_exclusions):
                 continue
-            node = _node(Path(entry.path), st, hardlinks)
+            node = _node(where, name, st, hardlinks)
             if node is None:
                 continue
             if node.is_dir:
-                if ignored:
-                    # An ignored folder is walked only for what a "!" pattern brings back; it
-                    # appears (with its own metadata) only when something below it does.
-                    before = len(tree)
-                    self._walk(Path(entry.path), rel, tree, hardlinks, ignore)
-                    if len(tree) > before:
-                        tree.set(rel, node)
-                    continue
+                before = len(tree)
+                if not ignored:
+                    tree.set(rel, node)
+                self._walk_below(where, name, st, rel, tree, hardlinks, ignore)
+                # An ignored folder is walked only for what a "!" pattern brings back; it
+                # appears (with its own metadata) only when something below it does.
+                if ignored and len(tree) > before:
+                    tree.set(rel, node)
+            elif not ignored:
                 tree.set(rel, node)
-                self._walk(Path(entry.path), rel, tree, hardlinks, ignore)
-            else:
-                if ignored:
-                    continue
-                tree.set(rel, node)
+
+    def _walk_below(
+        self,
+        where: _Where,
+        name: str,
+        st: os.stat_result,
+        rel: str,
+        tree: FsTree,
+        hardlinks: dict[tuple[int, int], Content],
+        ignore: IgnoreRules,
+    ) -> None:
+        child = where.child(name)
+        what = f"build context folder {where.root / child}"
+        fd = open_dir(name, where.fd, what)
+        try:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                raise swapped_error(what)
+            self._walk(_Where(fd, child, where.root), rel, tree, hardlinks, ignore)
+        finally:
+            os.close(fd)
 
     def _apply_overlay(
         self, tree: FsTree, overlay: Overlay, hardlinks: dict[tuple[int, int], Content]
@@ -165,4 +224,4 @@ class BuildContext:
         root_node = existing if existing is not None and existing.is_dir else DEFAULT_DIR
         tree.set(overlay.target, root_node)
         if overlay.source is not None:
-            self._walk(overlay.source, overlay.target, tree, hardlinks, IgnoreRules.empty())
+            self._walk_root(overlay.source, overlay.target, tree, hardlinks, IgnoreRules.empty())

@@ -37,6 +37,10 @@ class Content:
     stat_key: tuple[int, int, int, int] | None = None
     # "<layer digest>!<member>" for a file of a base image layer: identity without reading it.
     origin: str | None = None
+    # A context file: ``rel`` below the folder ``root`` it was walked from, the way it is opened
+    # (one component at a time, never through a link: see clusterimage.build.confined).
+    root: Path | None = None
+    rel: str = ""
 
     @property
     def identity(self) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol
 import zstandard
 from isal import isal_zlib
 
+from clusterimage.build.confined import Confined
 from clusterimage.build.fstree import Content, Node, sort_key
 from clusterimage.errors import BuildError
 from clusterimage.oci import mediatypes as mt
@@ -190,15 +191,27 @@ def _header(path: str, node: Node, *, size: int, timestamp: int, link: str | Non
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def open_content(content: Content, purpose: str) -> int:
+def open_content(content: Content, purpose: str, confined: Confined | None = None) -> int:
     """A read-only fd on ``content``'s file, checked to be the file the walk saw (a context file
-    changed since is an error); ``purpose`` says what needs it, for messages."""
+    changed since is an error); ``purpose`` says what needs it, for messages. A context file is
+    opened from its root one component at a time (through ``confined`` when given, which keeps
+    the folders open for the next file)."""
     if content.path is None:
         raise BuildError(f"{purpose}: the file's bytes were not extracted before they were needed")
-    try:
-        fd = os.open(content.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise BuildError(f"cannot read {content.path} (for {purpose}): {exc.strerror}") from None
+    if content.root is not None:
+        what = f"{content.path} (for {purpose})"
+        if confined is not None:
+            fd = confined.open(content.root, content.rel, what)
+        else:
+            with Confined() as once:
+                fd = once.open(content.root, content.rel, what)
+    else:  # a file this build staged in its own folder
+        try:
+            fd = os.open(content.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise BuildError(
+                f"cannot read {content.path} (for {purpose}): {exc.strerror}"
+            ) from None
     st = os.fstat(fd)
     changed = not stat.S_ISREG(st.st_mode) or st.st_size != content.size
     if content.stat_key is not None:
@@ -210,8 +223,8 @@ def open_content(content: Content, purpose: str) -> int:
     return fd
 
 
-def _copy_content(path: str, content: Content, out: _TarStream) -> None:
-    fd = open_content(content, f"/{path}")
+def _copy_content(path: str, content: Content, out: _TarStream, confined: Confined) -> None:
+    fd = open_content(content, f"/{path}", confined)
     want_digest = content.digest is None
     hasher = hashlib.sha256() if want_digest else None
     remaining = content.size
@@ -258,14 +271,15 @@ def write_layer(
     tar = _TarStream(compressing)
     first_path: dict[int, str] = {}  # id(Content) → path written as the file; later ones link
     try:
-        for path, node in ordered:
-            content = node.content if node.kind == "file" else None
-            link = first_path.get(id(content)) if content is not None else None
-            size = content.size if content is not None and link is None else 0
-            tar.write(_header(path, node, size=size, timestamp=timestamp, link=link))
-            if content is not None and link is None:
-                first_path[id(content)] = path
-                _copy_content(path, content, tar)
+        with Confined() as confined:
+            for path, node in ordered:
+                content = node.content if node.kind == "file" else None
+                link = first_path.get(id(content)) if content is not None else None
+                size = content.size if content is not None and link is None else 0
+                tar.write(_header(path, node, size=size, timestamp=timestamp, link=link))
+                if content is not None and link is None:
+                    first_path[id(content)] = path
+                    _copy_content(path, content, tar, confined)
         # End of archive: two zero blocks, as Go's archive/tar writes (no record padding).
         tar.write(b"\0" * (2 * _BLOCK))
         tar.flush()

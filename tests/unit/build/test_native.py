@@ -472,10 +472,10 @@ def test_interrupted_layer_write_leaves_nothing_visible(
     context = _context(tmp_path / "ctx", APP, FILES)
     real = layer_module._copy_content
 
-    def failing(path: str, content: object, out: object) -> None:
+    def failing(path: str, *args: Any) -> None:
         if path.endswith("tool"):
             raise BuildError("disk on fire")
-        real(path, content, out)  # type: ignore[arg-type]
+        real(path, *args)
 
     monkeypatch.setattr(layer_module, "_copy_content", failing)
     with pytest.raises(BuildError, match="disk on fire"):
