@@ -54,11 +54,6 @@ _KINDS: Final[dict[bytes, NodeKind]] = {
 }
 
 
-def compression_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return _compression_of_head(f.read(8))
-
-
 def _compression_of_head(head: bytes) -> str:
     for magic, name in _MAGICS:
         if head.startswith(magic):
@@ -86,11 +81,13 @@ def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
 
 
 @contextmanager
-def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """A tar archive or layer blob, decompressed as its content says, read as a stream."""
+def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
+    """A tar archive or layer blob (an open, seekable binary file), decompressed as its content
+    says, read as a stream."""
+    compression = _compression_of_head(raw.read(8))
+    raw.seek(0)
     with (
-        open(path, "rb") as raw,
-        decompressed(raw, compression_of(path)) as stream,
+        decompressed(raw, compression) as stream,
         tarfile.open(fileobj=stream, mode="r|") as tar,
     ):
         yield tar

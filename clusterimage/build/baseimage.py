@@ -23,7 +23,7 @@ import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from clusterimage import transports
 from clusterimage.build.archive import open_tar, stage_member
@@ -159,9 +159,9 @@ class BaseImages:
 Record = list[Any]
 
 
-def _list_layer(path: Path) -> list[Record]:
+def _list_layer(blob: IO[bytes]) -> list[Record]:
     records: list[Record] = []
-    with open_tar(path) as tar:
+    with open_tar(blob) as tar:
         for member in tar:
             hardlink = member.islnk()
             kind = _KINDS.get(member.type)
@@ -193,7 +193,9 @@ def layer_listing(store: Store, layer: Descriptor, cache_dir: Path) -> list[Reco
     except (OSError, ValueError, KeyError, AttributeError):
         pass
     try:
-        records = _list_layer(store.blob_path(layer.digest))
+        # open_blob, not blob_path: it refuses a FIFO or device instead of blocking on it.
+        with store.open_blob(layer.digest) as blob:
+            records = _list_layer(blob)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BuildError(f"cannot read layer {layer.digest}: {exc}") from None
     save_listing(cache_dir, layer.digest, records)
@@ -293,9 +295,8 @@ def extract(store: Store, contents: Iterable[Content], staging: Path) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     for layer, members in wanted.items():
         digest = layer.partition(":")[2]
-        blob = store.blob_path(Digest.parse(layer))
         try:
-            with open_tar(blob) as tar:
+            with store.open_blob(Digest.parse(layer)) as blob, open_tar(blob) as tar:
                 for member in tar:
                     targets = members.get(member.name)
                     if not targets or not member.isreg():
