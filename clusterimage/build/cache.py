@@ -11,8 +11,8 @@ rules' version), not on what they hold: a hit then neither reads nor decompresse
 stage learns the layer's files from its listing (``cache/listings``, written with the layer).
 
 File contents are hashed once: the stat cache (``cache/files``) remembers each context file's
-digest with its (device, inode, size, mtime) and answers without reading the file while those
-are unchanged, so an unchanged rebuild of a large context only stats it. A cache is only ever an
+digest with its (device, inode, size, mtime, ctime) and answers without reading the file while
+those are unchanged, so an unchanged rebuild of a large context only stats it. A cache is only ever an
 accelerator: layers are deterministic, so a miss rebuilds the same bytes.
 """
 
@@ -132,7 +132,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class StatCache:
-    """Digests of host files, valid while (device, inode, size, mtime) are unchanged."""
+    """Digests of host files, valid while their stat key (fstree.StatKey) is unchanged.
+
+    A record is the key's fields then the digest; one of another length (an older format)
+    never matches, so its file is hashed again."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -152,8 +155,13 @@ class StatCache:
         if content.stat_key is None or content.path is None:
             return content.origin is not None
         record = self._old.get(str(content.path))
-        if record is not None and list(record[:4]) == list(content.stat_key):
-            content.digest = record[4]
+        width = len(content.stat_key)
+        if (
+            isinstance(record, list)
+            and len(record) == width + 1
+            and record[:width] == list(content.stat_key)
+        ):
+            content.digest = record[width]
             self._new[str(content.path)] = record
             return True
         return False

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from clusterimage.build.confined import open_dir, swapped_error
 from clusterimage.build.dockerignore import IgnoreRules
-from clusterimage.build.fstree import DEFAULT_DIR, Content, FsTree, Node
+from clusterimage.build.fstree import DEFAULT_DIR, Content, FsTree, Node, stat_key
 from clusterimage.errors import BuildError
 
 IGNORE_FILES = (".containerignore", ".dockerignore")
@@ -73,10 +73,9 @@ def _node(
         key = (st.st_dev, st.st_ino)
         content = hardlinks.get(key) if st.st_nlink > 1 else None
         if content is None:
-            stat_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             rel = where.child(name)
             content = Content(
-                where.root / rel, st.st_size, stat_key=stat_key, root=where.root, rel=rel
+                where.root / rel, st.st_size, stat_key=stat_key(st), root=where.root, rel=rel
             )
             if st.st_nlink > 1:
                 hardlinks[key] = content

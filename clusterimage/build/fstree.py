@@ -10,6 +10,7 @@ Paths are relative, ``/``-separated, without a leading ``/`` or ``./``; ``""`` i
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,16 @@ from typing import Literal
 NodeKind = Literal["file", "dir", "symlink", "char", "block", "fifo"]
 
 _MAX_SYMLINKS = 40  # as Linux's path resolution (ELOOP)
+
+# (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): a host file's bytes are taken as unchanged
+# while all five are. ctime as git's index does: every write sets it and no tool can set it back,
+# so a file replaced by one of the same size and a preserved mtime (tar, cp -p, rsync -t; even
+# on a reused inode number) is read again.
+StatKey = tuple[int, int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(eq=False)
@@ -33,8 +44,8 @@ class Content:
     size: int
     # "sha256:<hex>" of the bytes once known; the layer writer fills it while it streams the file.
     digest: str | None = None
-    # (st_dev, st_ino, st_size, st_mtime_ns) when the bytes are a context file: the stat cache key.
-    stat_key: tuple[int, int, int, int] | None = None
+    # The stat cache key (see StatKey) when the bytes are a context file.
+    stat_key: StatKey | None = None
     # "<layer digest>!<member>" for a file of a base image layer: identity without reading it.
     origin: str | None = None
     # A context file: ``rel`` below the folder ``root`` it was walked from, the way it is opened

@@ -215,7 +215,7 @@ def open_content(content: Content, purpose: str, confined: Confined | None = Non
     st = os.fstat(fd)
     changed = not stat.S_ISREG(st.st_mode) or st.st_size != content.size
     if content.stat_key is not None:
-        dev, ino, _size, mtime_ns = content.stat_key
+        dev, ino, _size, mtime_ns, _ctime_ns = content.stat_key
         changed = changed or (st.st_dev, st.st_ino, st.st_mtime_ns) != (dev, ino, mtime_ns)
     if changed:
         os.close(fd)

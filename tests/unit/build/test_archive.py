@@ -16,7 +16,7 @@ import zstandard
 
 from clusterimage.build import archive as archive_module
 from clusterimage.build.archive import read_archive
-from clusterimage.build.fstree import Content, FsTree
+from clusterimage.build.fstree import Content, FsTree, stat_key
 from clusterimage.errors import BuildError, KubefileError
 
 
@@ -26,7 +26,7 @@ def _error(message: str) -> KubefileError:
 
 def _content(path: Path) -> Content:
     st = path.stat()
-    return Content(path, st.st_size, stat_key=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return Content(path, st.st_size, stat_key=stat_key(st))
 
 
 def _read(path: Path, staging: Path) -> FsTree | None:

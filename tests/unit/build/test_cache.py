@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 from pathlib import Path
 
 from clusterimage.build.cache import (
@@ -15,7 +17,7 @@ from clusterimage.build.cache import (
     layer_key,
     link_groups,
 )
-from clusterimage.build.fstree import Content, Node
+from clusterimage.build.fstree import Content, Node, stat_key
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
@@ -81,7 +83,7 @@ def test_entries_digest_sees_content_mode_owner_and_links() -> None:
 
 def _content(path: Path) -> Content:
     st = path.stat()
-    return Content(path, st.st_size, stat_key=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return Content(path, st.st_size, stat_key=stat_key(st))
 
 
 def test_stat_cache_answers_only_for_unchanged_files(tmp_path: Path) -> None:
@@ -101,6 +103,40 @@ def test_stat_cache_answers_only_for_unchanged_files(tmp_path: Path) -> None:
     assert not StatCache(store).fill(_content(data))
     origin_only = Content(None, 3, origin="sha256:" + "e" * 64 + "!etc/passwd")
     assert StatCache(store).fill(origin_only)
+
+
+def test_stat_cache_rereads_a_file_rewritten_with_its_size_and_mtime_kept(tmp_path: Path) -> None:
+    # What tar, cp -p or rsync -t do to a file of the same size: the bytes change, the mtime is
+    # set back. Only ctime (which nothing can set back) tells.
+    data = tmp_path / "version"
+    data.write_bytes(b"1.2.3")
+    store = tmp_path / "files.json"
+    cache = StatCache(store)
+    content = _content(data)
+    content.digest = "sha256:" + hashlib.sha256(b"1.2.3").hexdigest()
+    cache.remember(content)
+    cache.save()
+    before = data.stat()
+    time.sleep(0.01)  # a ctime tick apart, on coarse-clock filesystems too
+    data.write_bytes(b"1.2.4")
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = data.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert not StatCache(store).fill(_content(data))
+
+
+def test_stat_cache_records_of_an_older_format_never_match(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(b"abc")
+    st = data.stat()
+    store = tmp_path / "files.json"
+    old = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "sha256:" + "0" * 64]
+    store.write_text(json.dumps({"files": {str(data): old}}))
+    assert not StatCache(store).fill(_content(data))
 
 
 def test_stat_cache_survives_garbage(tmp_path: Path) -> None:

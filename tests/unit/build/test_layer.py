@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from clusterimage.build.fstree import Content, Node
+from clusterimage.build.fstree import Content, Node, stat_key
 from clusterimage.build.layer import write_layer
 from clusterimage.errors import BuildError
 from clusterimage.oci import mediatypes as mt
@@ -20,9 +20,7 @@ from clusterimage.oci import mediatypes as mt
 
 def _file(path: Path, data: bytes, mode: int = 0o644) -> Node:
     path.write_bytes(data)
-    st = path.stat()
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return Node("file", mode, content=Content(path, len(data), stat_key=key))
+    return Node("file", mode, content=Content(path, len(data), stat_key=stat_key(path.stat())))
 
 
 def _entries(tmp: Path) -> dict[str, Node]:
