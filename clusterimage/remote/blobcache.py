@@ -46,8 +46,14 @@ CREATE TABLE IF NOT EXISTS recompressed (
     PRIMARY KEY (source, compression)
 )
 """,
+    "CREATE INDEX IF NOT EXISTS locations_seen ON locations (seen)",
+    "CREATE INDEX IF NOT EXISTS recompressed_seen ON recompressed (seen)",
 )
 _KEEP_PER_BLOB = 16
+# Rows not refreshed for this long go when a process first opens the cache, so the file stays
+# bounded by recent activity (the index on ``seen`` keeps that cheap when nothing is old).
+# Forgetting only costs one upload (or recompression) that a mount could have saved.
+MAX_AGE = 90 * 24 * 3600.0
 CONTEXT_KEY = "blob_info_cache"
 """The key of a transport Context's ``extra`` that holds the cache's path."""
 
@@ -76,6 +82,9 @@ class BlobInfoCache:
                 db.execute("PRAGMA synchronous=NORMAL")
                 for statement in _SCHEMA:
                     db.execute(statement)
+                cutoff = time.time() - MAX_AGE
+                for table in ("locations", "recompressed"):
+                    db.execute(f"DELETE FROM {table} WHERE seen < ?", (cutoff,))
             except (sqlite3.Error, OSError):
                 self._broken = True
                 return None

@@ -4,6 +4,7 @@ damaged files and rows (it is a hint, never a reason to fail)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.remote.blobcache import BlobInfoCache, for_context
+from clusterimage.remote.blobcache import MAX_AGE, BlobInfoCache, for_context
 
 SOURCE = Digest.of(b"gzip layer")
 RESULT = Descriptor(mt.OCI_LAYER_ZSTD, Digest.of(b"zstd layer"), 10)
@@ -72,3 +73,27 @@ def test_a_damaged_or_missing_cache_answers_nothing_and_never_fails(tmp_path: Pa
         cache.record_recompressed(SOURCE, "zstd", RESULT)
         assert cache.recompressed(SOURCE, "zstd") is None
         cache.close()
+
+
+def test_rows_not_seen_for_max_age_are_dropped_when_the_cache_is_next_opened(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.db"
+    cache = BlobInfoCache(path)
+    old, recent = Digest.of(b"old"), Digest.of(b"recent")
+    for digest in (old, recent):
+        cache.record(digest, "reg", "a/b")
+        cache.record_recompressed(digest, "zstd", RESULT)
+    cache.close()
+    stale = time.time() - MAX_AGE - 60
+    with sqlite3.connect(path) as db:
+        for table, column in (("locations", "digest"), ("recompressed", "source")):
+            db.execute(f"UPDATE {table} SET seen = ? WHERE {column} = ?", (stale, str(old)))
+    again = BlobInfoCache(path)
+    assert again.repositories(old, "reg") == [] and again.recompressed(old, "zstd") is None
+    assert again.repositories(recent, "reg") == ["a/b"]
+    assert again.recompressed(recent, "zstd") == RESULT
+    again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM locations").fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM recompressed").fetchone() == (1,)
