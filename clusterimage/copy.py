@@ -184,10 +184,15 @@ class _Copier:
                 blobs.setdefault(desc.digest, desc)
         if not blobs:
             return
+        configs = {image.config.digest for image in images}
         jobs = max(1, self._options.jobs)
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="blob") as pool:
-            # Largest first: the big layers start at once, small blobs fill in behind them.
-            ordered = sorted(blobs.values(), key=lambda d: d.size, reverse=True)
+            # Configs first (as skopeo): a few milliseconds each, where after the layers they
+            # would be a tail once every worker is busy. Then layers largest first: the big
+            # ones start at once, small ones fill in behind them.
+            ordered = sorted(
+                blobs.values(), key=lambda d: (d.digest not in configs, -d.size, str(d.digest))
+            )
             futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in ordered]
             # Without a failure, wait returns once every future is done.
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)

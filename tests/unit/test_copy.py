@@ -165,6 +165,18 @@ def test_single_image_copies_blobs_then_manifest_with_same_digest() -> None:
     assert result.blobs_copied == 3 and result.blobs_skipped == 0
 
 
+def test_config_first_then_layers_largest_first() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    # Every layer is larger than the config, so size alone would put the config last.
+    manifest = _image(src, b"s" * 100, b"l" * 500, b"m" * 200)
+    assert all(layer.size > manifest.config.size for layer in manifest.layers)
+    src.top = manifest.digest
+    copy_image(MemoryReference(src), MemoryReference(dst), options=CopyOptions(jobs=1))
+    by_size = sorted(manifest.layers, key=lambda d: d.size, reverse=True)
+    expected = [manifest.config, *by_size]
+    assert dst.order[:-1] == [f"blob {d.digest.short}" for d in expected]
+
+
 def test_existing_blobs_are_skipped_and_mounts_are_used() -> None:
     src, dst = MemoryPlace(), MemoryPlace()
     manifest = _image(src, b"already there", b"mount me")
