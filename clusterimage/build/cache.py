@@ -12,8 +12,8 @@ stage learns the layer's files from its listing (``cache/listings``, written wit
 
 File contents are hashed once: the stat cache (``cache/files``) remembers each context file's
 digest with its (device, inode, size, mtime, ctime) and answers without reading the file while
-those are unchanged, so an unchanged rebuild of a large context only stats it. A cache is only ever an
-accelerator: layers are deterministic, so a miss rebuilds the same bytes.
+those are unchanged, so an unchanged rebuild of a large context only stats it. A cache is only
+ever an accelerator: layers are deterministic, so a miss rebuilds the same bytes.
 """
 
 from __future__ import annotations
