@@ -16,7 +16,12 @@ def home_dir() -> Path:
     return Path(data) / "clusterimage"
 
 
+def home_store() -> Path:
+    """``<home>/store``: the store nobody chose, the one folder created unasked."""
+    return home_dir() / "store"
+
+
 def default_store() -> Path:
     """``$CLUSTERIMAGE_STORE``, else ``<home>/store``."""
     store = os.environ.get("CLUSTERIMAGE_STORE")
-    return Path(store) if store else home_dir() / "store"
+    return Path(store) if store else home_store()

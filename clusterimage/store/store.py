@@ -20,7 +20,7 @@ from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
-from clusterimage.paths import home_dir
+from clusterimage.paths import home_store
 from clusterimage.store import fsck as _fsck
 from clusterimage.store import gc as _gc
 from clusterimage.store.layout import IndexEntries, Layout, entry_name, is_blank, without_name
@@ -103,7 +103,7 @@ class Store(Layout):
         """
         root = Path(root)
         if not root.exists():
-            if root != _default_location():
+            if root != home_store():
                 raise StoreError(
                     f"no store at {root} (a folder that does not exist); "
                     "check --store or CLUSTERIMAGE_STORE"
@@ -373,11 +373,6 @@ class Store(Layout):
 def nothing_stored(name: str, root: Path) -> ImageNotFound:
     """What looking up ``name`` says when :meth:`Store.existing` found no store."""
     return ImageNotFound(f"{name}: image not known (nothing is stored in {root} yet)")
-
-
-def _default_location() -> Path:
-    # paths.default_store() without $CLUSTERIMAGE_STORE: the one folder created unasked.
-    return home_dir() / "store"
 
 
 def _plain(desc: Descriptor) -> Descriptor:
