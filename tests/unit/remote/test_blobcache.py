@@ -53,7 +53,9 @@ def test_recompression_results_round_trip_per_target_format(tmp_path: Path) -> N
 )
 def test_rows_that_make_no_sense_are_not_used(tmp_path: Path, column: str, value: object) -> None:
     path = tmp_path / "cache.db"
-    BlobInfoCache(path).record_recompressed(SOURCE, "zstd", RESULT)
+    cache = BlobInfoCache(path)
+    cache.record_recompressed(SOURCE, "zstd", RESULT)
+    cache.close()
     with sqlite3.connect(path) as db:
         # NOT NULL columns: recreate the table without constraints to store a NULL.
         if value is None:
@@ -75,7 +77,25 @@ def test_a_damaged_or_missing_cache_answers_nothing_and_never_fails(tmp_path: Pa
         cache.close()
 
 
-def test_rows_not_seen_for_max_age_are_dropped_when_the_cache_is_next_opened(
+def test_writes_wait_for_a_read_or_close_and_go_in_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    cache = BlobInfoCache(path)
+    digests = [Digest.of(str(n).encode()) for n in range(50)]
+    for digest in digests:
+        cache.record(digest, "reg", "a/b")
+    # Nothing written yet: another process sees nothing...
+    assert BlobInfoCache(path).repositories(digests[0], "reg") == []
+    # ...this one reads its own records (a read writes what waits first)...
+    assert cache.repositories(digests[-1], "reg") == ["a/b"]
+    cache.record_recompressed(SOURCE, "zstd", RESULT)
+    cache.close()
+    # ...and close writes the rest.
+    again = BlobInfoCache(path)
+    assert again.recompressed(SOURCE, "zstd") == RESULT
+    assert all(again.repositories(d, "reg") == ["a/b"] for d in digests)
+
+
+def test_rows_not_seen_for_max_age_are_dropped_by_the_next_process_that_writes(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "cache.db"
@@ -90,10 +110,11 @@ def test_rows_not_seen_for_max_age_are_dropped_when_the_cache_is_next_opened(
         for table, column in (("locations", "digest"), ("recompressed", "source")):
             db.execute(f"UPDATE {table} SET seen = ? WHERE {column} = ?", (stale, str(old)))
     again = BlobInfoCache(path)
+    again.record(Digest.of(b"new"), "reg", "c/d")
     assert again.repositories(old, "reg") == [] and again.recompressed(old, "zstd") is None
     assert again.repositories(recent, "reg") == ["a/b"]
     assert again.recompressed(recent, "zstd") == RESULT
     again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM locations").fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM locations").fetchone() == (2,)
         assert db.execute("SELECT COUNT(*) FROM recompressed").fetchone() == (1,)
