@@ -25,7 +25,11 @@ from clusterimage.cli._registry_options import (
 )
 from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.errors import ImageNotFound, InvalidReference, UsageError
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.manifest import ImageIndex
+from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
+from clusterimage.store import Store
 from clusterimage.transports.base import Context, ImageReference
 from clusterimage.transports.oci_layout import OciLayoutReference
 from clusterimage.transports.store import StoreReference
@@ -84,7 +88,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--policy",
                 help="always: pull (only missing blobs travel); missing: only when the store "
-                "has no image of that name; never: use the store's, fail without it.",
+                "has no image of that name for the platform; never: use the store's, fail "
+                "without it.",
             ),
         ] = PullPolicy.always,
         retry: Retry = DEFAULT_RETRIES,
@@ -130,14 +135,28 @@ def register(app: typer.Typer) -> None:
             jobs=jobs,
         )
         if policy is not PullPolicy.always:
+            store = dst.store(ctx)
             try:
-                existing = dst.store(ctx).resolve(str(target))
+                existing = store.resolve(str(target))
             except ImageNotFound:
                 if policy is PullPolicy.never:
                     raise ImageNotFound(
                         f"{target}: not in the store, and --policy never forbids pulling it"
                     ) from None
-            else:
+                existing = None
+            if existing is not None and not all_platforms:
+                # As podman: an image of another platform under the name is not "the image".
+                want = ctx.platform or Platform.host()
+                have = _platforms(store, existing)
+                if not any(want.matches(p) for p in have):
+                    if policy is PullPolicy.never:
+                        held = ", ".join(map(str, have)) or "no platform"
+                        raise ImageNotFound(
+                            f"{target}: the store holds it for {held}, not {want}, and "
+                            "--policy never forbids pulling it"
+                        )
+                    existing = None
+            if existing is not None:
                 if json_output:
                     print_json(
                         {
@@ -169,6 +188,14 @@ def register(app: typer.Typer) -> None:
                 f"{result.blobs_skipped} already present)"
             )
         typer.echo(str(result.digest))
+
+
+def _platforms(store: Store, desc: Descriptor) -> list[Platform]:
+    """The platforms a stored image is for: an index's entries, else its config's."""
+    manifest = store.get_manifest(desc.digest, desc.media_type)
+    if isinstance(manifest, ImageIndex):
+        return [entry.platform for entry in manifest.manifests if entry.platform is not None]
+    return [store.get_config(manifest).platform]
 
 
 def _default_name(src: ImageReference) -> Reference:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -228,6 +229,30 @@ def test_prune_and_rmi_keep_the_blobs_of_an_image_whose_manifest_is_damaged(
     run_cli("rmi", APP)
     run_cli("prune")
     assert list(blobs.iterdir()) == []
+
+
+def test_pull_policy_counts_an_image_only_for_its_platform(
+    ci_home: Path, multi: OciIndexImage
+) -> None:
+    amd, arm = multi.images["linux/amd64"], multi.images["linux/arm64"]
+
+    def pull(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cli("pull", multi.transport_ref, "--name", "app:m", *args, check=check)
+
+    assert pull("--platform", "linux/arm64", "-q").stdout.strip() == arm.manifest.digest
+    # The name holds arm64: for arm64 (arm64/v8 too) it is there, for amd64 it is not.
+    kept = json.loads(pull("--platform", "linux/arm64/v8", "--policy", "missing", "--json").stdout)
+    assert (kept["pulled"], kept["digest"]) == (False, arm.manifest.digest)
+    never = pull("--platform", "linux/amd64", "--policy", "never", check=False)
+    assert never.returncode == 1 and never.stderr.count("\n") == 1
+    assert "holds it for linux/arm64, not linux/amd64" in never.stderr
+    pulled = pull("--platform", "linux/amd64", "--policy", "missing", "-q")
+    assert pulled.stdout.strip() == amd.manifest.digest
+    # With --all the whole index is stored: then every platform of it counts.
+    assert pull("--all", "-q").stdout.strip() == multi.index.digest
+    for platform in ("linux/amd64", "linux/arm64"):
+        again = pull("--platform", platform, "--policy", "never", "--json")
+        assert json.loads(again.stdout)["digest"] == multi.index.digest
 
 
 def _corrupt_blob(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
