@@ -243,6 +243,9 @@ def fetch_token(
                 response = _get_token(client, challenge, credentials, scope_list)
         else:
             response = _get_token(client, challenge, credentials, scope_list)
+    except httpx.TooManyRedirects:
+        host = httpx.URL(challenge.realm).host
+        raise RegistryError(f"{registry}: the token server {host}: too many redirects") from None
     except httpx.TransportError as exc:
         host = httpx.URL(challenge.realm).host
         raise RegistryError(

@@ -391,6 +391,9 @@ class Registry:
                     stream=stream,
                     follow_redirects=follow_redirects,
                 )
+            except httpx.TooManyRedirects:
+                # Not a TransportError: without this a redirect loop would be a traceback.
+                raise RegistryError(f"{self.host}: {what}: {shown}: too many redirects") from None
             except httpx.TransportError as exc:
                 if _is_cert_error(exc):
                     raise self._tls_error(exc) from None

@@ -502,3 +502,22 @@ def test_docker_source_names_a_missing_manifest_by_tag_or_digest(
     with pytest.raises(ImageNotFound, match=f"docker://{HOST}/app@{digest}"):
         source.get_manifest(digest)
     source.close()
+
+
+def test_a_redirect_loop_is_a_one_line_registry_error() -> None:
+    fake = FakeRegistry(auth="bearer")
+    data = b"layer"
+    digest = Digest.parse(fake.add_blob("app", data))
+    loop = httpx.Response(307, headers={"Location": "https://storage.example/blob"})
+    fake.faults.append(lambda r: loop if "blobs" in r.url.path or r.url.host != HOST else None)
+    repo = Repository(client(fake), "app")
+    desc = Descriptor(mt.OCI_LAYER_GZIP, digest, len(data))
+    with pytest.raises(RegistryError, match="too many redirects"):
+        repo.open_blob(desc)
+    with pytest.raises(RegistryError, match="too many redirects"):
+        repo.head_blob(digest)
+    # The token server redirecting in circles is the same kind of error.
+    fake.faults[:] = [lambda r: loop if r.url.path == "/token" or r.url.host != HOST else None]
+    auth.TOKENS.clear()
+    with pytest.raises(RegistryError, match="too many redirects"):
+        Repository(client(fake), "other").head_blob(digest)
