@@ -193,7 +193,13 @@ class Repository:
         """Every tag, following ``Link: <...>; rel="next"`` pagination."""
         path: str | None = self.path("tags", "list")
         params: dict[str, str] | None = {"n": str(_TAGS_PAGE)}
+        seen: set[str] = set()
         while path is not None:
+            if path in seen:
+                raise RegistryError(
+                    f"{self.registry.name}: tags of {self.name}: the registry's pagination loops"
+                )
+            seen.add(path)
             response = self.registry.request(
                 "GET",
                 path,
@@ -213,7 +219,18 @@ class Repository:
             tags = data.get("tags") if isinstance(data, dict) else None
             yield from (str(t) for t in tags or [])
             following = response.links.get("next", {}).get("url")
-            path, params = (following, None) if following else (None, None)
+            path, params = (self._next_page(following), None) if following else (None, None)
+
+    def _next_page(self, link: str) -> str:
+        """The path and query of a pagination ``Link``: like containers/image, never another
+        host (the credentials are for this registry; a link elsewhere went out anonymously)."""
+        try:
+            return httpx.URL(link).raw_path.decode("ascii")
+        except httpx.InvalidURL:
+            raise RegistryError(
+                f"{self.registry.name}: tags of {self.name}: the registry sent an invalid "
+                "pagination link"
+            ) from None
 
 
 class BlobReader(io.RawIOBase):

@@ -309,6 +309,43 @@ def test_tags_follow_link_pagination() -> None:
     assert fake.count("GET", "/tags/list") == 3
 
 
+def test_tags_pagination_that_loops_is_an_error_not_an_endless_listing() -> None:
+    fake = FakeRegistry()
+    fake.add_manifest("app", MANIFEST, mt.OCI_MANIFEST, "a")
+    again = '</v2/app/tags/list?n=1&last=a>; rel="next"'
+    fake.faults.append(
+        lambda r: (
+            httpx.Response(200, json={"tags": ["a"]}, headers={"Link": again})
+            if r.url.path.endswith("/tags/list")
+            else None
+        )
+    )
+    tags = Repository(client(fake), "app").tags()
+    with pytest.raises(RegistryError, match="pagination loops"):
+        for _ in range(10):
+            next(tags)
+    assert fake.count("GET", "/tags/list") == 2
+
+
+def test_tags_pagination_stays_on_the_registry() -> None:
+    # As containers/image: only the path and query of the Link are used.
+    fake = FakeRegistry(auth="basic", page_size=2)
+    for tag in ("a", "b", "c"):
+        fake.add_manifest("app", MANIFEST, mt.OCI_MANIFEST, tag)
+    elsewhere = '<https://elsewhere.example/v2/app/tags/list?n=2&last=b>; rel="next"'
+
+    def first_page_points_elsewhere(request: httpx.Request) -> httpx.Response | None:
+        first = request.url.path.endswith("/tags/list") and "last" not in request.url.params
+        if first and request.headers.get("Authorization"):
+            return httpx.Response(200, json={"tags": ["a", "b"]}, headers={"Link": elsewhere})
+        return None
+
+    fake.faults.append(first_page_points_elsewhere)
+    tags = list(Repository(client(fake, creds="alice:s3cret-pass"), "app").tags())
+    assert tags == ["a", "b", "c"]
+    assert {r.url.host for r in fake.requests} == {HOST}
+
+
 def test_blob_reader_resumes_with_range_after_a_broken_connection() -> None:
     fake = FakeRegistry()
     data = os.urandom(300_000)
