@@ -76,7 +76,7 @@ class Repository:
         if response.status_code == 404:
             return None
         length = response.headers.get("Content-Length")
-        return int(length) if length and length.isdigit() else -1
+        return int(length) if length and _is_digits(length) else -1
 
     def open_blob(self, desc: Descriptor, offset: int = 0) -> BlobReader:
         return BlobReader(self, desc, offset)
@@ -162,7 +162,7 @@ class Repository:
             return None
         digest = response.headers.get("Docker-Content-Digest")
         length = response.headers.get("Content-Length", "")
-        if not digest or not length.isdigit():
+        if not digest or not _is_digits(length):
             return None
         media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
         return Descriptor(media_type, Digest.parse(digest), int(length))
@@ -370,10 +370,15 @@ class BlobReader(io.RawIOBase):
         super().close()
 
 
+def _is_digits(value: str) -> bool:
+    # str.isdigit() alone accepts "²" (a latin-1 header byte), which int() refuses.
+    return value.isascii() and value.isdigit()
+
+
 def _content_range_start(value: str) -> int | None:
     # "bytes 100-199/200"
     value = value.strip()
     if value.startswith("bytes "):
         value = value[len("bytes ") :]
     start, sep, _ = value.partition("-")
-    return int(start) if sep and start.isdigit() else None
+    return int(start) if sep and _is_digits(start) else None

@@ -46,7 +46,7 @@ def _range_end(value: str | None) -> int | None:
     if value.startswith("bytes="):
         value = value[len("bytes=") :]
     _, sep, end = value.partition("-")
-    return int(end) if sep and end.isdigit() else None
+    return int(end) if sep and end.isascii() and end.isdigit() else None
 
 
 def _confirmed(value: str | None) -> int:
@@ -92,7 +92,7 @@ class BlobUploader:
         return UploadSession(
             self.repo.registry.url(location),
             offset,
-            int(min_length) if min_length.isdigit() else 0,
+            int(min_length) if min_length.isascii() and min_length.isdigit() else 0,
         )
 
     def status(self, session: UploadSession) -> UploadSession | None:

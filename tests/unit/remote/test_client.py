@@ -558,3 +558,39 @@ def test_a_redirect_loop_is_a_one_line_registry_error() -> None:
     auth.TOKENS.clear()
     with pytest.raises(RegistryError, match="too many redirects"):
         Repository(client(fake), "other").head_blob(digest)
+
+
+def test_numeric_headers_with_non_ascii_digits_are_ignored_not_a_crash() -> None:
+    # httpx decodes a non-UTF-8 header as latin-1: b"\xb2" is "²", which str.isdigit() accepts
+    # but int() refuses. A registry sending such junk must not crash the client.
+    junk = "\u00b2".encode("latin-1")
+    fake = FakeRegistry()
+    digest = fake.add_blob("app", b"layer")
+
+    def odd_headers(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "HEAD":
+            headers = [(b"Content-Length", junk), (b"Docker-Content-Digest", digest.encode())]
+            return httpx.Response(200, headers=headers)
+        if request.method == "POST":
+            headers = [(b"Location", b"/v2/app/blobs/uploads/x"), (b"OCI-Chunk-Min-Length", junk)]
+            return httpx.Response(202, headers=headers)
+        if request.method == "GET" and "/uploads/" in request.url.path:
+            headers = [(b"Location", request.url.raw_path), (b"Range", b"0-" + junk)]
+            return httpx.Response(204, headers=headers)
+        if request.method == "GET" and "Range" in request.headers:
+            headers = [(b"Content-Range", junk + b"-4/5")]
+            return httpx.Response(206, headers=headers, content=b"ayer")
+        return None
+
+    fake.faults.append(odd_headers)
+    repo = Repository(client(fake), "app", push=True)
+    assert repo.head_blob(Digest.parse(digest)) == -1
+    assert repo.head_manifest("latest") is None
+    uploader = BlobUploader(repo)
+    session = uploader.start()
+    assert session.min_chunk == 0
+    status = uploader.status(session)
+    assert status is not None and status.offset == 0
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(digest), 5)
+    with pytest.raises(RegistryError, match="asked for bytes from 1"):
+        repo.open_blob(desc, 1)

@@ -40,3 +40,9 @@ def test_a_retry_after_is_bounded() -> None:
     policy = RetryPolicy()
     assert policy.delay(0, retry_after=3600.0) == 60.0
     assert policy.delay(0, retry_after=-5.0) == 0.0
+
+
+def test_retry_after_with_a_non_ascii_digit_is_unreadable_not_a_crash() -> None:
+    # "²" is str.isdigit() but not int(): a header decoded as latin-1 can carry it.
+    assert parse_retry_after("\u00b2") is None
+    assert parse_retry_after("\u0663") is None  # ARABIC-INDIC DIGIT THREE is not HTTP's digit
