@@ -68,7 +68,8 @@ class ImageConfig(_Document):
 
     @property
     def platform(self) -> Platform:
-        return Platform.from_dict(self.data)  # the config's os/architecture/... fields
+        # The config's os/architecture/... fields.
+        return Platform.from_dict(self.data, "image config")
 
     @property
     def diff_ids(self) -> list[Digest]:

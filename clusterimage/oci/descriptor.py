@@ -42,16 +42,30 @@ class Descriptor:
             raise ManifestError(f"{where}: invalid size {size!r}")
         if not isinstance(media_type, str):
             raise ManifestError(f"{where}: invalid mediaType")
-        platform = data.get("platform")
+        # Shapes checked here so that JSON of the wrong shape (a hand-edited index.json) is a
+        # ManifestError naming where, never a TypeError from deep inside.
+        annotations = data.get("annotations")
+        if annotations is not None and not _is_str_map(annotations):
+            raise ManifestError(f"{where}: annotations must be an object of strings")
         urls = data.get("urls")
+        if urls is not None and not _is_str_list(urls):
+            raise ManifestError(f"{where}: urls must be a list of strings")
+        artifact_type = data.get("artifactType")
+        if artifact_type is not None and not isinstance(artifact_type, str):
+            raise ManifestError(f"{where}: invalid artifactType")
+        platform = data.get("platform")
+        if platform is not None and not isinstance(platform, dict):
+            raise ManifestError(f"{where}: platform must be an object")
         return cls(
             media_type=media_type,
             digest=digest,
             size=size,
-            annotations=dict(data["annotations"]) if data.get("annotations") else None,
-            platform=Platform.from_dict(platform) if isinstance(platform, dict) else None,
+            annotations=dict(annotations) if annotations else None,
+            platform=(
+                Platform.from_dict(platform, f"{where}: platform") if platform is not None else None
+            ),
             urls=tuple(urls) if urls else None,
-            artifact_type=data.get("artifactType"),
+            artifact_type=artifact_type,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
         )
 
@@ -79,6 +93,14 @@ class Descriptor:
     def ref_name(self) -> str | None:
         """``org.opencontainers.image.ref.name`` of an OCI layout index entry."""
         return (self.annotations or {}).get(REF_NAME_ANNOTATION)
+
+
+def _is_str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"

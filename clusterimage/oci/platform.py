@@ -10,7 +10,7 @@ import platform as _host
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterimage.errors import UsageError
+from clusterimage.errors import ManifestError, UsageError
 
 _ARCH_ALIASES = {
     "x86_64": "amd64",
@@ -49,13 +49,23 @@ class Platform:
         return cls("linux", machine).normalized()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Platform:
+    def from_dict(cls, data: dict[str, Any], where: str = "platform") -> Platform:
+        """The platform fields of ``data`` (a descriptor's platform, or an image config);
+        ManifestError naming ``where`` for a field of the wrong type."""
+        for key in ("os", "architecture", "variant", "os.version"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ManifestError(f"{where}: {key} must be a string")
+        features = data.get("os.features")
+        if features is not None and not (
+            isinstance(features, list) and all(isinstance(f, str) for f in features)
+        ):
+            raise ManifestError(f"{where}: os.features must be a list of strings")
         return cls(
-            os=str(data.get("os", "")),
-            architecture=str(data.get("architecture", "")),
+            os=data.get("os") or "",
+            architecture=data.get("architecture") or "",
             variant=data.get("variant") or None,
             os_version=data.get("os.version") or None,
-            os_features=tuple(data.get("os.features") or ()),
+            os_features=tuple(features or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:

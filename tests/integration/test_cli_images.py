@@ -277,6 +277,15 @@ def _bad_index(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
     return ["images"], "not an OCI image layout"
 
 
+def _bad_index_entry(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
+    run_cli("pull", "-q", image.transport_ref)
+    index_path = home / "store" / "index.json"
+    index = json.loads(index_path.read_text())
+    index["manifests"][0]["annotations"] = "hand-edited"
+    index_path.write_text(json.dumps(index))
+    return ["images"], "manifests[0]: annotations"
+
+
 def _args(
     args: list[str], expected: str
 ) -> Callable[[Path, Path, OciImage], tuple[list[str], str]]:
@@ -306,6 +315,7 @@ BAD_INPUT = {
     ),
     "store folder not a layout": _plain_folder,
     "store with bad index.json": _bad_index,
+    "store with a malformed index entry": _bad_index_entry,
     "fsck corrupt blob": _corrupt_blob,
 }
 

@@ -121,11 +121,26 @@ def test_descriptor_round_trip_keeps_unknown_fields() -> None:
         {"digest": str(Digest.of(b"")), "size": -1},
         {"digest": str(Digest.of(b"")), "size": True},
         {"digest": str(Digest.of(b"")), "size": 1, "mediaType": 5},
+        # Hand-edited or foreign JSON of the wrong shape: our error, never a TypeError.
+        {"digest": str(Digest.of(b"")), "size": 1, "annotations": "x"},
+        {"digest": str(Digest.of(b"")), "size": 1, "annotations": [1]},
+        {"digest": str(Digest.of(b"")), "size": 1, "annotations": {"k": 1}},
+        {"digest": str(Digest.of(b"")), "size": 1, "urls": "https://example.com/x"},
+        {"digest": str(Digest.of(b"")), "size": 1, "artifactType": 5},
+        {"digest": str(Digest.of(b"")), "size": 1, "platform": "linux/amd64"},
+        {"digest": str(Digest.of(b"")), "size": 1, "platform": {"os": "linux", "os.features": 5}},
+        {"digest": str(Digest.of(b"")), "size": 1, "platform": {"os": 1, "architecture": "x"}},
     ],
 )
 def test_descriptor_errors(data: object) -> None:
     with pytest.raises(ManifestError):
         Descriptor.from_dict(data)
+
+
+def test_config_platform_of_the_wrong_shape_is_a_manifest_error() -> None:
+    config = ImageConfig.parse(b'{"os": "linux", "architecture": "amd64", "os.features": 5}')
+    with pytest.raises(ManifestError, match=r"os\.features"):
+        _ = config.platform
 
 
 def test_config_accessors() -> None:
