@@ -9,8 +9,9 @@ from clusterimage.errors import InvalidDigest, ManifestError
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.platform import Platform
 
+# What from_dict models; everything else (``data`` included) travels in ``extra``.
 _KNOWN = frozenset(
-    {"mediaType", "digest", "size", "annotations", "platform", "urls", "artifactType", "data"}
+    {"mediaType", "digest", "size", "annotations", "platform", "urls", "artifactType"}
 )
 
 

@@ -103,6 +103,8 @@ def test_descriptor_round_trip_keeps_unknown_fields() -> None:
         "annotations": {REF_NAME_ANNOTATION: "v1"},
         "platform": {"architecture": "arm", "os": "linux", "variant": "v7"},
         "urls": ["https://example.com/x"],
+        "artifactType": "application/example",
+        "data": "bQ==",  # embedded content (image-spec 1.1): part of the descriptor
         "x-extra": [1, 2],
     }
     desc = Descriptor.from_dict(data)
