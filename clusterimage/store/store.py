@@ -136,17 +136,25 @@ class Store(Layout):
             raise InvalidReference("invalid reference: empty")
         images = self.images()
         id_match = _ID_RE.match(name)
+        try:
+            ref: Reference | None = Reference.parse(name)
+        except InvalidReference:
+            if not id_match:
+                raise
+            ref = None  # 64 hex, or sha256:...: only an ID
+        full = str(ref) if ref is not None else None
+        if id_match and full is not None and id_match.group(1) is None:
+            # Docker and podman look a name up before an ID prefix: `cafe` is the image named
+            # cafe when there is one, not another image whose ID starts with cafe.
+            for entry in images:
+                if entry.name == full:
+                    return _Match(_plain(entry.descriptor), entry.name)
         if id_match:
             found = self._by_id(images, id_match.group(1), id_match.group(2), name)
             if found is not None:
                 return found
-        try:
-            ref = Reference.parse(name)
-        except InvalidReference:
-            if id_match:  # looked like an ID (e.g. 64 hex) and no image has it
-                raise ImageNotFound(f"{name}: image not known") from None
-            raise
-        full = str(ref)
+        if ref is None:  # looked like an ID (e.g. 64 hex) and no image has it
+            raise ImageNotFound(f"{name}: image not known")
         for entry in images:
             if entry.name == full:
                 return _Match(_plain(entry.descriptor), entry.name)

@@ -198,6 +198,23 @@ def test_resolve_ambiguous_id_prefix(store: Store) -> None:
         store.resolve(prefix[:2])  # shorter than 3 hex characters: read as a name
 
 
+def test_a_name_wins_over_an_image_id_prefix(store: Store, tmp_path: Path) -> None:
+    # As in Docker and podman: a name that is also an ID prefix of another image is the name.
+    one = make_oci_layout(tmp_path / "one", ref="a", layers=({"f": b"1"},))
+    two = make_oci_layout(tmp_path / "two", ref="b", layers=({"f": b"2"},))
+    d1 = _import(store, one.transport_ref, "app:1")
+    d2 = _import(store, two.transport_ref, "other:1")
+    prefix = d2.hex[:6]
+    store.tag(d1.hex[:12], prefix)  # docker.io/library/<prefix>:latest
+    assert store.resolve(prefix).digest == d1
+    assert store.resolve(f"sha256:{prefix}").digest == d2  # with its algorithm: an ID
+    result = store.remove(prefix)  # removes the name, not the image whose ID starts so
+    assert result.untagged == [f"docker.io/library/{prefix}:latest"]
+    assert result.deleted is None
+    assert store.names(d2) == ["docker.io/library/other:1"]
+    assert store.resolve(prefix).digest == d2  # the name is gone: now it is the ID prefix
+
+
 def test_tag_moves_names_and_untag_keeps_image(store: Store, tmp_path: Path) -> None:
     one = make_oci_layout(tmp_path / "one", ref="a", layers=({"f": b"1"},))
     two = make_oci_layout(tmp_path / "two", ref="b", layers=({"f": b"2"},))
