@@ -42,7 +42,9 @@ from clusterimage.transports.store import StoreReference
 TRANSPORT_PREFIXES: Final = ("docker://", "oci:", "oci-archive:", "docker-archive:", "store:")
 _WHITEOUT: Final = ".wh."
 _OPAQUE: Final = ".wh..wh..opq"
-_LISTING_VERSION: Final = 1
+# 2: file records carry their content digest, whoever wrote the layer (version 1 listings of
+# other layers had none, so a base image's files were keyed by origin, then by digest).
+_LISTING_VERSION: Final = 2
 _KINDS: Final[dict[bytes, NodeKind]] = {
     tarfile.REGTYPE: "file",
     tarfile.AREGTYPE: "file",
@@ -155,8 +157,19 @@ class BaseImages:
 # -- listings and trees ---------------------------------------------------------------------------
 
 # [name, kind, mode, uid, gid, size, linkname, devmajor, devminor] (kind "hardlink": linkname is
-# the linked member), and for a layer this build wrote, the file's content digest last.
+# the linked member), and for a regular file its content digest last.
 Record = list[Any]
+
+
+def _member_digest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    # The stream is decompressed to reach the next header anyway; hashing on the way gives the
+    # build cache the file's identity without extracting it (the same whoever wrote the layer).
+    source = tar.extractfile(member)
+    assert source is not None
+    hasher = hashlib.sha256()
+    while chunk := source.read(1 << 20):
+        hasher.update(chunk)
+    return f"sha256:{hasher.hexdigest()}"
 
 
 def _list_layer(blob: IO[bytes]) -> list[Record]:
@@ -167,19 +180,20 @@ def _list_layer(blob: IO[bytes]) -> list[Record]:
             kind = _KINDS.get(member.type)
             if kind is None and not hardlink:
                 continue
-            records.append(
-                [
-                    member.name,
-                    "hardlink" if hardlink else kind,
-                    member.mode & 0o7777,
-                    member.uid,
-                    member.gid,
-                    member.size if kind == "file" else 0,
-                    member.linkname,
-                    member.devmajor,
-                    member.devminor,
-                ]
-            )
+            record = [
+                member.name,
+                "hardlink" if hardlink else kind,
+                member.mode & 0o7777,
+                member.uid,
+                member.gid,
+                member.size if kind == "file" else 0,
+                member.linkname,
+                member.devmajor,
+                member.devminor,
+            ]
+            if kind == "file":
+                record.append(_member_digest(tar, member))
+            records.append(record)
     return records
 
 

@@ -427,6 +427,30 @@ def test_from_an_image_in_the_store(tmp_path: Path) -> None:
     assert len(history) == len(base.config.history) + 2
 
 
+def test_unchanged_rebuild_copying_files_of_an_image_is_cached(tmp_path: Path) -> None:
+    # Files of a base image are keyed by their origin (layer!member) before the layer is
+    # written, and get a digest while it is: the recorded key must be the one looked up.
+    home = tmp_path / "home"
+    _build(
+        _context(tmp_path / "base", "FROM scratch\nCOPY data /data\n", {"data/f": "hi\n"}),
+        home,
+        tags=("localhost/base:v1",),
+    )
+    kubefile = """\
+FROM localhost/base:v1 AS base
+COPY extra /data/extra
+FROM scratch
+COPY --from=localhost/base:v1 /data /x
+COPY --from=base /data /y
+"""
+    context = _context(tmp_path / "app", kubefile, {"extra": "e\n"})
+    first = _build(context, home)
+    assert first.kinds == ["layer", "layer", "layer"]
+    again = _build(context, home)
+    assert again.kinds == ["cached", "cached", "cached"]
+    assert again.descriptor == first.descriptor
+
+
 def test_whiteouts_in_a_base_image(tmp_path: Path) -> None:
     home = tmp_path / "home"
     store = Store(home / "store")
