@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
+from clusterimage.errors import DigestMismatch, TransferInterrupted
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import Manifest
@@ -57,7 +58,20 @@ class LayoutDestination(ImageDestination):
         offset: int = 0,
         progress: ProgressFn | None = None,
     ) -> None:
-        self.layout.put_stream(stream, desc.digest, desc.size, offset=offset, progress=progress)
+        try:
+            self.layout.put_stream(stream, desc.digest, desc.size, offset=offset, progress=progress)
+        except DigestMismatch:
+            if offset == 0:
+                raise
+            # The bytes an interrupted write left were not the blob's first bytes (lost or
+            # damaged before they reached the disk). The store has dropped them: the copy
+            # engine's retry starts the blob over, and a source that is itself wrong then
+            # fails with DigestMismatch at offset 0.
+            raise TransferInterrupted(
+                f"blob {desc.digest}: the part kept from an interrupted copy was damaged and "
+                "is discarded; copy again",
+                retry_after=0,
+            ) from None
 
     def put_manifest(self, manifest: Manifest, *, top: bool) -> None:
         self.layout.put_bytes(manifest.raw, manifest.digest)

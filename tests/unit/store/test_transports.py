@@ -168,6 +168,21 @@ def test_copy_resumes_a_partial_blob(tmp_path: Path, ctx: Context) -> None:
     assert store.fsck() == []
 
 
+def test_copy_restarts_a_blob_whose_partial_is_damaged(tmp_path: Path, ctx: Context) -> None:
+    # Bytes an interrupted write left that are not the blob's first bytes (they never reached
+    # the disk intact): the copy must start that blob over, not fail nor publish them.
+    data = big_bytes(3 << 20)
+    _, layer = make_big_image(tmp_path / "big", data, ref="big")
+    digest = Digest.parse(layer)
+    store = Store(tmp_path / "store")
+    store.ingest_dir.mkdir(parents=True, exist_ok=True)
+    (store.ingest_dir / f"sha256-{digest.hex}").write_bytes(b"\0" * (1 << 20))
+    copy_image(parse(f"oci:{tmp_path / 'big'}:big"), parse("store:big:1"), ctx)
+    assert store.blob_path(digest).read_bytes() == data
+    assert store.partial_size(digest) == 0
+    assert store.fsck() == []
+
+
 def test_tampered_source_manifest_is_refused(image: OciImage, ctx: Context) -> None:
     # Valid JSON under a name that is not its digest: it must not be read as the named manifest.
     path = image.layout / "blobs" / "sha256" / image.manifest.digest.split(":")[1]
