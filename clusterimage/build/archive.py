@@ -8,6 +8,7 @@ flat, numbered file in a staging folder, and paths, links and folders live only 
 - a relative symlink target that climbs out of the destination is an error, absolute targets are
   kept (they mean the image's root);
 - a hard link must name a member that came before it;
+- members keep the uid/gid the archive gives them (``--chown`` overrides them in the copier);
 - plain, gzip, bzip2, xz and zstd archives are recognised by content, not name; a file that is not
   a tar archive is not unpacked (ADD copies it as it is).
 
@@ -37,7 +38,8 @@ from clusterimage.build.layer import open_content
 from clusterimage.errors import BuildError, KubefileError
 
 # Bump when read_archive gives another tree for the same archive: cached ADD layers then miss.
-UNPACK_RULES: Final = 1
+# 2: members keep their owners.
+UNPACK_RULES: Final = 2
 _CHUNK: Final = 1 << 20
 _MAGICS: Final = (
     (b"\x1f\x8b", "gzip"),
@@ -180,9 +182,10 @@ def _read_members(
         rel = _member_path(member.name)
         if rel is None:
             raise fail(f"member {member.name!r} would be written outside the destination")
+        uid, gid = member.uid, member.gid
         if not rel:
             if member.isdir():
-                tree.set("", Node("dir", member.mode & 0o7777))
+                tree.set("", Node("dir", member.mode & 0o7777, uid=uid, gid=gid))
             continue
         parent = posixpath.dirname(rel)
         if parent and tree.resolve(parent) != parent:
@@ -192,14 +195,14 @@ def _read_members(
             counter += 1
             content = stage_member(tar, member, staging / f"{counter:08d}")
             staged[rel] = content
-            tree.set(rel, Node("file", mode, content=content))
+            tree.set(rel, Node("file", mode, uid=uid, gid=gid, content=content))
         elif member.islnk():
             target = _member_path(member.linkname)
             linked = staged.get(target) if target else None
             if linked is None:
                 raise fail(f"hard link {member.name!r} → {member.linkname!r} names no earlier file")
             staged[rel] = linked
-            tree.set(rel, Node("file", mode, content=linked))
+            tree.set(rel, Node("file", mode, uid=uid, gid=gid, content=linked))
         elif member.issym():
             link = member.linkname
             if not link.startswith("/"):
@@ -208,12 +211,14 @@ def _read_members(
                     raise fail(
                         f"symbolic link {member.name!r} → {link!r} points outside the destination"
                     )
-            tree.set(rel, Node("symlink", 0o777, linkname=link))
+            tree.set(rel, Node("symlink", 0o777, uid=uid, gid=gid, linkname=link))
         elif member.type in _KINDS:
             kind = _KINDS[member.type]
             tree.set(
                 rel,
-                Node(kind, mode, devmajor=member.devmajor, devminor=member.devminor),
+                Node(
+                    kind, mode, uid=uid, gid=gid, devmajor=member.devmajor, devminor=member.devminor
+                ),
             )
         # other types (PAX/GNU metadata, sparse, ...) are tarfile's business or skipped
     return tree

@@ -12,7 +12,8 @@ Docker's rules (BuildKit's dockerfile2llb + fsutil copy, and buildah's copier wh
   directory, or when it already is a directory in the stage; symlinks in the destination path are
   resolved inside the stage root, never outside;
 - new files and directories are owned by 0:0 unless ``--chown`` (``COPY --from`` keeps the owner
-  the source had); ``--chmod`` applies to every file and directory copied;
+  the source had, and so does what ADD unpacks from an archive); ``--chmod`` applies to every
+  file and directory copied (not to what ADD unpacks, as BuildKit);
 - every parent of a copied path is in the layer: the stage's own directory when it exists, else a
   new 0755 directory (owned by the ``--chown`` user, as BuildKit creates them).
 """
@@ -285,8 +286,8 @@ def plan_copy(
     layer = _Layer()
     own = request.ownership
 
-    def transform(node: Node, chmod: bool = True) -> Node:
-        uid, gid = own.owner_of(node, request.keep_owner)
+    def transform(node: Node, chmod: bool = True, keep: bool = request.keep_owner) -> Node:
+        uid, gid = own.owner_of(node, keep)
         out = replace(node, uid=uid, gid=gid)
         if chmod and request.chmod is not None and node.kind in ("file", "dir"):
             out = out.with_mode(request.chmod.apply(node.mode, node.is_dir))
@@ -301,7 +302,7 @@ def plan_copy(
             archive = unpack(source.path, source.node)
         if archive is not None:
             for path, node in archive.walk(""):
-                layer.put(under(real_dest, path), transform(node, chmod=False))
+                layer.put(under(real_dest, path), transform(node, chmod=False, keep=True))
             continue
         if source.node.is_dir:
             if real_dest and (existing is None or not existing.is_dir):

@@ -281,6 +281,34 @@ def test_add_unpacks_local_archives_and_copies_other_files(tmp_path: Path) -> No
     assert "doc/notes.txt.gz" in built.layer_members(1)
 
 
+def test_add_keeps_the_owners_an_archive_gives_unless_chown(tmp_path: Path) -> None:
+    # As BuildKit, buildah and moby's untar: members keep their uid/gid; --chown overrides them.
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        folder = tarfile.TarInfo("app")
+        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o755, 1000, 1001
+        tar.addfile(folder)
+        info = tarfile.TarInfo("app/run.sh")
+        info.size, info.mode, info.uid, info.gid = 3, 0o755, 1000, 1001
+        tar.addfile(info, io.BytesIO(b"ls\n"))
+        link = tarfile.TarInfo("app/current")
+        link.type, link.linkname, link.uid, link.gid = tarfile.SYMTYPE, "run.sh", 7, 8
+        tar.addfile(link)
+    kubefile = "FROM scratch\nADD app.tgz /opt/\nADD --chown=5:6 app.tgz /srv/\n"
+    context = _context(tmp_path / "ctx", kubefile, {"app.tgz": out.getvalue()})
+    for home in ("home", "home"):  # cold, then from the cache
+        built = _build(context, tmp_path / home)
+        kept = built.layer_members(0)
+        assert [(kept[n].uid, kept[n].gid) for n in ("opt", "opt/app", "opt/app/run.sh")] == [
+            (0, 0),
+            (1000, 1001),
+            (1000, 1001),
+        ]
+        assert (kept["opt/app/current"].uid, kept["opt/app/current"].gid) == (7, 8)
+        chowned = built.layer_members(1)
+        assert {(m.uid, m.gid) for m in chowned.values()} == {(5, 6)}
+
+
 ADD_KUBEFILE = """\
 FROM scratch AS unpacked
 ADD chart.tgz /charts/
