@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from clusterimage.errors import AuthError, RegistryError
+from clusterimage.remote.bodies import API_BODY_LIMIT, read_limited
 from clusterimage.remote.credentials import Credentials
 from clusterimage.remote.tls import is_loopback
 
@@ -240,6 +241,7 @@ def fetch_token(
         if credentials.identity_token:
             response = _post_refresh_token(client, challenge, credentials, scope_list)
             if response.status_code in (404, 405) and credentials.has_password:
+                response.close()
                 response = _get_token(client, challenge, credentials, scope_list)
         else:
             response = _get_token(client, challenge, credentials, scope_list)
@@ -251,6 +253,13 @@ def fetch_token(
         raise RegistryError(
             f"{registry}: cannot reach the token server {host}: {type(exc).__name__}: {exc}"
         ) from None
+    try:
+        if response.status_code == 200:
+            read_limited(response, API_BODY_LIMIT, f"{registry}: token server")
+    except httpx.TransportError as exc:
+        raise RegistryError(f"{registry}: token server: {type(exc).__name__}: {exc}") from None
+    finally:
+        response.close()
     if response.status_code in (401, 403):
         if credentials.anonymous:
             raise AuthError(
@@ -321,7 +330,8 @@ def _get_token(
     if credentials.has_password:
         params.append(("account", credentials.username))
         headers["Authorization"] = credentials.basic_header()
-    return client.get(challenge.realm, params=params, headers=headers, follow_redirects=True)
+    request = client.build_request("GET", challenge.realm, params=params, headers=headers)
+    return client.send(request, stream=True, follow_redirects=True)  # body: see fetch_token
 
 
 def _post_refresh_token(
@@ -335,4 +345,4 @@ def _post_refresh_token(
     }
     if challenge.service:
         form["service"] = challenge.service
-    return client.post(challenge.realm, data=form)
+    return client.send(client.build_request("POST", challenge.realm, data=form), stream=True)

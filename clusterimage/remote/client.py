@@ -23,6 +23,7 @@ from clusterimage import __version__
 from clusterimage.errors import AuthError, RegistryError, TransferInterrupted
 from clusterimage.remote import auth, credentials, tls
 from clusterimage.remote.auth import Challenge, Scopes
+from clusterimage.remote.bodies import API_BODY_LIMIT, discard, read_limited
 from clusterimage.remote.credentials import Credentials
 from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from clusterimage.remote.tls import TlsSettings, is_loopback, ssl_context
@@ -219,7 +220,7 @@ class Registry:
                     challenge = auth.pick_challenge(
                         auth.parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
                     )
-                response.close()
+                discard(response)
                 scheme = base.split(":", 1)[0]
                 with _SCHEMES_LOCK:
                     _SCHEMES[(self.host, self.options.tls.verify)] = scheme
@@ -238,17 +239,18 @@ class Registry:
         raise RegistryError(f"cannot reach registry {self.host}: {_describe(last)}")
 
     def _get_v2(self, base: str, *, probe: bool) -> httpx.Response:
+        # Streamed: only the status and headers count, the body is never read (it has no limit).
         if not (probe and base.startswith("https:")):
-            return self._client.get(f"{base}/v2/")
+            return self._send_once("GET", f"{base}/v2/", None, stream=True)
         # Probing a loopback registry that may speak plain http: no need for the system CAs
         # unless it answers with a certificate (see tls.probing).
         try:
             with tls.probing():
-                return self._client.get(f"{base}/v2/")
+                return self._send_once("GET", f"{base}/v2/", None, stream=True)
         except httpx.TransportError as exc:
             if not (_is_cert_error(exc) and tls.load_system_cas(self._ssl)):
                 raise
-        return self._client.get(f"{base}/v2/")
+        return self._send_once("GET", f"{base}/v2/", None, stream=True)
 
     def _tls_error(self, exc: BaseException) -> RegistryError:
         if _is_cert_error(exc):
@@ -310,8 +312,8 @@ class Registry:
                 registry_url=self.base_url,
             )
             return
-        response = self._send_once("GET", f"{self.base_url}/v2/", creds.basic_header())
-        response.close()
+        response = self._send_once("GET", f"{self.base_url}/v2/", creds.basic_header(), stream=True)
+        discard(response)
         if response.status_code in (401, 403):
             raise AuthError(
                 f"{self.name}: the registry refused the credentials for {creds.username}"
@@ -361,6 +363,7 @@ class Registry:
         follow_redirects: bool = False,
         ok: Iterable[int] = (200,),
         missing: type[Exception] | None = None,
+        body_limit: int = API_BODY_LIMIT,
     ) -> httpx.Response:
         """Send a request with authentication and retries; return the response if its status is
         in ``ok`` (for ``stream`` the body is not read yet: close it), else raise.
@@ -368,6 +371,7 @@ class Registry:
         A streamed ``content`` (an iterator) cannot be sent twice: failures then raise
         :class:`TransferInterrupted` for the caller to resume or restart the transfer.
         ``missing``: the exception raised on 404 (e.g. BlobNotFound), else RegistryError.
+        Unless ``stream``, a body past ``body_limit`` bytes raises ResponseTooLarge.
         """
         ok_codes = frozenset(ok)
         replayable = not isinstance(content, Iterator)
@@ -381,6 +385,8 @@ class Registry:
         while True:
             authorization, token_value = self._authorization(scopes) if authorized else (None, None)
             try:
+                # Always streamed: httpx would read any body whole; error bodies are read
+                # (bounded) by _error_detail, an accepted one here unless the caller streams.
                 response = self._send_once(
                     method,
                     url,
@@ -388,9 +394,11 @@ class Registry:
                     headers=headers,
                     params=params,
                     content=content,
-                    stream=stream,
+                    stream=True,
                     follow_redirects=follow_redirects,
                 )
+                if not stream and response.status_code in ok_codes:
+                    read_limited(response, body_limit, f"{self.host}: {what}: {shown}")
             except httpx.TooManyRedirects:
                 # Not a TransportError: without this a redirect loop would be a traceback.
                 raise RegistryError(f"{self.host}: {what}: {shown}: too many redirects") from None
@@ -415,7 +423,7 @@ class Registry:
                 # the scope from the new challenge, and try once more with a fresh token.
                 auth_retried = True
                 header = response.headers.get("WWW-Authenticate", "")
-                response.close()
+                discard(response)
                 if token_value is not None:
                     auth.TOKENS.invalidate(self._token_key(scopes), token_value)
                 challenge = auth.pick_challenge(auth.parse_www_authenticate(header))

@@ -29,6 +29,7 @@ from clusterimage.remote.client import Registry
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # as containers/image: a manifest is small; refuse floods
 _TAGS_PAGE = 1000
+_TAGS_BODY_LIMIT = 16 << 20  # ~128k tags in one page, for registries that ignore ``n``
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ class Repository:
                 what=f"tags of {self.name}",
                 params=params,
                 missing=ImageNotFound,
+                body_limit=_TAGS_BODY_LIMIT,
             )
             try:
                 data = response.json()

@@ -594,3 +594,56 @@ def test_numeric_headers_with_non_ascii_digits_are_ignored_not_a_crash() -> None
     desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(digest), 5)
     with pytest.raises(RegistryError, match="asked for bytes from 1"):
         repo.open_blob(desc, 1)
+
+
+class _Endless(httpx.SyncByteStream):
+    """A body far larger than any registry API answer; counts what the client pulled."""
+
+    def __init__(self, sent: list[int], total: int = 64 << 20) -> None:
+        self._sent = sent
+        self._total = total
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(self._total >> 20):
+            self._sent[0] += len(chunk)
+            yield chunk
+
+
+@pytest.mark.parametrize("where", ["ping", "token", "head-error", "tags", "upload-error"])
+def test_huge_response_bodies_are_not_read_whole(where: str) -> None:
+    sent = [0]
+    fake = FakeRegistry(auth="bearer")
+    digest = Digest.parse(fake.add_blob("app", b"layer"))
+    fake.add_manifest("app", MANIFEST, mt.OCI_MANIFEST, "v1")
+
+    def flood(request: httpx.Request) -> httpx.Response | None:
+        path = request.url.path
+        if where == "ping" and path == "/v2/":
+            challenge = {"WWW-Authenticate": f'Bearer realm="https://{HOST}/token"'}
+            return httpx.Response(401, headers=challenge, stream=_Endless(sent))
+        if where == "token" and path == "/token":
+            return httpx.Response(200, stream=_Endless(sent))
+        if where == "head-error" and request.method == "HEAD":
+            return httpx.Response(400, stream=_Endless(sent))
+        if where == "tags" and path.endswith("/tags/list"):
+            return httpx.Response(200, stream=_Endless(sent))
+        if where == "upload-error" and request.method == "PUT":
+            request.read()
+            return httpx.Response(400, stream=_Endless(sent))
+        return None
+
+    fake.faults.append(flood)
+    repo = Repository(client(fake, retries=0), "app", push=True)
+    with pytest.raises((RegistryError, TransferInterrupted)):
+        if where == "tags":
+            list(repo.tags())
+        elif where == "upload-error":
+            uploader = BlobUploader(repo)
+            desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(b"x")), 1)
+            uploader.upload(uploader.start(), desc, io.BytesIO(b"x"))
+        else:
+            repo.head_blob(digest)
+            if where == "ping":
+                raise RegistryError("the ping went through")  # only its body is at stake
+    assert sent[0] <= 20 << 20  # of the 64 MiB offered (a tags page may hold 16 MiB)
