@@ -142,22 +142,22 @@ class Store(Layout):
             if not id_match:
                 raise
             ref = None  # 64 hex, or sha256:...: only an ID
-        full = str(ref) if ref is not None else None
-        if id_match and full is not None and id_match.group(1) is None:
+        if id_match and ref is not None and id_match.group(1) is None:
             # Docker and podman look a name up before an ID prefix: `cafe` is the image named
             # cafe when there is one, not another image whose ID starts with cafe.
-            for entry in images:
-                if entry.name == full:
-                    return _Match(_plain(entry.descriptor), entry.name)
+            named = _by_name(images, str(ref))
+            if named is not None:
+                return named
         if id_match:
             found = self._by_id(images, id_match.group(1), id_match.group(2), name)
             if found is not None:
                 return found
         if ref is None:  # looked like an ID (e.g. 64 hex) and no image has it
             raise ImageNotFound(f"{name}: image not known")
-        for entry in images:
-            if entry.name == full:
-                return _Match(_plain(entry.descriptor), entry.name)
+        full = str(ref)
+        named = _by_name(images, full)
+        if named is not None:
+            return named
         if ref.digest is not None:
             for entry in images:
                 entry_ref = entry.reference
@@ -376,6 +376,18 @@ class Store(Layout):
                 )
             seen.add(entry.name)
         return report
+
+
+def _by_name(images: list[ImageEntry], full: str) -> _Match | None:
+    """The entry named ``full``; else one whose name normalises to it: a layout another tool
+    wrote names entries ``v1``, which ``images`` shows as docker.io/library/v1:latest."""
+    for entry in images:
+        if entry.name == full:
+            return _Match(_plain(entry.descriptor), entry.name)
+    for entry in images:
+        if entry.reference is not None and str(entry.reference) == full:
+            return _Match(_plain(entry.descriptor), entry.name)
+    return None
 
 
 def nothing_stored(name: str, root: Path) -> ImageNotFound:

@@ -215,6 +215,27 @@ def test_a_name_wins_over_an_image_id_prefix(store: Store, tmp_path: Path) -> No
     assert store.resolve(prefix).digest == d2  # the name is gone: now it is the ID prefix
 
 
+def test_short_ref_names_of_a_foreign_layout_resolve_as_images_shows_them(
+    store: Store, image: OciImage
+) -> None:
+    # skopeo copy ... oci:DIR:v1 names the entry "v1"; `images` shows it as the reference it
+    # normalises to (docker.io/library/v1:latest), so that reference, or v1, must find it.
+    digest = _import(store, image.transport_ref, "app:1")
+    index_path = store.root / "index.json"
+    index = json.loads(index_path.read_text())
+    index["manifests"][0]["annotations"][REF_NAME_ANNOTATION] = "v1"
+    index_path.write_text(json.dumps(index))
+    [entry] = store.images()
+    assert str(entry.reference) == "docker.io/library/v1:latest"
+    for name in ("v1", "docker.io/library/v1:latest", "v1:latest"):
+        assert store.resolve(name).digest == digest, name
+    store.tag("v1", "app:2")
+    assert sorted(store.names(digest)) == ["docker.io/library/app:2", "v1"]
+    result = store.remove("docker.io/library/v1")
+    assert result.untagged == ["v1"]
+    assert store.names(digest) == ["docker.io/library/app:2"]
+
+
 def test_tag_moves_names_and_untag_keeps_image(store: Store, tmp_path: Path) -> None:
     one = make_oci_layout(tmp_path / "one", ref="a", layers=({"f": b"1"},))
     two = make_oci_layout(tmp_path / "two", ref="b", layers=({"f": b"2"},))
