@@ -34,6 +34,10 @@ EventKind = Literal["blob-start", "blob-progress", "blob-done", "blob-skipped", 
 _FOUND: dict[str, EventKind] = {"skipped": "blob-skipped", "mounted": "blob-mounted"}
 
 
+class _Cancelled(Exception):
+    """Another blob of the copy failed: this one stops (its error is not the one to show)."""
+
+
 @dataclass(frozen=True)
 class CopyEvent:
     kind: EventKind
@@ -108,6 +112,7 @@ class _Copier:
         self._ctx = ctx
         self._name = name
         self._lock = threading.Lock()
+        self._failed = threading.Event()  # set when a blob fails: the others stop at once
         self._result: CopyResult | None = None
         self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "recompressed": 0, "bytes": 0}
         self._replaced: dict[Digest, recompress.Recompressed] = {}
@@ -195,11 +200,27 @@ class _Copier:
             )
             futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in ordered]
             # Without a failure, wait returns once every future is done.
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: do not wait for every transfer to finish
+                self._failed.set()
+                raise
+            if pending:
+                # Transfers in flight stop at their next chunk (see _check), instead of the
+                # pool's shutdown waiting for each to finish.
+                self._failed.set()
             for future in pending:
                 future.cancel()
-            for future in done:
-                future.result()  # re-raise a failure
+        for future in futures:
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is not None and not isinstance(error, _Cancelled):
+                raise error
+
+    def _check(self) -> None:
+        if self._failed.is_set():
+            raise _Cancelled
 
     def _emit(self, kind: EventKind, desc: Descriptor, done: int = 0) -> None:
         if self._options.on_event is not None:
@@ -220,6 +241,7 @@ class _Copier:
         return None
 
     def _copy_blob(self, desc: Descriptor) -> None:
+        self._check()
         if recompress.needs_recompression(desc, self._options.compression_format):
             self._copy_recompressed(desc)
             return
@@ -262,6 +284,7 @@ class _Copier:
 
         def progress(n: int) -> None:
             nonlocal done
+            self._check()
             done += n
             self._emit("blob-progress", desc, done)
 
@@ -307,6 +330,7 @@ class _Copier:
 
         def progress(n: int) -> None:
             nonlocal done
+            self._check()
             done += n
             if shown is not None:
                 self._emit("blob-progress", shown, done)
@@ -330,6 +354,7 @@ class _Copier:
             except TransferInterrupted as exc:
                 if attempt >= self._ctx.retries:
                     raise
-                _RETRY.sleep(attempt, exc.retry_after)
+                if self._failed.wait(_RETRY.delay(attempt, exc.retry_after)):
+                    raise _Cancelled from None
                 attempt += 1
         return first_offset

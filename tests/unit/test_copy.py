@@ -365,3 +365,67 @@ def test_a_stale_or_edited_recompression_record_falls_back_to_recompressing(
     cache.unlink()
     cache.write_bytes(b"garbage" * 100)
     assert _zstd_copy(src, fresh, cache).blobs_recompressed == 1
+
+
+def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
+    """One blob failing must not leave the copy waiting for every other transfer to finish."""
+    import time
+
+    src, dst = MemoryPlace(), MemoryPlace()
+    big = b"x" * (1 << 20)
+    manifest = _image(src, big, b"missing layer")
+    src.top = manifest.digest
+    del src.blobs[manifest.layers[1].digest]
+    reads: list[int] = []
+
+    class SlowStream(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+            time.sleep(0.01)  # 1 KiB per 10 ms: the whole layer would take ~10 s
+            reads.append(1)
+            return self._data.read(1024)
+
+    class SlowSource(MemorySource):
+        @contextmanager
+        def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
+            if desc.digest == manifest.layers[0].digest:
+                yield SlowStream(self.place.blobs[desc.digest][offset:])  # type: ignore[misc]
+            else:
+                with super().open_blob(desc, offset) as stream:
+                    yield stream
+
+    class ChunkedDestination(MemoryDestination):
+        def put_blob(
+            self,
+            desc: Descriptor,
+            stream: IO[bytes],
+            offset: int = 0,
+            progress: ProgressFn | None = None,
+        ) -> None:
+            data = b""
+            while chunk := stream.read(1 << 16):
+                data += chunk
+                if progress:
+                    progress(len(chunk))
+            self.place.partial[desc.digest] = data  # kept for a resume, not a visible blob
+
+    class Ref(MemoryReference):
+        def new_source(self, ctx: Context) -> ImageSource:
+            return SlowSource(self.place)
+
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return ChunkedDestination(self.place)
+
+    started = time.monotonic()
+    with pytest.raises(BlobNotFound):
+        copy_image(Ref(src), Ref(dst), options=CopyOptions(jobs=4))
+    assert time.monotonic() - started < 3
+    settled = len(reads)
+    time.sleep(0.1)
+    assert len(reads) == settled  # nothing keeps reading after the copy failed
+    assert dst.top is None and manifest.layers[0].digest not in dst.blobs
