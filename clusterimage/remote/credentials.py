@@ -143,6 +143,8 @@ def _read_file(path: Path) -> dict[str, Any] | None:
         return None
     except NotADirectoryError:
         return None
+    except UnicodeDecodeError:  # a ValueError, not an OSError: the CLI would show a traceback
+        raise AuthError(f"{path}: not UTF-8 text (an auth file is UTF-8 JSON)") from None
     if not text.strip():
         return {}
     try:

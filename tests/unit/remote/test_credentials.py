@@ -202,3 +202,13 @@ def test_known_elsewhere_points_at_docker_config(home: Path) -> None:
     _write(home / ".docker/config.json", {"auths": {"a.io": {"auth": _auth("u", "p")}}})
     assert cr.known_elsewhere("a.io") == home / ".docker/config.json"
     assert cr.known_elsewhere("b.io") is None
+
+
+def test_an_auth_file_that_is_not_utf8_is_a_one_line_error(home: Path) -> None:
+    path = home / ".docker/config.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(json.dumps({"auths": {"a.io": {"auth": _auth("u", "p")}}}).encode("utf-16"))
+    with pytest.raises(AuthError, match=f"{path}: not UTF-8"):
+        cr.lookup("a.io")
+    with pytest.raises(AuthError, match="not UTF-8"):
+        cr.save("a.io", cr.Credentials("u", "p"), auth_file=path)
