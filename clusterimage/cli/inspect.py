@@ -26,6 +26,7 @@ from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest
 from clusterimage.oci.platform import Platform
 from clusterimage.store.layout import MAX_CONFIG_SIZE
+from clusterimage.transports._layout import LayoutSource
 from clusterimage.transports.base import ImageSource
 from clusterimage.transports.store import StoreReference
 
@@ -99,7 +100,10 @@ def register(app: typer.Typer) -> None:
             name = str(ref)
             tags: list[str] | None = None
             if isinstance(ref, StoreReference):
-                tags = ref.existing_store(ctx).names(top.digest)
+                assert isinstance(source, LayoutSource)
+                # By the digest the image is stored under: top.digest is the sha256 of its
+                # bytes, and a layout may name a manifest by sha512.
+                tags = ref.existing_store(ctx).names(source.top.digest)
                 if ref.id_like:  # asked by ID or digest: its first name is the better title
                     name = tags[0] if tags else ref.name
             summary = _summary(name.removeprefix("store:"), manifest, config, index)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from clusterimage.errors import (
 )
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex, ImageManifest
+from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.paths import home_store
@@ -217,7 +217,10 @@ class Store(Layout):
         with self.writing():
             desc = self.resolve(image) if isinstance(image, str) else image
             if desc.platform is None:
-                desc = _with_annotations_of(self.describe(self.get_manifest(desc.digest)), desc)
+                described = self.describe(self.get_manifest(desc.digest, desc.media_type))
+                # The digest stays the one it is stored under (sha512 in some layouts), not
+                # the sha256 that a manifest computes from its bytes.
+                desc = _with_annotations_of(replace(described, digest=desc.digest), desc)
             self.set_ref(str(target), desc, keep_replaced=True)
         return target
 
@@ -308,7 +311,9 @@ class Store(Layout):
                 size += d.size
 
         top = self.get_manifest(desc.digest, desc.media_type)
-        count(top.descriptor())
+        # Counted by the digests they are stored under: a manifest's own .digest is the
+        # sha256 of its bytes, and some layouts name manifests by sha512.
+        count(_stored(top, desc))
         images: list[tuple[Descriptor, ImageManifest]] = []
         if isinstance(top, ImageIndex):
             for child in top.manifests:
@@ -324,7 +329,7 @@ class Store(Layout):
             images.append((desc, top))
         created_matches = False
         for child, manifest in images:
-            count(manifest.descriptor())
+            count(_stored(manifest, child))
             for blob in manifest.blobs:
                 count(blob)
             try:
@@ -336,7 +341,7 @@ class Store(Layout):
             matches = child.platform is not None and want.matches(child.platform)
             if created is None or (matches and not created_matches):
                 created, created_matches = config.created, matches
-        return ImageSummary(top.digest, top.media_type, size, created, tuple(platforms))
+        return ImageSummary(desc.digest, top.media_type, size, created, tuple(platforms))
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -399,6 +404,11 @@ def _plain(desc: Descriptor) -> Descriptor:
     """``desc`` without its ref-name annotation (it names an image, not an index entry)."""
     annotations = {k: v for k, v in (desc.annotations or {}).items() if k != REF_NAME_ANNOTATION}
     return desc.with_annotations(annotations)
+
+
+def _stored(manifest: Manifest, desc: Descriptor) -> Descriptor:
+    """``manifest``'s descriptor with the digest ``desc`` found it by."""
+    return replace(manifest.descriptor(), digest=desc.digest)
 
 
 def _with_annotations_of(desc: Descriptor, source: Descriptor) -> Descriptor:

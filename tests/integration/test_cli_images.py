@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -205,6 +206,26 @@ def test_tag_rmi_prune_fsck(ci_home: Path, tmp_path: Path, image: OciImage) -> N
         "partialFiles": 0,
         "freed": 0,
     }
+
+
+def test_a_layout_that_names_its_manifest_by_sha512(ci_home: Path, image: OciImage) -> None:
+    # --store on a layout another tool wrote with a sha512 manifest digest: images, inspect
+    # and tag use that digest, not the sha256 of the manifest's bytes (which is not there).
+    root = image.layout
+    sha512 = hashlib.sha512(image.manifest_bytes).hexdigest()
+    (root / "blobs" / "sha512").mkdir()
+    (root / "blobs" / "sha512" / sha512).write_bytes(image.manifest_bytes)
+    (root / "blobs" / "sha256" / image.manifest.digest.split(":")[1]).unlink()
+    index = json.loads((root / "index.json").read_text())
+    index["manifests"][0]["digest"] = f"sha512:{sha512}"
+    (root / "index.json").write_text(json.dumps(index))
+    [row] = json.loads(run_cli("--store", root, "images", "--json").stdout)
+    assert row["digest"] == f"sha512:{sha512}"
+    assert row["size"] == _size(image)
+    run_cli("--store", root, "tag", APP, "quay.io/org/app:v2")
+    summary = json.loads(run_cli("--store", root, "inspect", "quay.io/org/app:v2").stdout)
+    assert sorted(summary["RepoTags"]) == [APP, "quay.io/org/app:v2"]
+    assert run_cli("--store", root, "fsck").returncode == 0
 
 
 def test_prune_and_rmi_keep_the_blobs_of_an_image_whose_manifest_is_damaged(

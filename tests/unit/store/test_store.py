@@ -236,6 +236,29 @@ def test_short_ref_names_of_a_foreign_layout_resolve_as_images_shows_them(
     assert store.names(digest) == ["docker.io/library/app:2"]
 
 
+def test_a_manifest_stored_under_sha512(store: Store, image: OciImage) -> None:
+    # A layout another tool wrote may name a manifest by its sha512 digest: tag and the size
+    # shown must use that digest, not the sha256 of the same bytes (which is not stored).
+    _import(store, image.transport_ref, "app:1")
+    desc = Descriptor(
+        mt.OCI_MANIFEST, Digest.of(image.manifest_bytes, "sha512"), image.manifest.size
+    )
+    store.put_bytes(image.manifest_bytes, desc.digest)
+    store.set_ref("docker.io/library/app:512", desc)
+    store.remove("app:1")
+    store.gc()
+    assert not store.has_blob(Digest.parse(image.manifest.digest))
+    store.tag("app:512", "app:copy")
+    assert sorted(store.names(desc.digest)) == [
+        "docker.io/library/app:512",
+        "docker.io/library/app:copy",
+    ]
+    summary = store.summarize(store.resolve("app:copy"))
+    assert summary.digest == desc.digest
+    assert summary.size == image.manifest.size + image.config.size + image.layers[0].size
+    assert store.fsck() == []
+
+
 def test_tag_moves_names_and_untag_keeps_image(store: Store, tmp_path: Path) -> None:
     one = make_oci_layout(tmp_path / "one", ref="a", layers=({"f": b"1"},))
     two = make_oci_layout(tmp_path / "two", ref="b", layers=({"f": b"2"},))
