@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clusterimage.errors import ManifestError
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import _Document, canonical_json, json_object
@@ -27,11 +28,11 @@ class ImageConfig(_Document):
 
     @property
     def container_config(self) -> dict[str, Any]:
-        return dict(self.data.get("config") or {})
+        return dict(self._typed(self.data, "config", dict, "an object") or {})
 
     @property
     def env(self) -> list[str]:
-        return list(self.container_config.get("Env") or [])
+        return self._strings("Env")
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -43,15 +44,18 @@ class ImageConfig(_Document):
 
     @property
     def cmd(self) -> list[str]:
-        return list(self.container_config.get("Cmd") or [])
+        return self._strings("Cmd")
 
     @property
     def entrypoint(self) -> list[str]:
-        return list(self.container_config.get("Entrypoint") or [])
+        return self._strings("Entrypoint")
 
     @property
     def labels(self) -> dict[str, str]:
-        return dict(self.container_config.get("Labels") or {})
+        labels = self._typed(self.container_config, "Labels", dict, "an object", "config.")
+        if labels and not all(isinstance(v, str) for v in labels.values()):
+            raise ManifestError("image config: config.Labels must be an object of strings")
+        return dict(labels or {})
 
     @property
     def working_dir(self) -> str:
@@ -73,9 +77,26 @@ class ImageConfig(_Document):
 
     @property
     def diff_ids(self) -> list[Digest]:
-        rootfs = self.data.get("rootfs") or {}
-        return [Digest.parse(d) for d in rootfs.get("diff_ids") or []]
+        rootfs = self._typed(self.data, "rootfs", dict, "an object") or {}
+        diff_ids = self._typed(rootfs, "diff_ids", list, "a list", "rootfs.") or []
+        return [Digest.parse(d) for d in diff_ids]
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        return list(self.data.get("history") or [])
+        return list(self._typed(self.data, "history", list, "a list") or [])
+
+    # Shapes are checked where they are read, as Go's json.Unmarshal into typed fields does:
+    # a ManifestError, never a TypeError, nor a string read as a list of characters.
+
+    @staticmethod
+    def _typed(data: dict[str, Any], key: str, kind: type, what: str, prefix: str = "") -> Any:
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise ManifestError(f"image config: {prefix}{key} must be {what}")
+        return value
+
+    def _strings(self, key: str) -> list[str]:
+        value = self._typed(self.container_config, key, list, "a list of strings", "config.")
+        if value and not all(isinstance(v, str) for v in value):
+            raise ManifestError(f"image config: config.{key} must be a list of strings")
+        return list(value or [])

@@ -307,6 +307,11 @@ def _bad_index_entry(home: Path, tmp: Path, image: OciImage) -> tuple[list[str],
     return ["images"], "manifests[0]: annotations"
 
 
+def _bad_config(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
+    make_oci_layout(tmp / "badcfg", ref="v1", config={"Labels": "not an object"})
+    return ["inspect", f"oci:{tmp}/badcfg:v1"], "Labels"
+
+
 def _args(
     args: list[str], expected: str
 ) -> Callable[[Path, Path, OciImage], tuple[list[str], str]]:
@@ -337,6 +342,7 @@ BAD_INPUT = {
     "store folder not a layout": _plain_folder,
     "store with bad index.json": _bad_index,
     "store with a malformed index entry": _bad_index_entry,
+    "inspect a config of the wrong shape": _bad_config,
     "fsck corrupt blob": _corrupt_blob,
 }
 

@@ -180,3 +180,28 @@ def test_config_accessors() -> None:
         ImageConfig.parse(b"[1]")
     empty = ImageConfig.build({"architecture": "amd64", "os": "linux"})
     assert empty.env == [] and empty.cmd == [] and empty.created is None
+
+
+@pytest.mark.parametrize(
+    ("data", "accessor"),
+    [
+        ({"config": "x"}, "labels"),
+        ({"config": {"Env": "A=1"}}, "env"),
+        ({"config": {"Env": [1]}}, "env_dict"),
+        ({"config": {"Cmd": 5}}, "cmd"),
+        ({"config": {"Entrypoint": "/bin/sh"}}, "entrypoint"),
+        ({"config": {"Labels": "x"}}, "labels"),
+        ({"config": {"Labels": {"k": 1}}}, "labels"),
+        ({"rootfs": []}, "diff_ids"),
+        ({"rootfs": {"diff_ids": "sha256:x"}}, "diff_ids"),
+        ({"history": {}}, "history"),
+    ],
+)
+def test_config_of_the_wrong_shape_is_a_manifest_error(
+    data: dict[str, object], accessor: str
+) -> None:
+    # Docker and Go refuse these (json.Unmarshal into []string / map[string]string), never
+    # a TypeError here nor a string read as a list of characters.
+    config = ImageConfig.parse(json.dumps(data).encode())
+    with pytest.raises(ManifestError, match="image config"):
+        getattr(config, accessor)
