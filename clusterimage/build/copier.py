@@ -123,14 +123,18 @@ def _escapes(path: str) -> bool:
     return normalized == ".." or normalized.startswith("../")
 
 
-def _follow_link(tree: FsTree, path: str, node: Node) -> Node:
-    """The node a top-level source link leads to, if it stays in the root; else the link."""
+def _follow_link(tree: FsTree, path: str, node: Node) -> tuple[str, Node]:
+    """Where a top-level source link leads and its node, if it stays in the root; else the
+    link itself. The path matters for a folder: its contents are walked from there."""
     target = node.linkname
     lexical = posixpath.join(posixpath.dirname(path), target) if not target.startswith("/") else ""
     if target.startswith("/") or _escapes(lexical):
-        return node  # pointing out of the root: copied as the link, never followed
-    resolved = tree.get(tree.resolve(path))
-    return resolved if resolved is not None and resolved.kind != "symlink" else node
+        return path, node  # pointing out of the root: copied as the link, never followed
+    real = tree.resolve(path)
+    resolved = tree.get(real)
+    if resolved is None or resolved.kind == "symlink":
+        return path, node
+    return real, resolved
 
 
 def resolve_sources(
@@ -162,9 +166,10 @@ def resolve_sources(
         node = tree.get(real)
         if node is None:
             raise error(f"{keyword} source {source!r}: no such file or directory in {where}")
+        landing = name or posixpath.basename(real)
         if node.kind == "symlink":
-            node = _follow_link(tree, real, node)
-        resolved.append(Source(real, node, name or posixpath.basename(real)))
+            real, node = _follow_link(tree, real, node)
+        resolved.append(Source(real, node, landing))
     return resolved
 
 

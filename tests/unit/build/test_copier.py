@@ -134,6 +134,11 @@ def test_symlink_sources(context: BuildContext) -> None:
     for name, target in (("link-out", "../../etc/passwd"), ("abs-link", "/etc/passwd")):
         node = _copy(context, [name], "/l")["l"]
         assert node.kind == "symlink" and node.linkname == target
+    # A link to a folder copies the folder's contents, as the folder named itself would.
+    through = _copy(context, ["dirlink"], "/m")
+    assert {"m", "m/app.yaml", "m/svc.yaml", "m/sub", "m/sub/x.yaml"} == set(through)
+    named = _copy(context, ["link-in"], "/d/")
+    assert set(named) == {"d", "d/link-in"} and named["d/link-in"].kind == "file"
     inside = _copy(context, ["."], "/")
     assert inside["link-out"].kind == "symlink"
     assert inside["dirlink"].kind == "symlink" and inside["dirlink"].linkname == "manifests"
