@@ -41,11 +41,21 @@ class _Limited(httpx.SyncByteStream):
 
 def read_limited(response: httpx.Response, limit: int, where: str) -> None:
     """Read a streamed ``response``'s body (then ``.content``, ``.json()`` work as usual),
-    or close it and raise :class:`ResponseTooLarge` once more than ``limit`` bytes arrive."""
+    or close it and raise :class:`ResponseTooLarge` once more than ``limit`` bytes arrive,
+    on the wire or once decoded (a compressed body can expand a thousandfold)."""
     assert isinstance(response.stream, httpx.SyncByteStream)
     response.stream = _Limited(response.stream, limit, where)
     try:
-        response.read()
+        parts: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(f"{where}: response larger than {limit} bytes")
+            parts.append(chunk)
+        # What Response.read() would have kept; httpx has no public way to hand it the bytes
+        # read here, and reading them through read() would decode without a bound.
+        response._content = b"".join(parts)
     except BaseException:
         response.close()
         raise

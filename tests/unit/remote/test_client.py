@@ -3,6 +3,7 @@ errors, manifests, tags, streamed blob reads with resume, uploads (whole, chunke
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -647,3 +648,24 @@ def test_huge_response_bodies_are_not_read_whole(where: str) -> None:
             if where == "ping":
                 raise RegistryError("the ping went through")  # only its body is at stake
     assert sent[0] <= 20 << 20  # of the 64 MiB offered (a tags page may hold 16 MiB)
+
+
+def test_a_compressed_api_body_is_bounded_once_decoded() -> None:
+    # 64 MiB of zeros gzip to ~64 KiB: well under the wire limit, far over it once decoded.
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    assert len(bomb) < 1 << 20
+    fake = FakeRegistry()
+    fake.add_manifest("app", MANIFEST, mt.OCI_MANIFEST, "v1")
+    asked: list[str | None] = []
+
+    def flood(request: httpx.Request) -> httpx.Response | None:
+        asked.append(request.headers.get("Accept-Encoding"))
+        if request.url.path.endswith("/tags/list"):
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=bomb)
+        return None
+
+    fake.faults.append(flood)
+    repo = Repository(client(fake, retries=0), "app")
+    with pytest.raises(RegistryError, match="larger than"):
+        list(repo.tags())
+    assert asked and set(asked) == {"identity"}  # we never ask for compressed answers
