@@ -4,9 +4,11 @@ Docker's rules (BuildKit's dockerfile2llb + fsutil copy, and buildah's copier wh
 - sources are relative to the source root (a leading ``/`` is the root too); in the build context
   a source that climbs out (``../x``) is an error; wildcards (``*``, ``?``, ``[...]``) match per
   path component as Go's ``filepath.Match``, dot files included, results in name order;
-- a directory source copies its CONTENTS; a symbolic link named as a source is followed when its
-  target stays inside the source root, else copied as the link it is; links found while copying a
-  directory are always copied as links, never followed;
+- a directory source copies its CONTENTS; a symbolic link named as a source is followed inside
+  the source root: in a stage or image, whose root is its ``/``, always (absolute targets too,
+  as BuildKit resolves them); in the build context only when its target stays inside, else it
+  is copied as the link it is; links found while copying a directory are always copied as
+  links, never followed;
 - the destination is relative to WORKDIR; it is a directory when it ends with ``/`` (or ``.``),
   when there are several sources (buildah's rule, which sealos follows), when the one source is a
   directory, or when it already is a directory in the stage; symlinks in the destination path are
@@ -123,13 +125,13 @@ def _escapes(path: str) -> bool:
     return normalized == ".." or normalized.startswith("../")
 
 
-def _follow_link(tree: FsTree, path: str, node: Node) -> tuple[str, Node]:
+def _follow_link(tree: FsTree, path: str, node: Node, in_context: bool) -> tuple[str, Node]:
     """Where a top-level source link leads and its node, if it stays in the root; else the
     link itself. The path matters for a folder: its contents are walked from there."""
     target = node.linkname
     lexical = posixpath.join(posixpath.dirname(path), target) if not target.startswith("/") else ""
-    if target.startswith("/") or _escapes(lexical):
-        return path, node  # pointing out of the root: copied as the link, never followed
+    if in_context and (target.startswith("/") or _escapes(lexical)):
+        return path, node  # pointing out of the context: copied as the link, never followed
     real = tree.resolve(path)
     resolved = tree.get(real)
     if resolved is None or resolved.kind == "symlink":
@@ -168,7 +170,7 @@ def resolve_sources(
             raise error(f"{keyword} source {source!r}: no such file or directory in {where}")
         landing = name or posixpath.basename(real)
         if node.kind == "symlink":
-            real, node = _follow_link(tree, real, node)
+            real, node = _follow_link(tree, real, node, in_context)
         resolved.append(Source(real, node, landing))
     return resolved
 

@@ -260,6 +260,27 @@ COPY --from=one /m/app.yaml /single.yaml
     assert set(built.layer_members(1)) == {"single.yaml"}
 
 
+def test_copy_from_a_stage_follows_a_named_link_inside_that_stage(tmp_path: Path) -> None:
+    # In a stage, "/" is the stage's root: BuildKit (FollowSymlinks) resolves a source link
+    # there, absolute targets included; only the build context treats them as pointing out.
+    kubefile = """\
+FROM scratch AS one
+COPY manifests /opt/app/v1
+COPY current /opt/app/current
+COPY current-file /opt/app/current-file
+FROM scratch
+COPY --from=one /opt/app/current /app
+COPY --from=one /opt/app/current-file /app.yaml
+"""
+    context = _context(tmp_path / "ctx", kubefile, FILES)
+    (context / "current").symlink_to("/opt/app/v1")
+    (context / "current-file").symlink_to("/opt/app/v1/app.yaml")
+    built = _build(context, tmp_path / "home")
+    assert set(built.layer_members(0)) == {"app", "app/app.yaml", "app/svc.yaml"}
+    single = built.layer_members(1)["app.yaml"]
+    assert single.isfile() and built.layer_file(1, "app.yaml") == b"kind: Deployment\n"
+
+
 def _tar_gz(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
