@@ -92,6 +92,9 @@ def _glob(tree: FsTree, pattern: str) -> list[str]:
     parts = [p for p in pattern.split("/") if p and p != "."]
     current = [""]
     for part in parts:
+        # A folder on the way may be a link: look in what it points to, inside the tree, as
+        # the parent of a source without wildcards is resolved (and as Go's Glob does).
+        current = [tree.resolve(base) for base in current]
         following: list[str] = []
         if not _sources.has_wildcards(part):
             literal = _sources.unescape(part)

@@ -134,6 +134,9 @@ def test_symlink_sources(context: BuildContext) -> None:
     for name, target in (("link-out", "../../etc/passwd"), ("abs-link", "/etc/passwd")):
         node = _copy(context, [name], "/l")["l"]
         assert node.kind == "symlink" and node.linkname == target
+    # A wildcard looks through a link to a folder on the way.
+    globbed = _copy(context, ["dirlink/*.yaml"], "/g/")
+    assert set(globbed) == {"g", "g/app.yaml", "g/svc.yaml"}
     # A link to a folder copies the folder's contents, as the folder named itself would.
     through = _copy(context, ["dirlink"], "/m")
     assert {"m", "m/app.yaml", "m/svc.yaml", "m/sub", "m/sub/x.yaml"} == set(through)
