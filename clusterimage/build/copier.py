@@ -203,13 +203,18 @@ def _parse_ids(text: str, database: str | None, uid_field: int) -> dict[str, tup
     return out
 
 
+def _is_number(value: str) -> bool:
+    # str.isdigit() alone accepts "²", which int() refuses.
+    return value.isascii() and value.isdigit()
+
+
 def resolve_chown(spec: str, read_file: Callable[[str], str | None], error: ErrorFn) -> Ownership:
     """``--chown=user[:group]`` with names looked up in the stage's /etc/passwd and /etc/group."""
     user, _, group = spec.partition(":")
     if not user:
         raise error(f"invalid --chown value {spec!r}: no user")
     users = None
-    if user.isdigit():
+    if _is_number(user):
         uid = int(user)
         primary = uid
     else:
@@ -219,12 +224,12 @@ def resolve_chown(spec: str, read_file: Callable[[str], str | None], error: Erro
         uid, primary = users[user]
     if not group:
         return Ownership(uid, primary)
-    if group.isdigit():
+    if _is_number(group):
         return Ownership(uid, int(group))
     groups = {}
     for line in (read_file("etc/group") or "").splitlines():
         fields = line.split(":")
-        if len(fields) > 2 and fields[2].isdigit():
+        if len(fields) > 2 and _is_number(fields[2]):
             groups[fields[0]] = int(fields[2])
     if group not in groups:
         raise error(f"--chown: no group {group!r} in the stage's /etc/group")

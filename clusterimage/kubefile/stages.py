@@ -687,7 +687,7 @@ class _StageWalk:
                 "FROM ${ARG} (a global ARG) and copy from that stage instead"
             )
         current = self.stage.index
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # isdigit() alone takes "²"
             index = int(value)
             if index >= current:
                 raise copy.error(
@@ -796,7 +796,7 @@ def _port_spec(expose: Expose, word: str) -> list[str]:
 
 
 def _valid_signal(signal: str) -> bool:
-    if signal.isdigit():
+    if signal.isascii() and signal.isdigit():
         return int(signal) > 0
     name = signal.upper()
     name = name[3:] if name.startswith("SIG") else name

@@ -209,6 +209,11 @@ def test_chown_names_from_the_stage(tmp_path: Path) -> None:
         resolve_chown("nobody", read, _error)
     with pytest.raises(KubefileError, match="no group 'wheel'"):
         resolve_chown("app:wheel", read, _error)
+    # "²" passes str.isdigit() but is no number: a name not found, never a traceback.
+    with pytest.raises(KubefileError, match="no user '²'"):
+        resolve_chown("²", read, _error)
+    with pytest.raises(KubefileError, match="no group '²'"):
+        resolve_chown("app:²", read, _error)
 
 
 def test_copy_from_a_stage_keeps_owners(tmp_path: Path) -> None:

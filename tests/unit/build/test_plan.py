@@ -445,3 +445,15 @@ def test_parse_assignments(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_assignments(["flag"], "--label") == {"flag": ""}
     with pytest.raises(UsageError, match="--env: expected KEY=VALUE"):
         parse_assignments(["=x"], "--env")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("COPY --from=² a /a", "²"),  # passes str.isdigit(), but is no stage index
+        ("STOPSIGNAL ²", "²"),
+    ],
+)
+def test_unicode_digits_are_one_line_errors(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(KubefileError, match=rf"Kubefile:2: .*{message}"):
+        plan_of(tmp_path, f"FROM scratch\n{line}\n", files=("a",))
