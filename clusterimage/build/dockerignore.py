@@ -3,7 +3,8 @@
 The rules are moby/patternmatcher's (what Docker, BuildKit and buildah apply), ported because no
 Python package implements them exactly (gitignore libraries differ on ``**``, ``!`` and parents):
 
-- one pattern a line; ``#`` lines and blank lines are skipped; surrounding spaces are trimmed;
+- one pattern a line; lines starting with ``#`` and blank lines are skipped; surrounding
+  spaces are trimmed;
 - ``!pattern`` re-includes what an earlier pattern excluded; the last matching pattern wins;
 - patterns are cleaned like Go's ``filepath.Clean`` and a leading ``/`` is dropped;
 - ``*`` and ``?`` never match ``/``; ``**`` matches any number of directories, none included;
@@ -91,9 +92,15 @@ class IgnoreRules:
     def parse(cls, text: str, source: str = ".dockerignore") -> IgnoreRules:
         patterns: list[Pattern] = []
         text = text.removeprefix("\ufeff")  # a UTF-8 BOM, as Docker's ignorefile.ReadAll drops
-        for number, raw in enumerate(text.splitlines(), start=1):
+        # As ignorefile.ReadAll: lines end at "\n" only (a trailing "\r" dropped, as
+        # bufio.ScanLines does), and a comment is a "#" in the first column, checked before
+        # the spaces are trimmed: "  #x" is a pattern.
+        for number, raw in enumerate(text.split("\n"), start=1):
+            raw = raw.removesuffix("\r")
+            if raw.startswith("#"):
+                continue
             line = raw.strip()
-            if not line or line.startswith("#"):
+            if not line:
                 continue
             exclusion = line.startswith("!")
             if exclusion:

@@ -99,11 +99,16 @@ def test_exclusion_then_exclude_again() -> None:
 
 
 def test_comments_blank_lines_and_spaces() -> None:
-    rules = IgnoreRules.parse("# a comment\n\n   build   \n  # indented comment\n")
+    # As moby's ignorefile.ReadAll: a comment is a "#" in the first column, checked before the
+    # spaces are trimmed, so an indented "#" line is a pattern; lines end at "\n" ("\r\n" too).
+    text = "# a comment\r\n\n   build   \r\n  # indented\nform\x0cfeed\n"
+    rules = IgnoreRules.parse(text)
     assert rules.ignored("build")
     assert rules.ignored("build/out.bin")
     assert not rules.ignored("# a comment")
-    assert len(rules.patterns) == 1
+    assert rules.ignored("# indented")
+    assert rules.ignored("form\x0cfeed") and not rules.ignored("form")
+    assert [p.text for p in rules.patterns] == ["build", "# indented", "form\x0cfeed"]
 
 
 def test_kubefile_and_ignore_file_are_ordinary_paths() -> None:
