@@ -39,6 +39,19 @@ class _Limited(httpx.SyncByteStream):
         self._stream.close()
 
 
+REDIRECT_BODY_LIMIT = 64 * 1024
+
+
+def bound_redirect(response: httpx.Response) -> None:
+    """An httpx response hook: httpx reads a redirect's body whole before it follows the
+    redirect, and nobody uses that body. Cap it, and drop its Content-Encoding so it is never
+    decoded (a small compressed body can expand a thousandfold)."""
+    if response.is_redirect and isinstance(response.stream, httpx.SyncByteStream):
+        response.headers.pop("Content-Encoding", None)
+        where = f"{response.request.url.host}: redirect"
+        response.stream = _Limited(response.stream, REDIRECT_BODY_LIMIT, where)
+
+
 def read_limited(response: httpx.Response, limit: int, where: str) -> None:
     """Read a streamed ``response``'s body (then ``.content``, ``.json()`` work as usual),
     or close it and raise :class:`ResponseTooLarge` once more than ``limit`` bytes arrive,

@@ -23,7 +23,7 @@ from clusterimage import __version__
 from clusterimage.errors import AuthError, RegistryError, TransferInterrupted
 from clusterimage.remote import auth, credentials, tls
 from clusterimage.remote.auth import Challenge, Scopes
-from clusterimage.remote.bodies import API_BODY_LIMIT, discard, read_limited
+from clusterimage.remote.bodies import API_BODY_LIMIT, bound_redirect, discard, read_limited
 from clusterimage.remote.credentials import Credentials
 from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from clusterimage.remote.tls import TlsSettings, is_loopback, ssl_context
@@ -142,6 +142,7 @@ class Registry:
             # and blob bytes must arrive exactly as their digest says.
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             follow_redirects=False,
+            event_hooks={"response": [bound_redirect]},
         )
 
     # -- lifecycle -------------------------------------------------------------------------

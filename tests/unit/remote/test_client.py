@@ -669,3 +669,43 @@ def test_a_compressed_api_body_is_bounded_once_decoded() -> None:
     with pytest.raises(RegistryError, match="larger than"):
         list(repo.tags())
     assert asked and set(asked) == {"identity"}  # we never ask for compressed answers
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_a_redirect_body_is_capped_and_never_decoded(encoding: str | None) -> None:
+    # httpx reads a redirect's body whole before following it; nobody needs it.
+    sent = [0]
+    fake = FakeRegistry()
+    data = b"layer"
+    digest = Digest.parse(fake.add_blob("app", data))
+    headers = {"Location": "https://storage.example/blob"}
+    if encoding:
+        headers["Content-Encoding"] = encoding  # a bomb would expand: it must not be decoded
+
+    def redirect(request: httpx.Request) -> httpx.Response | None:
+        if "blobs" in request.url.path and request.url.host == HOST:
+            return httpx.Response(307, headers=headers, stream=_Endless(sent))
+        return None
+
+    fake.faults.append(redirect)
+    repo = Repository(client(fake, retries=0), "app")
+    with pytest.raises(RegistryError, match="redirect: response larger than"):
+        repo.open_blob(Descriptor(mt.OCI_LAYER_GZIP, digest, len(data)))
+    assert sent[0] <= 2 << 20  # of the 64 MiB offered
+
+    # A redirect with a small body is followed as before.
+    sent[0] = 0
+    fake.faults[:] = [
+        lambda r: (
+            # stream=, not content=: httpx reads (and decodes) content= at construction.
+            httpx.Response(307, headers=headers, stream=httpx.ByteStream(b"moved"))
+            if "blobs" in r.url.path and r.url.host == HOST
+            else (
+                httpx.Response(200, stream=httpx.ByteStream(data))
+                if r.url.host == "storage.example"
+                else None
+            )
+        )
+    ]
+    with repo.open_blob(Descriptor(mt.OCI_LAYER_GZIP, digest, len(data))) as blob:
+        assert blob.read() == data
