@@ -221,7 +221,9 @@ class BlobUploader:
             if status in (400, 404, 416):
                 detail = describe_error_body(response.read())
                 response.close()
-                session.broken = True
+                # 416: the registry expects the chunk at another offset (a reply lost after it
+                # stored one, say); the session holds, and its status says where to go on.
+                session.broken = status != 416
                 raise TransferInterrupted(
                     f"{self._registry}: blob {desc.digest}: upload session rejected the chunk "
                     f"at {session.offset} (HTTP {status}{detail})",

@@ -449,6 +449,38 @@ def test_interrupted_chunked_upload_resumes_where_the_registry_stopped() -> None
     assert fake.blobs[sha256(data)] == data
 
 
+@pytest.mark.parametrize(("status", "resumable"), [(416, True), (400, False), (404, False)])
+def test_a_416_on_a_chunk_resumes_the_session_other_refusals_end_it(
+    status: int, resumable: bool
+) -> None:
+    fake = FakeRegistry(reject_monolithic=True)
+    uploader = BlobUploader(Repository(client(fake), "app", push=True), chunk_size=MIN_CHUNK)
+    uploader._monolithic = False
+    data = os.urandom(3 * MIN_CHUNK)
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(data)), len(data))
+    patches = 0
+
+    def refuse_second_patch(request: httpx.Request) -> httpx.Response | None:
+        nonlocal patches
+        if request.method == "PATCH":
+            patches += 1
+            if patches == 2:
+                request.read()
+                return httpx.Response(status)
+        return None
+
+    fake.faults.append(refuse_second_patch)
+    session = uploader.start()
+    with pytest.raises(TransferInterrupted, match=f"HTTP {status}"):
+        uploader.upload(session, desc, io.BytesIO(data))
+    assert session.broken is not resumable
+    if resumable:  # the registry says where it stands, and the upload goes on from there
+        status_now = uploader.status(session)
+        assert status_now is not None and status_now.offset == MIN_CHUNK
+        uploader.upload(status_now, desc, io.BytesIO(data[MIN_CHUNK:]))
+        assert fake.blobs[sha256(data)] == data
+
+
 def test_registry_digest_refusal_is_a_digest_mismatch() -> None:
     fake = FakeRegistry()
     uploader = BlobUploader(Repository(client(fake), "app", push=True))
