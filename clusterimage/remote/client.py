@@ -352,6 +352,13 @@ class Registry:
             return path
         return str(httpx.URL(self.base_url).join(path))
 
+    @staticmethod
+    def location(response: httpx.Response) -> str | None:
+        """The response's Location as an absolute URL: a relative one is resolved against the
+        URL of the request it answers (RFC 9110), not against the registry's root."""
+        value = response.headers.get("Location")
+        return str(response.request.url.join(value)) if value else None
+
     def request(
         self,
         method: str,

@@ -100,8 +100,7 @@ class Repository:
         response.close()
         if response.status_code == 201:
             return MountResult(True)
-        location = response.headers.get("Location")
-        return MountResult(False, self.registry.url(location) if location else None)
+        return MountResult(False, self.registry.location(response))
 
     # -- manifests -------------------------------------------------------------------------
 

@@ -85,12 +85,12 @@ class BlobUploader:
         return UploadSession(self.repo.registry.url(location))
 
     def _session_from(self, response: httpx.Response, offset: int) -> UploadSession:
-        location = response.headers.get("Location")
+        location = self.repo.registry.location(response)
         if not location:
             raise RegistryError(f"{self._registry}: upload to {self.repo.name}: no Location")
         min_length = response.headers.get("OCI-Chunk-Min-Length", "")
         return UploadSession(
-            self.repo.registry.url(location),
+            location,
             offset,
             int(min_length) if min_length.isascii() and min_length.isdigit() else 0,
         )
@@ -111,9 +111,8 @@ class BlobUploader:
         if response.status_code not in (200, 204):
             return None
         offset = _confirmed(response.headers.get("Range"))
-        location = response.headers.get("Location")
         return UploadSession(
-            self.repo.registry.url(location) if location else session.location,
+            self.repo.registry.location(response) or session.location,
             offset,
             session.min_chunk,
         )
@@ -230,9 +229,7 @@ class BlobUploader:
                     retry_after=0,
                 )
             response.close()
-            location = response.headers.get("Location")
-            if location:
-                session.location = self.repo.registry.url(location)
+            session.location = self.repo.registry.location(response) or session.location
             confirmed = _range_end(response.headers.get("Range"))
             if confirmed is not None and confirmed != end:
                 session.offset = confirmed + 1

@@ -481,6 +481,29 @@ def test_a_416_on_a_chunk_resumes_the_session_other_refusals_end_it(
         assert fake.blobs[sha256(data)] == data
 
 
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("sess-1?_state=x", f"https://{HOST}/v2/app/blobs/uploads/sess-1?_state=x"),
+        ("/v2/app/blobs/uploads/sess-2", f"https://{HOST}/v2/app/blobs/uploads/sess-2"),
+        ("https://uploads.example/s3?sig=y", "https://uploads.example/s3?sig=y"),
+    ],
+)
+def test_a_relative_upload_location_resolves_against_the_request_url(
+    location: str, expected: str
+) -> None:
+    fake = FakeRegistry()
+
+    def opened(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": location})
+        return None
+
+    fake.faults.append(opened)
+    uploader = BlobUploader(Repository(client(fake), "app", push=True))
+    assert uploader.start().location == expected
+
+
 def test_registry_digest_refusal_is_a_digest_mismatch() -> None:
     fake = FakeRegistry()
     uploader = BlobUploader(Repository(client(fake), "app", push=True))
