@@ -175,7 +175,9 @@ class BlobWriter:
             # there, a FIFO or a dangling symlink, is replaced by the verified blob.)
             self._path.unlink(missing_ok=True)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.is_dir():  # the first blob of an algorithm (blobs/sha512)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fsync_dir(target.parent.parent)  # the new folder's own entry must last too
             os.chmod(self._path, 0o644)
             os.replace(self._path, target)
             fsync_dir(target.parent)

@@ -15,6 +15,7 @@ import pytest
 from clusterimage.errors import BlobNotFound, DigestMismatch, StoreError
 from clusterimage.oci.digest import Digest
 from clusterimage.store import Store
+from clusterimage.store import blobs as blobs_module
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 
@@ -244,3 +245,20 @@ def test_a_write_replaces_a_fifo_at_the_blob_path(store: Store) -> None:
     assert store.put_bytes(b"real blob") == digest
     assert store.blob_path(digest).is_file()
     assert store.read_blob(digest, 100) == b"real blob"
+
+
+def test_the_first_blob_of_an_algorithm_makes_its_new_folder_durable(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real = blobs_module.fsync_dir
+    monkeypatch.setattr(blobs_module, "fsync_dir", lambda p: (synced.append(p), real(p)))
+    data = b"a sha512 blob"
+    digest = Digest.of(data, "sha512")
+    assert not (store.root / "blobs" / "sha512").exists()
+    assert store.put_bytes(data, digest) == digest
+    # The blob's entry in blobs/sha512, and blobs/sha512's own entry in blobs/.
+    assert synced == [store.root / "blobs", store.root / "blobs" / "sha512"]
+    synced.clear()
+    store.put_bytes(b"another", Digest.of(b"another", "sha512"))
+    assert synced == [store.root / "blobs" / "sha512"]  # the folder exists now
