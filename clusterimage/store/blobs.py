@@ -11,6 +11,7 @@ writing the same blob take turns instead of interleaving.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from clusterimage.errors import DigestMismatch
+from clusterimage.errors import DigestMismatch, StoreError
 from clusterimage.oci.digest import CHUNK_SIZE, Digest, Hasher, check
 
 _BUFFER = 1 << 20
@@ -76,6 +77,23 @@ def special_kind(mode: int) -> str | None:
     if stat.S_ISREG(mode):
         return None
     return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
+
+
+def open_private(path: Path, mode: int) -> int:
+    """Open (creating) a file of a layout's private state folder for reading and writing.
+
+    Never through a symbolic link: a layout may come from elsewhere (``oci:DIR``), and a link
+    planted at an ingest or lock file would make the write truncate, fill or create the file it
+    points at, outside the layout. The store itself never makes links there.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(
+                f"{path} is a symbolic link; a layout's private files never are: remove it"
+            ) from None
+        raise
 
 
 def ingest_name(digest: Digest) -> str:
@@ -206,7 +224,7 @@ class BlobWriter:
         # Another process may be writing the same blob: wait for its lock, then make sure the
         # path still names the file we locked (the other writer may have renamed it into blobs/).
         while True:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_private(self._path, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -308,9 +309,11 @@ class Layout:
     def partial_size(self, digest: Digest) -> int:
         """Bytes of ``digest`` kept from an interrupted write (0: none)."""
         try:
-            return (self.ingest_dir / ingest_name(digest)).stat().st_size
+            info = (self.ingest_dir / ingest_name(digest)).lstat()
         except FileNotFoundError:
             return 0
+        # Only a file of our own counts (a symlink planted there is refused when written).
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
     def blob_writer(
         self, expected: Digest | None = None, size: int | None = None, resume: bool = False

@@ -10,6 +10,7 @@ Both are ``flock`` locks, which the kernel releases when a process dies (even by
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 import filelock
 
 from clusterimage.errors import StoreError
+from clusterimage.store.blobs import open_private
 
 INDEX_LOCK_TIMEOUT = 120.0
 
@@ -38,6 +40,12 @@ def index_lock(path: Path, timeout: float = INDEX_LOCK_TIMEOUT) -> Iterator[None
         lock.acquire()
     except filelock.Timeout:
         raise StoreBusy(f"{path.parent.parent}: index.json is locked by another process") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # filelock opens with O_NOFOLLOW: say so as open_private
+            raise StoreError(
+                f"{path} is a symbolic link; a layout's private files never are: remove it"
+            ) from None
+        raise
     try:
         yield
     finally:
@@ -103,4 +111,4 @@ class GcGuard:
 
     def _open(self) -> int:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return open_private(self._path, 0o644)
