@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         # Disk full, permission denied, ...: the user's environment, not our bug.
         where = f" {exc.filename}:" if exc.filename else ""
-        _common.stderr.print(f"error:{where} {exc.strerror or exc}", markup=False)
+        _common.stderr.print(
+            f"error:{where} {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     if isinstance(status, int) and status:
         sys.exit(status)  # typer.Exit(code) inside a command, or --help's 0

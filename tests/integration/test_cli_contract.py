@@ -148,3 +148,18 @@ def test_inspect_type_image_is_the_default(ci_home: Path, image: OciImage) -> No
     explicit = run_cli("inspect", "-t", "image", "app:v1")
     assert json.loads(explicit.stdout) == json.loads(default.stdout)
     assert explicit.stderr == ""
+
+
+# What a pipe or a CI log sees: no terminal, so rich falls back to 80 columns (run_cli sets
+# COLUMNS=200 for tables; these tests take that away).
+_NO_TERMINAL: dict[str, str | None] = {"COLUMNS": None, "NO_COLOR": None}
+
+
+def test_an_os_error_is_one_line_however_long_its_path(image: OciImage, tmp_path: Path) -> None:
+    blocker = tmp_path / ("a-long-folder-name-" * 6) / "file"
+    blocker.parent.mkdir()
+    blocker.write_text("not a folder\n")
+    store = blocker / "store"
+    result = run_cli("--store", store, "pull", image.transport_ref, check=False, env=_NO_TERMINAL)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"error: {store}: Not a directory\n"
