@@ -61,11 +61,14 @@ def print_json(data: Any) -> None:
 
 def info(message: str) -> None:
     """A status line on stderr (never on stdout, which carries results)."""
-    stderr.print(message)
+    # Messages carry names and paths: never rich markup, never wrapped (a log is no terminal).
+    stderr.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+    from rich.markup import escape
+
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def interactive() -> bool:

@@ -163,3 +163,22 @@ def test_an_os_error_is_one_line_however_long_its_path(image: OciImage, tmp_path
     result = run_cli("--store", store, "pull", image.transport_ref, check=False, env=_NO_TERMINAL)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == f"error: {store}: Not a directory\n"
+
+
+def test_status_lines_are_one_line_however_long(ci_home: Path, image: OciImage) -> None:
+    name = f"registry.example.com/{'team-' * 12}apps/app:v1"
+    pulled = run_cli("pull", image.transport_ref, "--name", name, env=_NO_TERMINAL)
+    assert pulled.stderr == f"Stored {name} (3 blobs copied, 0 already present)\n"
+
+
+def test_warnings_print_paths_verbatim(tmp_path: Path, image: OciImage) -> None:
+    # rich markup in a message (a path with `[/b]` in it) is text, not a style to apply.
+    store = tmp_path / "odd[/b]" / "store"
+    run_cli("--store", store, "pull", "-q", image.transport_ref)
+    run_cli("--store", store, "pull", "-q", image.transport_ref, "--name", "other:v1")
+    manifest = store / "blobs" / "sha256" / image.manifest.digest.split(":")[1]
+    manifest.write_bytes(b"{damaged")  # so gc after rmi refuses, and rmi warns
+    result = run_cli("--store", store, "rmi", "other:v1", env=_NO_TERMINAL)
+    assert result.stdout == "Untagged: docker.io/library/other:v1\n"
+    assert result.stderr.startswith(f"warning: {store}: gc removes nothing while a manifest")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
