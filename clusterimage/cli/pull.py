@@ -23,7 +23,7 @@ from clusterimage.cli._registry_options import (
     TlsVerify,
     registry_context,
 )
-from clusterimage.copy import CopyOptions, copy_image
+from clusterimage.copy import CopyOptions, CopyResult, copy_image
 from clusterimage.errors import ImageNotFound, InvalidReference, UsageError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.manifest import ImageIndex
@@ -158,13 +158,10 @@ def register(app: typer.Typer) -> None:
                     existing = None
             if existing is not None:
                 if json_output:
+                    # The keys of a pull that copied, so scripts read one shape: nothing copied.
+                    kept = CopyResult(existing.digest, existing.media_type, existing.size)
                     print_json(
-                        {
-                            "name": str(target),
-                            "source": str(src),
-                            "pulled": False,
-                            "digest": str(existing.digest),
-                        }
+                        {"name": str(target), "source": str(src), "pulled": False} | kept.to_dict()
                     )
                 elif not quiet:
                     info(f"{target} is in the store already (--policy {policy.value})")
@@ -180,7 +177,7 @@ def register(app: typer.Typer) -> None:
             )
             result = copy_image(src, dst, ctx, options)
         if json_output:
-            print_json({"name": str(target), "source": str(src), **result.to_dict()})
+            print_json({"name": str(target), "source": str(src), "pulled": True} | result.to_dict())
             return
         if not quiet:
             info(

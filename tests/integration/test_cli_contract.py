@@ -182,3 +182,15 @@ def test_warnings_print_paths_verbatim(tmp_path: Path, image: OciImage) -> None:
     assert result.stdout == "Untagged: docker.io/library/other:v1\n"
     assert result.stderr.startswith(f"warning: {store}: gc removes nothing while a manifest")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_pull_json_has_the_same_keys_whether_it_pulled_or_not(
+    ci_home: Path, image: OciImage
+) -> None:
+    pulled = json.loads(run_cli("pull", "--json", image.transport_ref).stdout)
+    kept = json.loads(run_cli("pull", "--json", "--policy", "missing", image.transport_ref).stdout)
+    assert set(pulled) == set(kept)
+    assert (pulled["pulled"], kept["pulled"]) == (True, False)
+    assert pulled["digest"] == kept["digest"] == image.manifest.digest
+    assert (kept["mediaType"], kept["size"]) == (pulled["mediaType"], pulled["size"])
+    assert (kept["blobsCopied"], kept["bytesCopied"]) == (0, 0)
