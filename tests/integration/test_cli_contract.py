@@ -194,3 +194,15 @@ def test_pull_json_has_the_same_keys_whether_it_pulled_or_not(
     assert pulled["digest"] == kept["digest"] == image.manifest.digest
     assert (kept["mediaType"], kept["size"]) == (pulled["mediaType"], pulled["size"])
     assert (kept["blobsCopied"], kept["bytesCopied"]) == (0, 0)
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive", "registry-dir"])
+def test_a_transport_this_version_lacks_is_not_called_unknown_and_known(
+    transport: str, ci_home: Path, image: OciImage, tmp_path: Path
+) -> None:
+    result = run_cli("copy", image.transport_ref, f"{transport}:{tmp_path}/x", check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    line = result.stderr.strip()
+    assert line.startswith(f"error: transport {transport!r} is not supported"), line
+    supported = line.split("(supported: ", 1)[1].rstrip(")").split(", ")
+    assert transport not in supported and {"docker", "oci", "store"} <= set(supported)
