@@ -32,7 +32,7 @@ from clusterimage.errors import (
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
-from clusterimage.oci.digest import Digest
+from clusterimage.oci.digest import Digest, hash_stream
 from clusterimage.oci.manifest import ImageManifest, Manifest, parse_manifest
 from clusterimage.store.blobs import BlobWriter, fsync_dir, ingest_name, special_kind
 from clusterimage.store.locks import GcGuard, index_lock
@@ -260,9 +260,11 @@ class Layout:
         check with fstat (no window for a swap after the check), clear O_NONBLOCK to read.
 
         Decision on symlinks: followed, as skopeo (containers/image) does in oci: layouts (some
-        tools deduplicate blobs that way), and safe because what is read is checked against the
-        digest (read_blob here, the copy engine while it copies). The store writes its own blobs
-        as regular files, so there a symlink is damage, which fsck reports.
+        tools deduplicate blobs that way), but a linked blob is hashed in full before any byte
+        of it is served. Readers check digests too, only at the end: by then a copy would have
+        streamed a file the link reaches outside the layout (a private key a crafted layout
+        links to) to its destination. The store writes its own blobs as regular files, so there
+        a symlink is damage, which fsck reports.
         """
         path = self.blob_path(digest)
         try:
@@ -274,7 +276,8 @@ class Layout:
                 raise self._not_regular(digest, _kind_of(path)) from None
             raise StoreError(f"blob {digest} in {self.root}: {exc.strerror}") from None
         try:
-            kind = special_kind(os.fstat(fd).st_mode)
+            info = os.fstat(fd)
+            kind = special_kind(info.st_mode)
             if kind is not None:
                 raise self._not_regular(digest, kind)
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
@@ -282,9 +285,25 @@ class Layout:
         except BaseException:
             os.close(fd)
             raise
-        if offset:
-            stream.seek(offset)
+        try:
+            if not _is_entry(path, info):
+                self._check_linked(stream, digest)
+            if offset:
+                stream.seek(offset)
+        except BaseException:
+            stream.close()
+            raise
         return stream
+
+    def _check_linked(self, stream: IO[bytes], digest: Digest) -> None:
+        # Hashed through the descriptor that is then served: a link swapped meanwhile is moot.
+        actual = hash_stream(stream, digest.algorithm).digest()
+        if actual != digest:
+            raise StoreError(
+                f"blob {digest} in {self.root} is linked to a file that does not hash to its "
+                f"name ({actual}); not read"
+            )
+        stream.seek(0)
 
     def _not_regular(self, digest: Digest, kind: str) -> StoreError:
         return StoreError(f"blob {digest} in {self.root} is not a regular file ({kind})")
@@ -446,6 +465,15 @@ def without_name(entry: dict[str, Any]) -> dict[str, Any]:
     if annotations:
         out["annotations"] = annotations
     return out
+
+
+def _is_entry(path: Path, opened: os.stat_result) -> bool:
+    """Whether the file opened at ``path`` is the directory entry itself, not a link's target."""
+    try:
+        entry = os.lstat(path)
+    except OSError:
+        return False
+    return (entry.st_dev, entry.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _kind_of(path: Path) -> str:

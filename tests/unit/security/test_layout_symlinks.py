@@ -75,3 +75,28 @@ def test_planted_index_lock_symlink_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="symbolic link"):
         layout.set_ref("x", desc)
     assert not os.path.lexists(victim)
+
+
+def test_a_blob_linked_to_a_file_outside_is_not_served_unverified(tmp_path: Path) -> None:
+    # A crafted oci: layout names a layer blob and links it to a private file of whoever copies
+    # it: a copy streams the blob to its destination (a registry the crafter reads) and finds
+    # the digest wrong only at the end. A linked blob is therefore checked before any byte of
+    # it is served.
+    layout = Layout(tmp_path / "layout")
+    secret = tmp_path / "id_rsa"
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n...")
+    digest = Digest.of(b"the layer the manifest names")
+    layout.blob_path(digest).symlink_to(secret)
+    for offset in (0, 5):
+        with pytest.raises(StoreError, match="does not hash to its name"):
+            layout.open_blob(digest, offset).close()
+
+
+def test_a_blob_linked_to_its_own_content_is_served(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "layout")
+    shared = tmp_path / "shared-blob"
+    shared.write_bytes(DATA)
+    digest = Digest.of(DATA)
+    layout.blob_path(digest).symlink_to(shared)
+    with layout.open_blob(digest, 7) as stream:
+        assert stream.read() == DATA[7:]
