@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,22 @@ def store_dir() -> Path:
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: messages quote registries' replies and files' contents,
+    so line breaks become spaces and other control characters (terminal escapes) ``\\xNN``."""
+    text = _LINE_BREAKS.sub(" ", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def error(message: str) -> None:
+    """The ``error: ...`` line of a failure, on stderr."""
+    stderr.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:

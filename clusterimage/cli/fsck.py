@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import print_json, stderr, store_dir
+from clusterimage.cli._common import error, print_json, store_dir
 from clusterimage.store import FsckReport, Store
 
 
@@ -39,6 +39,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"ok: {report.blobs} blobs, {report.images} images checked")
         else:
             for problem in report.problems:
-                stderr.print(f"error: {problem}", markup=False, highlight=False, soft_wrap=True)
+                error(str(problem))
         if not report.ok:
             raise typer.Exit(1)

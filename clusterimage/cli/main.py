@@ -108,24 +108,22 @@ def main(argv: list[str] | None = None) -> None:
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:
             message += f" (see '{ctx.command_path} --help')"
-        _common.stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        _common.error(message)
         sys.exit(getattr(exc, "exit_code", 2))
     except typer.Abort:
-        _common.stderr.print("error: aborted", markup=False)
+        _common.error("aborted")
         sys.exit(1)
     except ClusterImageError as exc:
         if debug:
             traceback.print_exc()
-        _common.stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _common.error(str(exc))
         sys.exit(exc.exit_code)
     except OSError as exc:
         if debug:
             raise
         # Disk full, permission denied, ...: the user's environment, not our bug.
-        where = f" {exc.filename}:" if exc.filename else ""
-        _common.stderr.print(
-            f"error:{where} {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True
-        )
+        where = f"{exc.filename}: " if exc.filename else ""
+        _common.error(f"{where}{exc.strerror or exc}")
         sys.exit(1)
     if isinstance(status, int) and status:
         sys.exit(status)  # typer.Exit(code) inside a command, or --help's 0

@@ -206,3 +206,14 @@ def test_a_transport_this_version_lacks_is_not_called_unknown_and_known(
     assert line.startswith(f"error: transport {transport!r} is not supported"), line
     supported = line.split("(supported: ", 1)[1].rstrip(")").split(", ")
     assert transport not in supported and {"docker", "oci", "store"} <= set(supported)
+
+
+def test_an_error_quoting_foreign_text_stays_one_printable_line(tmp_path: Path) -> None:
+    # A layout's ref names (or a registry's error message) are someone else's text: a line
+    # break or a terminal escape in them must not split our error line or reach the terminal.
+    layout = make_oci_layout(tmp_path / "odd", ref="v1\nerror: forged\x1b[31m").layout
+    result = run_cli("inspect", f"oci:{layout}:nope", check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"error: oci:{layout}:nope: no image named 'nope' (ref names: v1 error: forged\\x1b[31m)\n"
+    )
