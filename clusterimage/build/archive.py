@@ -82,6 +82,36 @@ def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
         yield raw
 
 
+# Go's archive/tar (moby, containers/image) caps PAX and GNU long-name headers at 1 MiB.
+MAX_METADATA_HEADER: Final = 1 << 20
+_METADATA_HEADERS: Final = {
+    tarfile.XHDTYPE: "PAX",
+    tarfile.XGLTYPE: "PAX global",
+    tarfile.SOLARIS_XHDTYPE: "PAX",
+    tarfile.GNUTYPE_LONGNAME: "GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long link",
+}
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a metadata header into memory whole, however large its size field says it
+    is: a few kilobytes of gzip could claim gigabytes. Refuse one above Go's limit first
+    (``_proc_member`` is tarfile's one dispatch point for every header it reads)."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        kind = _METADATA_HEADERS.get(self.type)
+        if kind is not None and self.size > MAX_METADATA_HEADER:
+            raise tarfile.HeaderError(
+                f"a {kind} header of {self.size} bytes (more than {MAX_METADATA_HEADER})"
+            )
+        return super()._proc_member(tar)  # type: ignore[misc]
+
+
+def stream_tar(stream: IO[bytes]) -> tarfile.TarFile:
+    """A tar archive read as a stream, its metadata headers bounded (:class:`_BoundedTarInfo`)."""
+    return tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
+
+
 @contextmanager
 def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
     """A tar archive or layer blob (an open, seekable binary file), decompressed as its content
@@ -90,7 +120,7 @@ def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
     raw.seek(0)
     with (
         decompressed(raw, compression) as stream,
-        tarfile.open(fileobj=stream, mode="r|") as tar,
+        stream_tar(stream) as tar,
     ):
         yield tar
 
@@ -155,7 +185,7 @@ def read_archive(
         try:
             with decompressed(buffered, _compression_of_head(buffered.peek(8)[:8])) as stream:
                 try:  # a stream tar reads its first member when opened: the IsArchive test
-                    tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (closed below)
+                    tar = stream_tar(stream)  # closed below
                 except _READ_ERRORS:
                     return None
                 with tar:
