@@ -40,6 +40,15 @@ def register(app: typer.Typer) -> None:
             raise UsageError("logout: name a REGISTRY or use --all (not both)")
         removed = credentials.remove(registry, auth_file=authfile)
         path = credentials.default_write_path(authfile)
+        if registry is not None and not removed:  # a failure whatever the output format
+            key = credentials.registry_of(registry)
+            elsewhere = credentials.known_elsewhere(key, auth_file=authfile)
+            if elsewhere is not None:
+                raise ClusterImageError(
+                    f"not logged in to {key} in {path}; the credentials in {elsewhere} were "
+                    "stored by another tool (use its logout, e.g. `docker logout`)"
+                )
+            raise ClusterImageError(f"not logged in to {key}")
         if json_output:
             print_json({"removed": removed, "authfile": str(path)})
             return
@@ -47,14 +56,4 @@ def register(app: typer.Typer) -> None:
             typer.echo("Removed login credentials for all registries")
             return
         assert registry is not None
-        key = credentials.registry_of(registry)
-        if removed:
-            typer.echo(f"Removed login credentials for {key}")
-            return
-        elsewhere = credentials.known_elsewhere(key, auth_file=authfile)
-        if elsewhere is not None:
-            raise ClusterImageError(
-                f"not logged in to {key} in {path}; the credentials in {elsewhere} were "
-                "stored by another tool (use its logout, e.g. `docker logout`)"
-            )
-        raise ClusterImageError(f"not logged in to {key}")
+        typer.echo(f"Removed login credentials for {credentials.registry_of(registry)}")

@@ -236,3 +236,13 @@ def test_an_error_quoting_foreign_text_stays_one_printable_line(tmp_path: Path) 
     assert result.stderr == (
         f"error: oci:{layout}:nope: no image named 'nope' (ref names: v1 error: forged\\x1b[31m)\n"
     )
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+def test_logout_of_a_registry_never_logged_in_fails_in_json_too(
+    json_flag: tuple[str, ...], tmp_path: Path
+) -> None:
+    authfile = tmp_path / "auth.json"
+    result = run_cli("logout", *json_flag, "--authfile", authfile, "127.0.0.1:5000", check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "error: not logged in to 127.0.0.1:5000\n"
