@@ -58,7 +58,7 @@ class ClientOptions:
 
     tls: TlsSettings = field(default_factory=TlsSettings)
     auth_file: Path | None = None
-    creds: str | None = None
+    creds: str | None = field(default=None, repr=False)  # "user:password": never in a repr
     retries: int = 3
     max_connections: int = 16
     transport: httpx.BaseTransport | None = None  # unit tests inject an httpx.MockTransport

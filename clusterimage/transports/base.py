@@ -33,7 +33,8 @@ class Context:
 
     store_dir: Path | None = None
     auth_file: Path | None = None
-    creds: str | None = None  # "user:password" given on the command line
+    # "user:password" given on the command line; repr=False keeps it out of any debug output.
+    creds: str | None = field(default=None, repr=False)
     tls_verify: bool | None = None  # None: verify, except for loopback registries over http
     cert_dir: Path | None = None
     retries: int = 3

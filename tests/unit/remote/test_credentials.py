@@ -12,6 +12,8 @@ import pytest
 
 from clusterimage.errors import AuthError, UsageError
 from clusterimage.remote import credentials as cr
+from clusterimage.remote.client import ClientOptions
+from clusterimage.transports.base import Context
 
 
 def _auth(user: str, password: str) -> str:
@@ -212,3 +214,9 @@ def test_an_auth_file_that_is_not_utf8_is_a_one_line_error(home: Path) -> None:
         cr.lookup("a.io")
     with pytest.raises(AuthError, match="not UTF-8"):
         cr.save("a.io", cr.Credentials("u", "p"), auth_file=path)
+
+
+def test_reprs_of_what_carries_command_line_credentials_hide_them() -> None:
+    secret = "user:hunter2-secret"
+    for carrier in (Context(creds=secret), ClientOptions(creds=secret)):
+        assert "hunter2" not in repr(carrier) and "hunter2" not in str(carrier)
