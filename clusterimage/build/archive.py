@@ -95,7 +95,8 @@ _METADATA_HEADERS: Final = {
 
 class _BoundedTarInfo(tarfile.TarInfo):
     """tarfile reads a metadata header into memory whole, however large its size field says it
-    is: a few kilobytes of gzip could claim gigabytes. Refuse one above Go's limit first
+    is, and an old GNU sparse header's extension blocks as long as each says another follows:
+    a few kilobytes of gzip could claim gigabytes of either. Refuse more than Go's limit
     (``_proc_member`` is tarfile's one dispatch point for every header it reads)."""
 
     def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
@@ -104,7 +105,32 @@ class _BoundedTarInfo(tarfile.TarInfo):
             raise tarfile.HeaderError(
                 f"a {kind} header of {self.size} bytes (more than {MAX_METADATA_HEADER})"
             )
-        return super()._proc_member(tar)  # type: ignore[misc]
+        if self.type != tarfile.GNUTYPE_SPARSE:
+            return super()._proc_member(tar)  # type: ignore[misc]
+        stream = tar.fileobj
+        tar.fileobj = _CappedReads(stream, MAX_METADATA_HEADER)  # type: ignore[assignment]
+        try:
+            return super()._proc_member(tar)  # type: ignore[misc]
+        finally:
+            tar.fileobj = stream
+
+
+class _CappedReads:
+    """``stream`` for the reads of one header's extension blocks: at most ``limit`` bytes."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size: int) -> bytes:
+        self._left -= size
+        if self._left < 0:
+            raise tarfile.HeaderError("a GNU sparse header with more than 1 MiB of extensions")
+        data: bytes = self._stream.read(size)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def stream_tar(stream: IO[bytes]) -> tarfile.TarFile:

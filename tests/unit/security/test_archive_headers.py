@@ -95,3 +95,37 @@ def test_metadata_headers_of_ordinary_size_still_work() -> None:
     raw = _archive(tarfile.XHDTYPE, 64 << 10)
     with open_tar(io.BytesIO(raw)) as tar:
         assert [m.name for m in tar] == ["file"]
+
+
+def _sparse_archive(extension_blocks: int) -> bytes:
+    """A gzip tar of one old-GNU sparse member with ``extension_blocks`` extension blocks of 21
+    entries each (tarfile keeps every entry in a list)."""
+    info = tarfile.TarInfo("sparse")
+    info.type, info.size = tarfile.GNUTYPE_SPARSE, 0
+    header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    header[482] = 1  # isextended
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header[:512])
+    extension = bytearray(tarfile.BLOCKSIZE)
+    for i in range(21):
+        extension[i * 24 : i * 24 + 24] = b"%011o\0%011o\0" % (1, 1)
+    extension[504] = 1
+    last = bytearray(extension)
+    last[504] = 0
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as gz:
+        gz.write(header)
+        for _ in range(extension_blocks - 1):
+            gz.write(extension)
+        gz.write(last)
+        gz.write(b"\0" * tarfile.BLOCKSIZE * 2)
+    return out.getvalue()
+
+
+def test_a_sparse_header_with_endless_extensions_is_refused() -> None:
+    raw = _sparse_archive(4096)  # 2 MiB of extensions; 200k of them took 258 MiB before
+    with pytest.raises(tarfile.TarError, match="sparse"), open_tar(io.BytesIO(raw)) as tar:
+        for _ in tar:
+            pass
+    with open_tar(io.BytesIO(_sparse_archive(100))) as tar:
+        assert [m.name for m in tar] == ["sparse"]
