@@ -7,6 +7,7 @@ skopeo share: ``aarch64`` is ``arm64``, ``arm64`` means ``arm64/v8``, ``arm`` me
 from __future__ import annotations
 
 import platform as _host
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,59 @@ _ARCH_ALIASES = {
     "i686": "386",
 }
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
+# containerd's isKnownOS/isKnownArch (Go's GOOS/GOARCH lists): a platform given as one word must
+# be one of them, so a typo is an error rather than an OS or architecture nobody builds for.
+_KNOWN_OS = frozenset(
+    [
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "hurd",
+        "illumos",
+        "ios",
+        "js",
+        "linux",
+        "nacl",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "wasip1",
+        "windows",
+        "zos",
+    ]
+)
+_KNOWN_ARCH = frozenset(
+    [
+        "386",
+        "amd64",
+        "amd64p32",
+        "arm",
+        "armbe",
+        "arm64",
+        "arm64be",
+        "loong64",
+        "mips",
+        "mipsle",
+        "mips64",
+        "mips64le",
+        "mips64p32",
+        "mips64p32le",
+        "ppc",
+        "ppc64",
+        "ppc64le",
+        "riscv",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sparc",
+        "sparc64",
+        "wasm",
+    ]
+)
+_COMPONENT = re.compile(r"[a-z0-9_.-]+")
 _VARIANT_ALIASES = {"8": "v8", "7": "v7", "6": "v6", "5": "v5"}
 
 
@@ -35,12 +89,22 @@ class Platform:
 
     @classmethod
     def parse(cls, value: str) -> Platform:
-        """Parse ``os/arch[/variant]`` (``linux/arm64/v8``); ``arch`` alone means linux."""
+        """Parse ``os/arch[/variant]`` (``linux/arm64/v8``), as containerd does: one word is
+        an architecture (on linux) or an OS (on this machine's architecture)."""
         parts = value.strip().lower().split("/")
-        if not value.strip() or len(parts) > 3 or any(not p for p in parts):
+        if not value.strip() or len(parts) > 3 or not all(_COMPONENT.fullmatch(p) for p in parts):
             raise UsageError(f"invalid platform {value!r}: expected OS/ARCH[/VARIANT]")
         if len(parts) == 1:
-            parts = ["linux", *parts]
+            word = parts[0]
+            if _ARCH_ALIASES.get(word, word) in _KNOWN_ARCH:
+                parts = ["linux", word]
+            elif word in _KNOWN_OS:
+                parts = [word, cls.host().architecture]
+            else:
+                raise UsageError(
+                    f"invalid platform {value!r}: unknown operating system or architecture "
+                    "(expected OS/ARCH[/VARIANT], e.g. linux/arm64)"
+                )
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None).normalized()
 
     @classmethod

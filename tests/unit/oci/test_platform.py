@@ -20,13 +20,18 @@ from clusterimage.oci.platform import Platform
         ("linux/armhf", "linux/arm"),
         ("Linux/ARM64", "linux/arm64"),
         ("windows/amd64", "windows/amd64"),
+        ("aarch64", "linux/arm64"),
+        ("linux", f"linux/{Platform.host().architecture}"),
     ],
 )
 def test_parse(value: str, expected: str) -> None:
     assert str(Platform.parse(value)) == expected
 
 
-@pytest.mark.parametrize("value", ["", "/", "linux/", "linux//v7", "a/b/c/d", " "])
+@pytest.mark.parametrize(
+    "value",
+    ["", "/", "linux/", "linux//v7", "a/b/c/d", " ", "bad", "amd46", "linux/amd 64", "linux/a:b"],
+)
 def test_parse_rejects(value: str) -> None:
     with pytest.raises(UsageError, match="invalid platform"):
         Platform.parse(value)
