@@ -69,16 +69,22 @@ _COMMAND_MODULES = (
 _GLOBAL_VALUE_OPTIONS = frozenset({"--store"})
 
 
-def _command_word(argv: list[str]) -> str | None:
+def _command_index(argv: list[str]) -> int | None:
+    """Where the command word is in ``argv`` (after the global options), if anywhere."""
     skip = False
-    for arg in argv:
+    for index, arg in enumerate(argv):
         if skip:
             skip = False
         elif arg in _GLOBAL_VALUE_OPTIONS:
             skip = True
         elif not arg.startswith("-"):
-            return arg
+            return index
     return None
+
+
+def _command_word(argv: list[str]) -> str | None:
+    index = _command_index(argv)
+    return argv[index] if index is not None else None
 
 
 def _register_commands(argv: list[str] | None = None) -> None:
@@ -94,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     args = list(argv if argv is not None else sys.argv[1:])
     _register_commands(args)
-    debug = "--debug" in args
+    # A global option: after the command word it is a usage error, and no request for one.
+    debug = "--debug" in args[: _command_index(args)]
     try:
         # Not standalone: typer's own usage errors (unknown option, missing argument, bad
         # choice) come here too, so they print as one `error:` line like ours, not a box.

@@ -107,6 +107,16 @@ def test_debug_shows_the_traceback_of_a_usage_error(ci_home: Path) -> None:
     assert result.stderr.strip().splitlines()[-1].startswith("error: Missing argument")
 
 
+def test_debug_after_the_command_word_is_a_usage_error_without_a_traceback(
+    ci_home: Path,
+) -> None:
+    result = run_cli("images", "--debug", check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: No such option: --debug")
+    assert result.stderr.count("\n") == 1
+
+
 def test_console_script_and_module_agree() -> None:
     script = Path(sys.executable).with_name("clusterimage")
     assert script.is_file(), "pip install -e . installs the clusterimage console script"
