@@ -54,11 +54,6 @@ class Credentials:
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The strings that must never appear in output (used to scrub error messages)."""
-        return tuple(s for s in (self.password, self.identity_token) if s)
-
 
 ANONYMOUS = Credentials()
 
