@@ -8,7 +8,7 @@ does with its iolimits. Blobs and manifests have their own streaming readers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -52,6 +52,19 @@ def bound_redirect(response: httpx.Response) -> None:
         response.stream = _Limited(response.stream, REDIRECT_BODY_LIMIT, where)
 
 
+def decoded_body(response: httpx.Response, limit: int, too_large: Callable[[], Exception]) -> bytes:
+    """A streamed ``response``'s decoded body, raising ``too_large()`` once it passes
+    ``limit`` bytes (reading it through ``read()`` would decode it without a bound)."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise too_large()
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def read_limited(response: httpx.Response, limit: int, where: str) -> None:
     """Read a streamed ``response``'s body (then ``.content``, ``.json()`` work as usual),
     or close it and raise :class:`ResponseTooLarge` once more than ``limit`` bytes arrive,
@@ -59,16 +72,13 @@ def read_limited(response: httpx.Response, limit: int, where: str) -> None:
     assert isinstance(response.stream, httpx.SyncByteStream)
     response.stream = _Limited(response.stream, limit, where)
     try:
-        parts: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise ResponseTooLarge(f"{where}: response larger than {limit} bytes")
-            parts.append(chunk)
-        # What Response.read() would have kept; httpx has no public way to hand it the bytes
-        # read here, and reading them through read() would decode without a bound.
-        response._content = b"".join(parts)
+        body = decoded_body(
+            response,
+            limit,
+            lambda: ResponseTooLarge(f"{where}: response larger than {limit} bytes"),
+        )
+        # What Response.read() would have kept; httpx has no public way to hand it over.
+        response._content = body
     except BaseException:
         response.close()
         raise

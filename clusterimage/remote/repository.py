@@ -25,6 +25,7 @@ from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.remote.auth import Scopes
+from clusterimage.remote.bodies import decoded_body
 from clusterimage.remote.client import Registry
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # as containers/image: a manifest is small; refuse floods
@@ -118,18 +119,15 @@ class Repository:
             missing=ImageNotFound,
         )
         try:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_MANIFEST_SIZE:
-                    raise ManifestError(f"{label}: larger than {MAX_MANIFEST_SIZE} bytes")
-                chunks.append(chunk)
+            raw = decoded_body(
+                response,
+                MAX_MANIFEST_SIZE,
+                lambda: ManifestError(f"{label}: larger than {MAX_MANIFEST_SIZE} bytes"),
+            )
         except httpx.HTTPError as exc:
             raise RegistryError(f"{self.registry.host}: {label}: {exc}") from None
         finally:
             response.close()
-        raw = b"".join(chunks)
         digest = Digest.of(raw)
         if reference.startswith(("sha256:", "sha512:")):
             wanted = Digest.parse(reference)

@@ -28,7 +28,7 @@ from clusterimage.remote import auth
 from clusterimage.remote.client import ClientOptions, Registry, redact_url
 from clusterimage.remote.repository import Repository
 from clusterimage.remote.retry import RetryPolicy
-from clusterimage.remote.upload import MIN_CHUNK, BlobUploader
+from clusterimage.remote.upload import MIN_CHUNK, BlobUploader, UploadSession
 from tests.unit.remote.fakeregistry import HOST, FakeRegistry, sha256
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": {}}).encode()
@@ -422,7 +422,17 @@ def test_413_switches_to_chunks_honouring_min_length() -> None:
     assert final.content == b"" and final.url.params["digest"] == sha256(data)
 
 
-def test_interrupted_chunked_upload_resumes_where_the_registry_stopped() -> None:
+def _upload_with_second_patch_answered(
+    answer: httpx.Response,
+) -> tuple[
+    FakeRegistry,
+    BlobUploader,
+    UploadSession,
+    Descriptor,
+    bytes,
+    pytest.ExceptionInfo[TransferInterrupted],
+]:
+    """A 3-chunk upload whose second PATCH gets ``answer``; what it left behind."""
     fake = FakeRegistry(reject_monolithic=True)
     uploader = BlobUploader(Repository(client(fake), "app", push=True), chunk_size=MIN_CHUNK)
     uploader._monolithic = False
@@ -430,18 +440,25 @@ def test_interrupted_chunked_upload_resumes_where_the_registry_stopped() -> None
     desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(data)), len(data))
     patches = 0
 
-    def fail_second_patch(request: httpx.Request) -> httpx.Response | None:
+    def second_patch(request: httpx.Request) -> httpx.Response | None:
         nonlocal patches
         if request.method == "PATCH":
             patches += 1
             if patches == 2:
-                return httpx.Response(503, headers={"Retry-After": "1"})
+                request.read()
+                return answer
         return None
 
-    fake.faults.append(fail_second_patch)
+    fake.faults.append(second_patch)
     session = uploader.start()
     with pytest.raises(TransferInterrupted) as info:
         uploader.upload(session, desc, io.BytesIO(data))
+    return fake, uploader, session, desc, data, info
+
+
+def test_interrupted_chunked_upload_resumes_where_the_registry_stopped() -> None:
+    answer = httpx.Response(503, headers={"Retry-After": "1"})
+    fake, uploader, session, desc, data, info = _upload_with_second_patch_answered(answer)
     assert info.value.retry_after == 1.0
     status = uploader.status(session)
     assert status is not None and status.offset == MIN_CHUNK
@@ -453,26 +470,9 @@ def test_interrupted_chunked_upload_resumes_where_the_registry_stopped() -> None
 def test_a_416_on_a_chunk_resumes_the_session_other_refusals_end_it(
     status: int, resumable: bool
 ) -> None:
-    fake = FakeRegistry(reject_monolithic=True)
-    uploader = BlobUploader(Repository(client(fake), "app", push=True), chunk_size=MIN_CHUNK)
-    uploader._monolithic = False
-    data = os.urandom(3 * MIN_CHUNK)
-    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(sha256(data)), len(data))
-    patches = 0
-
-    def refuse_second_patch(request: httpx.Request) -> httpx.Response | None:
-        nonlocal patches
-        if request.method == "PATCH":
-            patches += 1
-            if patches == 2:
-                request.read()
-                return httpx.Response(status)
-        return None
-
-    fake.faults.append(refuse_second_patch)
-    session = uploader.start()
-    with pytest.raises(TransferInterrupted, match=f"HTTP {status}"):
-        uploader.upload(session, desc, io.BytesIO(data))
+    answer = httpx.Response(status)
+    fake, uploader, session, desc, data, info = _upload_with_second_patch_answered(answer)
+    assert f"HTTP {status}" in str(info.value)
     assert session.broken is not resumable
     if resumable:  # the registry says where it stands, and the upload goes on from there
         status_now = uploader.status(session)
