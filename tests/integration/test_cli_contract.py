@@ -117,6 +117,21 @@ def test_debug_after_the_command_word_is_a_usage_error_without_a_traceback(
     assert result.stderr.count("\n") == 1
 
 
+def test_an_error_line_does_not_import_rich(ci_home: Path) -> None:
+    # rich costs ~12 ms to import; a command that only reports a failure off a terminal
+    # writes its line directly (rich draws progress bars and colours on terminals only).
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "clusterimage", "inspect", "nothing-here"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[-1].startswith("error: nothing-here: image not known")
+    assert not [line for line in lines if line.startswith("import time:") and "rich" in line]
+
+
 def test_console_script_and_module_agree() -> None:
     script = Path(sys.executable).with_name("clusterimage")
     assert script.is_file(), "pip install -e . installs the clusterimage console script"
