@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from clusterimage import transports
-from clusterimage.cli._common import CopyProgress, info, print_json
+from clusterimage.cli._common import CopyProgress, info, print_json, warn
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -176,6 +176,8 @@ def register(app: typer.Typer) -> None:
                 on_event=progress,
             )
             result = copy_image(src, dst, ctx, options)
+        if ctx.platform is not None and not all_platforms:
+            _warn_other_platform(dst.store(ctx), result, ctx.platform)
         if json_output:
             print_json({"name": str(target), "source": str(src), "pulled": True} | result.to_dict())
             return
@@ -185,6 +187,16 @@ def register(app: typer.Typer) -> None:
                 f"{result.blobs_skipped} already present)"
             )
         typer.echo(str(result.digest))
+
+
+def _warn_other_platform(store: Store, result: CopyResult, want: Platform) -> None:
+    # A single-platform source has no list to choose from: it is pulled as it is. As podman
+    # does, say so when it is not what --platform asked for.
+    desc = Descriptor(result.media_type, result.digest, result.size)
+    have = _platforms(store, desc)
+    if have and not any(want.matches(p) for p in have):
+        held = ", ".join(map(str, have))
+        warn(f"the image is for {held}, not the {want} that --platform asked for")
 
 
 def _platforms(store: Store, desc: Descriptor) -> list[Platform]:

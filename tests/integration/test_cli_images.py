@@ -276,6 +276,17 @@ def test_pull_policy_counts_an_image_only_for_its_platform(
         assert json.loads(again.stdout)["digest"] == multi.index.digest
 
 
+def test_pull_warns_when_a_single_platform_image_is_not_for_the_platform_asked(
+    ci_home: Path, tmp_path: Path
+) -> None:
+    amd = make_oci_layout(tmp_path / "amd", ref="x", architecture="amd64")
+    other = run_cli("pull", amd.transport_ref, "--name", "app:x", "--platform", "linux/arm64")
+    assert other.stdout.strip().endswith(amd.manifest.digest)  # pulled as it is, as podman does
+    assert "warning: the image is for linux/amd64, not the linux/arm64" in other.stderr
+    same = run_cli("pull", amd.transport_ref, "--name", "app:x", "--platform", "linux/amd64")
+    assert "warning" not in same.stderr
+
+
 def _corrupt_blob(home: Path, tmp: Path, image: OciImage) -> tuple[list[str], str]:
     run_cli("pull", "-q", image.transport_ref)
     layer = image.layers[0].digest
