@@ -29,9 +29,17 @@ if [ ! -x .venv/bin/python ]; then
     say "creating .venv with $python"
     "$python" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import clusterimage' >/dev/null 2>&1; then
+# Installed means the entry point exists and the package imports from outside this folder: run
+# from here, `import clusterimage` finds the source tree itself even when nothing is installed.
+# Reinstall when pyproject.toml changed since the last install (new dependencies).
+repo=$PWD
+stamp=.venv/.clusterimage-quickstart
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/clusterimage ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ] \
+    || ! (cd / && "$repo/.venv/bin/python" -c 'import clusterimage') >/dev/null 2>&1; then
     say "installing clusterimage into .venv"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+    echo "$wanted" >"$stamp"
 fi
 
 # --- run --------------------------------------------------------------------------------------

@@ -51,3 +51,35 @@ def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
     exported = json.loads(run_tool([skopeo, "inspect", f"oci:{home / 'export'}:v1"]).stdout)
     assert exported["Digest"] == digests[0]
     assert exported["Labels"]["sealos.io.type"] == "application"
+
+
+def test_quickstart_runs_in_a_fresh_clone_with_no_venv(tmp_path: Path) -> None:
+    """What a newcomer does: clone, then run the script, with no .venv made beforehand (a check
+    made where the package is already installed cannot see a missing install step)."""
+    git = require_tool("git")
+    clone = tmp_path / "clone"
+    run_tool([git, "clone", "--quiet", "--no-hardlinks", str(REPO_ROOT), str(clone)])
+    assert not (clone / ".venv").exists()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+    }
+    # The clone's own venv, not the one running the tests, must provide the command.
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO_ROOT))
+    )
+    env.update(NO_COLOR="1", COLUMNS="200", CLUSTERIMAGE_HOME=str(tmp_path / "home"))
+    result = subprocess.run(
+        ["./scripts/quickstart.sh"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (clone / ".venv" / "bin" / "clusterimage").is_file()
+    assert "Traceback" not in result.stderr
+    index = json.loads((tmp_path / "home" / "store" / "index.json").read_text())
+    names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    assert REF in names
