@@ -15,7 +15,6 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +54,6 @@ _KEEP_PER_BLOB = 16
 # Forgetting only costs one upload (or recompression) that a mount could have saved.
 MAX_AGE = 90 * 24 * 3600.0
 _MAX_PENDING = 512  # statements held before they are written anyway
-CONTEXT_KEY = "blob_info_cache"
-"""The key of a transport Context's ``extra`` that holds the cache's path."""
 
 
 class BlobInfoCache:
@@ -204,9 +201,3 @@ class BlobInfoCache:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
-
-
-def for_context(extra: Mapping[str, object]) -> BlobInfoCache:
-    """The cache a transport Context's ``extra`` names (none named: one that keeps nothing)."""
-    path = extra.get(CONTEXT_KEY)
-    return BlobInfoCache(Path(str(path)) if path else None)

@@ -13,18 +13,22 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Literal
 
 from clusterimage import recompress
-from clusterimage.errors import ImageNotFound, TransferInterrupted
+from clusterimage.errors import ImageNotFound, TransferInterrupted, TransportError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
 from clusterimage.oci.platform import Platform
-from clusterimage.remote import blobcache
-from clusterimage.remote.retry import RetryPolicy
-from clusterimage.transports.base import Context, ImageDestination, ImageReference, ImageSource
+from clusterimage.retry import RetryPolicy
+from clusterimage.transports.base import (
+    BlobKind,
+    Context,
+    ImageDestination,
+    ImageReference,
+    ImageSource,
+)
 
 # Waits between attempts of a broken blob transfer; the attempts are counted per transfer
 # against ctx.retries, so only the delays come from here.
@@ -47,13 +51,13 @@ class CopyEvent:
 
 @dataclass
 class CopyOptions:
-    platform: Platform | None = None  # None: the context's, else the host's
+    """What one copy does; where and how (platform, parallel jobs, staging folder, registry
+    settings) is the :class:`Context`'s."""
+
     all_platforms: bool = False
-    jobs: int = 4
     on_event: Callable[[CopyEvent], None] | None = None
     # "gzip" | "zstd": recompress layers compressed otherwise (see clusterimage.recompress).
     compression_format: str | None = None
-    tmp_dir: Path | None = None  # where recompressed layers wait for upload (None: system temp)
 
 
 @dataclass
@@ -90,11 +94,45 @@ def copy_image(
 ) -> CopyResult:
     """Copy the image at ``src`` to ``dst``; returns what was written at the top."""
     ctx = ctx or Context()
-    options = options or CopyOptions(jobs=ctx.jobs)
-    with src.new_source(ctx) as source, dst.new_destination(ctx) as dest:
-        result = _Copier(source, dest, options, ctx, str(src)).run()
-        dest.commit()
-        return result
+    try:
+        with src.new_source(ctx) as source:
+            # Read before the destination is opened: a source that is missing or unreachable
+            # must not leave an empty layout (or archive) behind.
+            top = source.get_manifest()
+            with dst.new_destination(ctx) as dest:
+                return _copy(source, top, dest, ctx, options, str(src))
+    finally:
+        # Write what the copy learnt (one transaction); the cache reopens if used again.
+        ctx.blob_info.close()
+
+
+def copy_to(
+    src: ImageReference,
+    dest: ImageDestination,
+    ctx: Context | None = None,
+    options: CopyOptions | None = None,
+) -> CopyResult:
+    """Copy the image at ``src`` into an open destination (one image of a multi-image
+    archive, say) and commit it; the caller closes ``dest``."""
+    ctx = ctx or Context()
+    try:
+        with src.new_source(ctx) as source:
+            return _copy(source, source.get_manifest(), dest, ctx, options, str(src))
+    finally:
+        ctx.blob_info.close()
+
+
+def _copy(
+    source: ImageSource,
+    top: Manifest,
+    dest: ImageDestination,
+    ctx: Context,
+    options: CopyOptions | None,
+    name: str,
+) -> CopyResult:
+    result = _Copier(source, dest, options or CopyOptions(), ctx, name).run(top)
+    dest.commit()
+    return result
 
 
 class _Copier:
@@ -116,19 +154,28 @@ class _Copier:
         self._result: CopyResult | None = None
         self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "recompressed": 0, "bytes": 0}
         self._replaced: dict[Digest, recompress.Recompressed] = {}
-        # What earlier recompressions produced (opened at first use: only --compression-format).
-        self._blob_info = blobcache.for_context(ctx.extra)
+        # What earlier recompressions produced (opened at first use).
+        self._blob_info = ctx.blob_info
+        self._configs: set[Digest] = set()
 
-    def run(self) -> CopyResult:
-        try:
-            return self._run()
-        finally:
-            self._blob_info.close()
+    def _target(self, desc: Descriptor) -> str | None:
+        """The compression ``desc`` must have at the destination (None: as it is)."""
+        if self._dest.layer_compression == "decompress":
+            return "none"
+        if self._options.compression_format is not None:
+            return self._options.compression_format
+        if self._source.uncompressed_by_format and desc.media_type in recompress.UNCOMPRESSED:
+            return recompress.GZIP  # compressed once, on the way out of the archive
+        return None
 
-    def _run(self) -> CopyResult:
-        top = self._source.get_manifest()
+    def run(self, top: Manifest) -> CopyResult:
         if isinstance(top, ImageIndex) and not self._options.all_platforms:
             top = self._select_platform(top)
+        if isinstance(top, ImageIndex) and not self._dest.accepts_index:
+            raise TransportError(
+                f"{self._dest}: holds no multi-platform image; choose one with --platform"
+            )
+        self._check_type(top)
         images: list[ImageManifest] = []
         children: list[Manifest] = []
         if isinstance(top, ImageIndex):
@@ -138,9 +185,9 @@ class _Copier:
         self._copy_blobs(images)
         if self._replaced:
             top, children = recompress.rewrite(top, children, self._replaced)
-        for child in children:
-            self._dest.put_manifest(child, top=False)
-        self._dest.put_manifest(top, top=True)
+        stored = [self._dest.put_manifest(child, top=False) for child in children]
+        top = self._dest.put_manifest(top, top=True)
+        children = stored
         return CopyResult(
             digest=top.digest,
             media_type=top.media_type,
@@ -154,7 +201,7 @@ class _Copier:
         )
 
     def _select_platform(self, index: ImageIndex) -> Manifest:
-        want = self._options.platform or self._ctx.platform or Platform.host()
+        want = self._ctx.platform or Platform.host()
         available = []
         for entry in index.manifests:
             if entry.platform is None:
@@ -190,7 +237,8 @@ class _Copier:
         if not blobs:
             return
         configs = {image.config.digest for image in images}
-        jobs = max(1, self._options.jobs)
+        self._configs = configs
+        jobs = max(1, self._ctx.jobs)
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="blob") as pool:
             # Configs first (as skopeo): a few milliseconds each, where after the layers they
             # would be a tail once every worker is busy. Then layers largest first: the big
@@ -240,10 +288,23 @@ class _Copier:
             return "mounted"
         return None
 
+    def _check_type(self, manifest: Manifest) -> None:
+        accepted = self._dest.supported_manifest_types
+        if accepted is not None and manifest.media_type not in accepted:
+            raise TransportError(
+                f"{self._dest}: cannot store a {manifest.media_type} "
+                f"(it takes {', '.join(sorted(accepted))})"
+            )
+
+    def _kind(self, desc: Descriptor) -> BlobKind:
+        return "config" if desc.digest in self._configs else "layer"
+
     def _copy_blob(self, desc: Descriptor) -> None:
         self._check()
-        if recompress.needs_recompression(desc, self._options.compression_format):
-            self._copy_recompressed(desc)
+        target = self._target(desc)
+        if desc.digest not in self._configs and recompress.needs_recompression(desc, target):
+            assert target is not None
+            self._copy_recompressed(desc, target)
             return
         found = self._at_destination(desc)
         if found is not None:
@@ -256,7 +317,7 @@ class _Copier:
         self._count("copied", desc.size - first_offset)
         self._emit("blob-done", desc, desc.size)
 
-    def _copy_recompressed(self, desc: Descriptor) -> None:
+    def _copy_recompressed(self, desc: Descriptor, target: str) -> None:
         """Reuse the blob an earlier recompression of this layer produced when the destination
         has it (or mounts it); else recompress into a temporary file and copy that file.
 
@@ -264,8 +325,6 @@ class _Copier:
         edited entry) the layer is recompressed and the entry replaced. The reused descriptor
         carries the recorded digest and size, so the rewritten manifest is byte-identical to
         the one the first push wrote."""
-        target = self._options.compression_format
-        assert target is not None
         known = self._blob_info.recompressed(desc.digest, target)
         absent: Digest | None = None  # a digest just seen missing at the destination
         if known is not None:
@@ -289,7 +348,7 @@ class _Copier:
             self._emit("blob-progress", desc, done)
 
         with self._source.open_blob(desc, 0) as stream:
-            result = recompress.recompress(stream, desc, target, self._options.tmp_dir, progress)
+            result = recompress.recompress(stream, desc, target, self._ctx.tmp_dir, progress)
         path = result.path
         assert path is not None
         try:
@@ -349,7 +408,7 @@ class _Copier:
                 started, first_offset = True, offset
             try:
                 with open_at(desc, offset) as stream:
-                    self._dest.put_blob(desc, stream, offset, progress)
+                    self._dest.put_blob(desc, stream, offset, progress, kind=self._kind(desc))
                 break
             except TransferInterrupted as exc:
                 if attempt >= self._ctx.retries:

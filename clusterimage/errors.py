@@ -85,3 +85,7 @@ class KubefileError(ClusterImageError):
 
 class BuildError(ClusterImageError):
     """A build failed for a reason other than the Kubefile's syntax."""
+
+
+class LayerError(ClusterImageError):
+    """A layer's content is damaged or unsafe (bad compression, a member escaping its root)."""

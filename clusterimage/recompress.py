@@ -1,4 +1,5 @@
-"""Changing a layer's compression during a copy (``--compression-format gzip|zstd``).
+"""Changing a layer's compression during a copy (``--compression-format gzip|zstd``, and what a
+transport demands: plain tars into a docker-archive, gzip out of one).
 
 A layer is decompressed and compressed again in one streaming pass into a temporary file, hashed
 as it is written, so the new descriptor is known when the file is complete. Only layers whose
@@ -17,15 +18,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
-from clusterimage.errors import ManifestError, UsageError
+from clusterimage.errors import ClusterImageError, LayerError, ManifestError, UsageError
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest, Hasher, VerifyingReader
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, canonical_json
 
-FORMATS = ("gzip", "zstd")
+FORMATS = ("gzip", "zstd")  # what --compression-format takes
+GZIP = "gzip"
+UNCOMPRESSED = mt.UNCOMPRESSED_LAYERS
 GZIP_LEVEL = 1  # isal: level 1 is several times faster than zlib -6 at a similar ratio
 ZSTD_LEVEL = 3  # zstd's own default
 _READ = 1 << 20
@@ -101,7 +104,22 @@ def _decompressed(stream: _Readable, compression: str) -> Iterator[bytes]:
         yield tail
 
 
+def zlib_error() -> type[Exception]:
+    from isal import isal_zlib
+
+    return cast(type[Exception], isal_zlib.error)  # its stubs call it an instance
+
+
+def zstd_error() -> type[Exception]:
+    import zstandard
+
+    error: type[Exception] = zstandard.ZstdError
+    return error
+
+
 def _compressor(target: str) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+    if target == "none":  # decompress only (a docker-archive holds plain tars)
+        return (lambda data: data), (lambda: b"")
     import zstandard
     from isal import isal_zlib
 
@@ -129,12 +147,20 @@ def recompress(
         hasher = Hasher()
         compress, flush = _compressor(target)
         verified = _Counting(VerifyingReader(stream, source.digest, source.size), progress)
+        compression = mt.layer_compression(source.media_type)
         with os.fdopen(fd, "wb") as out:
-            for data in _decompressed(verified, mt.layer_compression(source.media_type)):
-                packed = compress(data)
-                if packed:
-                    hasher.update(packed)
-                    out.write(packed)
+            try:
+                for data in _decompressed(verified, compression):
+                    packed = compress(data)
+                    if packed:
+                        hasher.update(packed)
+                        out.write(packed)
+            except (ValueError, OSError, zlib_error(), zstd_error()) as exc:
+                if isinstance(exc, ClusterImageError):
+                    raise
+                raise LayerError(
+                    f"layer {source.digest}: not valid {compression} data ({exc})"
+                ) from None
             # Drain to EOF so the source digest is checked even after the last compressed frame.
             while verified.read(_READ):
                 pass

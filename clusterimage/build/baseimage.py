@@ -15,6 +15,7 @@ COPY needs its bytes (:func:`extract`), in one pass per layer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from typing import IO, Any, Final
 from clusterimage import transports
 from clusterimage.build.archive import open_tar, stage_member
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind, sort_key
-from clusterimage.copy import CopyOptions, copy_image
+from clusterimage.copy import copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
@@ -39,7 +40,6 @@ from clusterimage.store import Store
 from clusterimage.transports.base import Context
 from clusterimage.transports.store import StoreReference
 
-TRANSPORT_PREFIXES: Final = ("docker://", "oci:", "oci-archive:", "docker-archive:", "store:")
 _WHITEOUT: Final = ".wh."
 _OPAQUE: Final = ".wh..wh..opq"
 # 2: file records carry their content digest, whoever wrote the layer (version 1 listings of
@@ -67,10 +67,6 @@ class Image:
     config: ImageConfig
 
 
-def is_transport_reference(name: str) -> bool:
-    return name.startswith(TRANSPORT_PREFIXES)
-
-
 def ensure_image(
     store: Store, name: str, platform: Platform, ctx: Context, *, pull: bool = True
 ) -> Image:
@@ -80,14 +76,14 @@ def ensure_image(
     """
     if name.startswith("store:"):
         return _load(store, name, store.resolve(name[len("store:") :]), platform)
-    if is_transport_reference(name):
+    if transports.is_transport_reference(name):
         if not pull:
             raise ImageNotFound(f"{name}: not copied into the store yet")
         source = transports.parse(name)
         destination = StoreReference(
             name[len("docker://") :] if name.startswith("docker://") else ""
         )
-        result = copy_image(source, destination, ctx, CopyOptions(platform=platform, jobs=ctx.jobs))
+        result = copy_image(source, destination, dataclasses.replace(ctx, platform=platform))
         manifest = store.get_manifest(result.digest, result.media_type)
         return _load(store, name, store.describe(manifest), platform)
     try:
@@ -99,8 +95,7 @@ def ensure_image(
             copy_image(
                 transports.parse(f"docker://{name}"),
                 StoreReference(name),
-                ctx,
-                CopyOptions(platform=platform, jobs=ctx.jobs),
+                dataclasses.replace(ctx, platform=platform),
             )
         except ClusterImageError as exc:
             raise ImageNotFound(

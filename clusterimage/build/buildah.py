@@ -48,7 +48,7 @@ from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.fstree import Content, FsTree
 from clusterimage.build.layer import open_content
 from clusterimage.build.plan import REGISTRY_DIR, BuildPlan, StagePlan
-from clusterimage.copy import CopyOptions, CopyResult, copy_image
+from clusterimage.copy import CopyResult, copy_image
 from clusterimage.errors import BuildError, ClusterImageError
 from clusterimage.kubefile.instructions import Location
 from clusterimage.oci.platform import Platform
@@ -317,11 +317,9 @@ class _Run:
         ctx = Context(store_dir=self.store.root)
         source = OciLayoutReference(layout, "image")
         # Without -t the image is stored untagged, as the native engine does.
-        result = copy_image(
-            source, StoreReference(tags[0] if tags else ""), ctx, CopyOptions(jobs=ctx.jobs)
-        )
+        result = copy_image(source, StoreReference(tags[0] if tags else ""), ctx)
         for tag in tags[1:]:  # the blobs are there: only the index entry is new
-            result = copy_image(source, StoreReference(tag), ctx, CopyOptions(jobs=ctx.jobs))
+            result = copy_image(source, StoreReference(tag), ctx)
         return BuildahResult(result, tags, self.driver)
 
     def cleanup(self) -> None:

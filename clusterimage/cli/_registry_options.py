@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from clusterimage.blobinfo import BlobInfoCache
 from clusterimage.cli._common import home_dir, store_dir
 from clusterimage.errors import UsageError
 from clusterimage.oci.platform import Platform
@@ -26,6 +27,7 @@ _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 DEFAULT_RETRIES = 3
 DEFAULT_JOBS = 4
+DEFAULT_TIMEOUT = 30.0
 
 
 def normalize_bool_flags(args: list[str]) -> list[str]:
@@ -105,6 +107,16 @@ Creds = Annotated[
         help="Credentials for the registry (asks for the password when it is left out).",
     ),
 ]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        min=0.1,
+        help="How long a registry may stay silent (to connect, or between bytes) before the "
+        "command fails.",
+    ),
+]
 Retry = Annotated[
     int,
     typer.Option(
@@ -177,17 +189,19 @@ def registry_context(
     retry: int = DEFAULT_RETRIES,
     jobs: int = DEFAULT_JOBS,
     platform: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Context:
     """The transport context every registry-facing command builds from its flags."""
-    ctx = Context(
-        store_dir=store_dir(),
+    return Context.for_registries(
         auth_file=authfile,
         creds=resolve_creds(creds),
         tls_verify=parse_bool(tls_verify),
         cert_dir=cert_dir,
+        store_dir=store_dir(),
         retries=retry,
         jobs=jobs,
+        timeout=timeout,
         platform=Platform.parse(platform) if platform else None,
+        blob_info=BlobInfoCache(blob_info_cache()),
+        tmp_dir=temp_dir(),
     )
-    ctx.extra["blob_info_cache"] = blob_info_cache()
-    return ctx

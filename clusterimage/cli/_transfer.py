@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from clusterimage.cli._common import CopyProgress, print_json
-from clusterimage.cli._registry_options import temp_dir
 from clusterimage.copy import CopyOptions, CopyResult, copy_image
 from clusterimage.errors import UsageError
 from clusterimage.transports.base import Context, ImageReference
@@ -26,11 +25,7 @@ def copy_options(
     if all_platforms and ctx.platform is not None:
         raise UsageError("--platform and --all exclude each other")
     return CopyOptions(
-        platform=ctx.platform,
-        all_platforms=all_platforms,
-        jobs=ctx.jobs,
-        compression_format=check_format(compression_format),
-        tmp_dir=temp_dir(),
+        all_platforms=all_platforms, compression_format=check_format(compression_format)
     )
 
 

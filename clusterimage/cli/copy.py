@@ -10,6 +10,7 @@ import typer
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     AuthFile,
     CertDir,
     CompressionFormat,
@@ -21,6 +22,7 @@ from clusterimage.cli._registry_options import (
     RegistryCommand,
     Retry,
     SelectPlatform,
+    Timeout,
     TlsVerify,
     parse_bool,
     registry_context,
@@ -47,6 +49,7 @@ def register(app: typer.Typer) -> None:
         digestfile: DigestFile = None,
         compression_format: CompressionFormat = None,
         retry: Retry = DEFAULT_RETRIES,
+        timeout: Timeout = DEFAULT_TIMEOUT,
         creds: Creds = None,
         authfile: AuthFile = None,
         tls_verify: TlsVerify = None,
@@ -111,20 +114,23 @@ def register(app: typer.Typer) -> None:
             authfile=authfile,
             creds=creds,
             retry=retry,
+            timeout=timeout,
             jobs=jobs,
             platform=platform,
         )
-        overrides = {
-            "src_creds": resolve_creds(src_creds, "--src-creds"),
-            "dest_creds": resolve_creds(dest_creds, "--dest-creds"),
-            "src_auth_file": src_authfile,
-            "dest_auth_file": dest_authfile,
-            "src_tls_verify": parse_bool(src_tls_verify, "--src-tls-verify"),
-            "dest_tls_verify": parse_bool(dest_tls_verify, "--dest-tls-verify"),
-            "src_cert_dir": src_cert_dir,
-            "dest_cert_dir": dest_cert_dir,
-        }
-        ctx.extra.update({k: v for k, v in overrides.items() if v is not None})
+        # Each end's own flags replace the shared ones for that end only (as skopeo).
+        for end, end_creds, end_authfile, end_tls, end_cert_dir, prefix in (
+            (ctx.source, src_creds, src_authfile, src_tls_verify, src_cert_dir, "--src"),
+            (ctx.destination, dest_creds, dest_authfile, dest_tls_verify, dest_cert_dir, "--dest"),
+        ):
+            if end_creds is not None:
+                end.creds = resolve_creds(end_creds, f"{prefix}-creds")
+            if end_authfile is not None:
+                end.auth_file = end_authfile
+            if end_tls is not None:
+                end.tls_verify = parse_bool(end_tls, f"{prefix}-tls-verify")
+            if end_cert_dir is not None:
+                end.cert_dir = end_cert_dir
         options = copy_options(
             ctx, all_platforms=all_platforms, compression_format=compression_format
         )

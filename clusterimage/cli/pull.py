@@ -13,6 +13,7 @@ from clusterimage.cli._common import CopyProgress, info, print_json, warn
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     AuthFile,
     CertDir,
     Creds,
@@ -20,6 +21,7 @@ from clusterimage.cli._registry_options import (
     RegistryCommand,
     Retry,
     SelectPlatform,
+    Timeout,
     TlsVerify,
     registry_context,
 )
@@ -50,6 +52,7 @@ def pull_context(
     creds: str | None = None,
     retry: int = DEFAULT_RETRIES,
     jobs: int = DEFAULT_JOBS,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Context:
     """The transport context of a pull, built from the command's options in this one place."""
     return registry_context(
@@ -60,6 +63,7 @@ def pull_context(
         creds=creds,
         retry=retry,
         jobs=jobs,
+        timeout=timeout,
     )
 
 
@@ -93,6 +97,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = PullPolicy.always,
         retry: Retry = DEFAULT_RETRIES,
+        timeout: Timeout = DEFAULT_TIMEOUT,
         creds: Creds = None,
         authfile: AuthFile = None,
         tls_verify: TlsVerify = None,
@@ -133,6 +138,7 @@ def register(app: typer.Typer) -> None:
             creds=creds,
             retry=retry,
             jobs=jobs,
+            timeout=timeout,
         )
         if policy is not PullPolicy.always:
             store = dst.store(ctx)
@@ -169,12 +175,7 @@ def register(app: typer.Typer) -> None:
                     typer.echo(str(existing.digest))
                 return
         with CopyProgress(enabled=False if quiet or json_output else None) as progress:
-            options = CopyOptions(
-                platform=ctx.platform,
-                all_platforms=all_platforms,
-                jobs=ctx.jobs,
-                on_event=progress,
-            )
+            options = CopyOptions(all_platforms=all_platforms, on_event=progress)
             result = copy_image(src, dst, ctx, options)
         if ctx.platform is not None and not all_platforms:
             _warn_other_platform(dst.store(ctx), result, ctx.platform)

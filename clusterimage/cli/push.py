@@ -9,6 +9,7 @@ import typer
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     AuthFile,
     CertDir,
     CompressionFormat,
@@ -19,6 +20,7 @@ from clusterimage.cli._registry_options import (
     Quiet,
     RegistryCommand,
     Retry,
+    Timeout,
     TlsVerify,
     registry_context,
 )
@@ -50,6 +52,7 @@ def register(app: typer.Typer) -> None:
         digestfile: DigestFile = None,
         compression_format: CompressionFormat = None,
         retry: Retry = DEFAULT_RETRIES,
+        timeout: Timeout = DEFAULT_TIMEOUT,
         creds: Creds = None,
         authfile: AuthFile = None,
         tls_verify: TlsVerify = None,
@@ -88,6 +91,7 @@ def register(app: typer.Typer) -> None:
             authfile=authfile,
             creds=creds,
             retry=retry,
+            timeout=timeout,
             jobs=jobs,
         )
         options = copy_options(

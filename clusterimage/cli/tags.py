@@ -9,12 +9,14 @@ import typer
 from clusterimage.cli._common import print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     AuthFile,
     CertDir,
     Creds,
     JsonOutput,
     RegistryCommand,
     Retry,
+    Timeout,
     TlsVerify,
     registry_context,
 )
@@ -29,6 +31,7 @@ def register(app: typer.Typer) -> None:
             typer.Argument(metavar="REPO", help="HOST/REPOSITORY (no tag; docker:// optional)."),
         ],
         retry: Retry = DEFAULT_RETRIES,
+        timeout: Timeout = DEFAULT_TIMEOUT,
         creds: Creds = None,
         authfile: AuthFile = None,
         tls_verify: TlsVerify = None,
@@ -53,9 +56,15 @@ def register(app: typer.Typer) -> None:
         if ref.tag is not None or ref.digest is not None:
             raise UsageError(f"tags: {repository}: name a repository, without tag or digest")
         ctx = registry_context(
-            tls_verify=tls_verify, cert_dir=cert_dir, authfile=authfile, creds=creds, retry=retry
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            authfile=authfile,
+            creds=creds,
+            retry=retry,
+            timeout=timeout,
         )
-        with Registry(ref.registry, client_options(ctx), repository=ref.repository) as client:
+        options = client_options(ctx, ctx.source)
+        with Registry(ref.registry, options, repository=ref.repository) as client:
             found = list(Repository(client, ref.repository).tags())
         if json_output:
             print_json(found)

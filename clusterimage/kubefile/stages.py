@@ -722,23 +722,12 @@ class _StageWalk:
             raise copy.error(f"{copy.name} --from={value}: {exc}") from None
 
 
-#: Transport prefixes FROM and COPY --from accept besides plain references (``oci:`` only with
-#: a path, so ``oci:latest`` stays the Docker Hub image ``oci``).
-TRANSPORT_PREFIXES = ("docker://", "oci-archive:", "docker-archive:", "store:")
-
-
-def is_transport_reference(name: str) -> bool:
-    """``docker://REF``, ``oci:DIR[:REF]`` (DIR starting with ``/`` or ``.``), ``oci-archive:``,
-    ``docker-archive:`` or ``store:``: an image the builder copies into the store first."""
-    return name.startswith(TRANSPORT_PREFIXES) or name.startswith(("oci:/", "oci:."))
-
-
 def image_reference(name: str) -> str:
     """A base image name as the plan keeps it: a transport reference as written (checked by its
     transport), else the normalised reference (``nginx`` → ``docker.io/library/nginx:latest``)."""
-    if is_transport_reference(name):
-        from clusterimage import transports
+    from clusterimage import transports
 
+    if transports.is_transport_reference(name):
         return str(transports.parse(name))
     return str(Reference.parse(name))
 

@@ -6,10 +6,11 @@
   cache shared by every client of the process.
 - :mod:`~clusterimage.remote.tls`: TLS settings per registry (``--tls-verify``, ``--cert-dir``,
   certs.d).
-- :mod:`~clusterimage.remote.retry`: which failures are retried and how long to wait.
 - :mod:`~clusterimage.remote.client`: :class:`Registry`, one host: scheme, auth, retries, errors.
 - :mod:`~clusterimage.remote.repository`: blobs (streamed, resumed reads), manifests, tags,
   cross-repository mounts.
 - :mod:`~clusterimage.remote.upload`: blob uploads (whole, chunked, resumed).
-- :mod:`~clusterimage.remote.blobcache`: where blobs were seen, so pushes can mount them.
+
+Which failures are retried and how long to wait is :mod:`clusterimage.retry`; where blobs were
+seen (for mounts) is :mod:`clusterimage.blobinfo`: both are the copy engine's too.
 """

@@ -25,8 +25,8 @@ from clusterimage.remote import auth, credentials, tls
 from clusterimage.remote.auth import Challenge, Scopes
 from clusterimage.remote.bodies import API_BODY_LIMIT, bound_redirect, discard, read_limited
 from clusterimage.remote.credentials import Credentials
-from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from clusterimage.remote.tls import TlsSettings, is_loopback, ssl_context
+from clusterimage.retry import RetryPolicy, is_retryable_status, parse_retry_after
 
 USER_AGENT = f"clusterimage/{__version__}"
 READ_SIZE = 1 << 20
@@ -45,7 +45,7 @@ def _use_large_reads() -> None:
 
 _use_large_reads()
 _ERROR_BODY_LIMIT = 64 * 1024
-_TIMEOUT = httpx.Timeout(120.0, connect=30.0, pool=None)
+DEFAULT_TIMEOUT = 30.0
 
 # Decided schemes per (host, verify setting): "https" or "http". One probe per process.
 _SCHEMES: dict[tuple[str, bool | None], str] = {}
@@ -60,6 +60,9 @@ class ClientOptions:
     auth_file: Path | None = None
     creds: str | None = field(default=None, repr=False)  # "user:password": never in a repr
     retries: int = 3
+    # Seconds a request waits to connect, or for the next bytes of an answer. A server that
+    # stays silent that long is not retried: it fails the command (see Registry.request).
+    timeout: float = DEFAULT_TIMEOUT
     max_connections: int = 16
     transport: httpx.BaseTransport | None = None  # unit tests inject an httpx.MockTransport
 
@@ -136,7 +139,7 @@ class Registry:
         self._client = httpx.Client(
             transport=self.options.transport,
             verify=self._ssl,
-            timeout=_TIMEOUT,
+            timeout=httpx.Timeout(self.options.timeout, pool=None),
             limits=limits,
             # identity: API answers are small JSON; asking for them uncompressed spares CPU,
             # and blob bytes must arrive exactly as their digest says.
@@ -204,6 +207,10 @@ class Registry:
             for base in bases:
                 try:
                     response = self._get_v2(base, probe=len(bases) > 1)
+                except httpx.TimeoutException:
+                    # Silent, not refusing: neither the other scheme nor a retry would answer
+                    # (a plain-http server answers a TLS hello at once, with an error).
+                    raise self._timeout_error("GET /v2/") from None
                 except httpx.TransportError as exc:
                     if base.startswith("https:") and _is_cert_error(exc):
                         raise self._tls_error(exc) from None
@@ -254,6 +261,12 @@ class Registry:
             if not (_is_cert_error(exc) and tls.load_system_cas(self._ssl)):
                 raise
         return self._send_once("GET", f"{base}/v2/", None, stream=True)
+
+    def _timeout_error(self, shown: str) -> RegistryError:
+        return RegistryError(
+            f"{self.host}: no answer to {shown} within {self.options.timeout:g} s; "
+            "the registry may be down or overloaded (--timeout SECONDS waits longer)"
+        )
 
     def _tls_error(self, exc: BaseException) -> RegistryError:
         if _is_cert_error(exc):
@@ -374,17 +387,21 @@ class Registry:
         ok: Iterable[int] = (200,),
         missing: type[Exception] | None = None,
         body_limit: int = API_BODY_LIMIT,
+        retry: bool = True,
     ) -> httpx.Response:
         """Send a request with authentication and retries; return the response if its status is
         in ``ok`` (for ``stream`` the body is not read yet: close it), else raise.
 
         A streamed ``content`` (an iterator) cannot be sent twice: failures then raise
-        :class:`TransferInterrupted` for the caller to resume or restart the transfer.
+        :class:`TransferInterrupted` for the caller to resume or restart the transfer. So do
+        they with ``retry=False``: blob transfers are retried in one place, the copy engine,
+        which resumes them, so that no failure is retried by two layers at once.
+        A timeout is never retried: the server was silent for the whole timeout.
         ``missing``: the exception raised on 404 (e.g. BlobNotFound), else RegistryError.
         Unless ``stream``, a body past ``body_limit`` bytes raises ResponseTooLarge.
         """
         ok_codes = frozenset(ok)
-        replayable = not isinstance(content, Iterator)
+        replayable = retry and not isinstance(content, Iterator)
         url = self.url(path)
         # A Location the registry sent may name another host: credentials and tokens are for
         # this registry only (as docker's client does; httpx drops them on redirects already).
@@ -412,6 +429,8 @@ class Registry:
             except httpx.TooManyRedirects:
                 # Not a TransportError: without this a redirect loop would be a traceback.
                 raise RegistryError(f"{self.host}: {what}: {shown}: too many redirects") from None
+            except httpx.TimeoutException:
+                raise self._timeout_error(f"{what} ({shown})") from None
             except httpx.TransportError as exc:
                 if _is_cert_error(exc):
                     raise self._tls_error(exc) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import httpx
 
@@ -233,9 +234,11 @@ class Repository:
 
 
 class BlobReader(io.RawIOBase):
-    """A blob's bytes from ``offset`` on, reconnecting with ``Range`` after a broken connection.
+    """A blob's bytes from ``offset`` on (a ``Range`` request when ``offset`` > 0).
 
-    Reads return what arrived (up to ``n`` bytes), so no byte is copied into a bigger buffer.
+    A broken connection raises :class:`TransferInterrupted` at once: the copy engine is the one
+    layer that retries transfers, resuming at what the destination kept. Reads return what
+    arrived (up to ``n`` bytes), so no byte is copied into a bigger buffer.
     """
 
     def __init__(self, repository: Repository, desc: Descriptor, offset: int = 0) -> None:
@@ -246,7 +249,6 @@ class BlobReader(io.RawIOBase):
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
         self._pending = b""
-        self._failures = 0
         self._eof = False
         self._open()
 
@@ -268,6 +270,7 @@ class BlobReader(io.RawIOBase):
             follow_redirects=True,
             ok=(200, 206, 416),
             missing=BlobNotFound,
+            retry=False,  # the copy engine retries the transfer, resuming where it broke
         )
         skip = 0
         if response.status_code == 416:
@@ -327,17 +330,13 @@ class BlobReader(io.RawIOBase):
                 assert self._chunks is not None
                 chunk = next(self._chunks, b"")
             except (httpx.TransportError, httpx.StreamError) as exc:
-                self._reconnect(exc)
-                continue
+                self._interrupted(exc)
             if not chunk:
                 if self._desc.size >= 0 and self._pos < self._desc.size:
-                    # The body ended early without an error: ask for the rest.
-                    self._reconnect(None)
-                    continue
+                    self._interrupted(None)  # the body ended early without an error
                 self._eof = True
                 self._close_response()
                 return b""
-            self._failures = 0
             if len(chunk) > n:
                 self._pending = chunk[n:]
                 chunk = chunk[:n]
@@ -345,18 +344,16 @@ class BlobReader(io.RawIOBase):
             return chunk
         return b""
 
-    def _reconnect(self, exc: BaseException | None) -> None:
+    def _interrupted(self, exc: BaseException | None) -> NoReturn:
         self._close_response()
-        self._failures += 1
-        policy = self._repo.registry.policy
-        if self._failures > policy.retries:
+        if isinstance(exc, httpx.TimeoutException):
+            why = f": no bytes for {self._repo.registry.options.timeout:g} s"
+        else:
             why = f": {exc}" if exc is not None else ": body ended early"
-            raise TransferInterrupted(
-                f"{self._repo.registry.name}: blob {self._desc.digest}: connection lost at byte "
-                f"{self._pos}{why}"
-            )
-        policy.sleep(self._failures - 1)
-        self._open()
+        raise TransferInterrupted(
+            f"{self._repo.registry.name}: blob {self._desc.digest}: connection lost at byte "
+            f"{self._pos}{why}"
+        )
 
     def _close_response(self) -> None:
         if self._response is not None:

@@ -16,6 +16,7 @@ from clusterimage.transports.base import (
     ImageDestination,
     ImageReference,
     ImageSource,
+    ImageWriter,
     ProgressFn,
 )
 
@@ -24,7 +25,9 @@ __all__ = [
     "ImageDestination",
     "ImageReference",
     "ImageSource",
+    "ImageWriter",
     "ProgressFn",
+    "is_transport_reference",
     "parse",
     "register",
 ]
@@ -41,6 +44,25 @@ _MODULES = {
     "docker-archive": "clusterimage.transports.docker_archive",
     "registry-dir": "clusterimage.transports.registry_dir",
 }
+
+
+# Prefixes that always name a transport. ``oci:`` does only with a path (``oci:/x``, ``oci:./x``),
+# so that ``oci:latest`` stays the Docker Hub image ``oci`` in FROM and COPY --from.
+_PREFIXES = (
+    "docker://",
+    "oci-archive:",
+    "docker-archive:",
+    "registry-dir:",
+    "store:",
+    "oci:/",
+    "oci:.",
+)
+
+
+def is_transport_reference(name: str) -> bool:
+    """Whether ``name`` is ``TRANSPORT:REF`` rather than a plain image reference: the one rule
+    FROM, COPY --from and every command that takes either use."""
+    return name.startswith(_PREFIXES)
 
 
 def register(name: str, parser: Parser) -> None:

@@ -16,7 +16,7 @@ from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import Manifest
 from clusterimage.store.layout import Layout
-from clusterimage.transports.base import ImageDestination, ImageSource, ProgressFn
+from clusterimage.transports.base import BlobKind, ImageDestination, ImageSource, ProgressFn
 
 
 class LayoutSource(ImageSource):
@@ -57,6 +57,8 @@ class LayoutDestination(ImageDestination):
         stream: IO[bytes],
         offset: int = 0,
         progress: ProgressFn | None = None,
+        *,
+        kind: BlobKind = "layer",
     ) -> None:
         try:
             self.layout.put_stream(stream, desc.digest, desc.size, offset=offset, progress=progress)
@@ -73,10 +75,11 @@ class LayoutDestination(ImageDestination):
                 retry_after=0,
             ) from None
 
-    def put_manifest(self, manifest: Manifest, *, top: bool) -> None:
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
         self.layout.put_bytes(manifest.raw, manifest.digest)
         if top:
             self.name_top(manifest)
+        return manifest
 
     def name_top(self, manifest: Manifest) -> None:
         self.layout.set_ref(None, self.layout.describe(manifest))

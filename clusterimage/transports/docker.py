@@ -6,10 +6,8 @@ the source is the same registry, else from where the blob-location cache last sa
 streamed uploads verified by the registry (``?digest=``), child manifests by digest, the top one
 by tag (or digest). Registry-to-registry copies stream from one socket to the other.
 
-Settings come from the :class:`Context`; ``ctx.extra`` may hold per-side overrides for
-``copy`` (``src_creds``, ``dest_creds``, ``src_tls_verify``, ``dest_tls_verify``,
-``src_cert_dir``, ``dest_cert_dir``, ``src_auth_file``, ``dest_auth_file``) and
-``blob_info_cache`` (path of the blob info cache, :mod:`clusterimage.remote.blobcache`).
+Settings come from the :class:`Context`: a source reads ``ctx.source``, a destination
+``ctx.destination``; both record where blobs were seen in ``ctx.blob_info``.
 """
 
 from __future__ import annotations
@@ -17,23 +15,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from clusterimage.errors import TransferInterrupted, TransportError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import Manifest, parse_manifest
 from clusterimage.oci.reference import Reference
-from clusterimage.remote import blobcache
-from clusterimage.remote.blobcache import BlobInfoCache
 from clusterimage.remote.client import ClientOptions, Registry
 from clusterimage.remote.repository import Repository
 from clusterimage.remote.tls import TlsSettings
 from clusterimage.remote.upload import BlobUploader, UploadSession
 from clusterimage.transports import register
 from clusterimage.transports.base import (
+    BlobKind,
     Context,
+    EndContext,
     ImageDestination,
     ImageReference,
     ImageSource,
@@ -43,32 +40,16 @@ from clusterimage.transports.base import (
 _MOUNT_CANDIDATES = 3
 
 
-def client_options(ctx: Context, side: str | None = None) -> ClientOptions:
-    """Registry client settings from a context; ``side`` ("src"/"dest") applies overrides."""
-
-    def pick(name: str, default: Any) -> Any:
-        if side is not None:
-            value = ctx.extra.get(f"{side}_{name}")
-            if value is not None:
-                return value
-        return default
-
-    tls_verify = pick("tls_verify", ctx.tls_verify)
-    cert_dir = pick("cert_dir", ctx.cert_dir)
-    auth_file = pick("auth_file", ctx.auth_file)
+def client_options(ctx: Context, end: EndContext) -> ClientOptions:
+    """Registry client settings for one end of a copy."""
     return ClientOptions(
-        tls=TlsSettings(
-            verify=tls_verify, cert_dir=Path(cert_dir) if cert_dir is not None else None
-        ),
-        auth_file=Path(auth_file) if auth_file is not None else None,
-        creds=pick("creds", ctx.creds),
+        tls=TlsSettings(verify=end.tls_verify, cert_dir=end.cert_dir),
+        auth_file=end.auth_file,
+        creds=end.creds,
         retries=ctx.retries,
+        timeout=ctx.timeout,
         max_connections=max(8, ctx.jobs * 2 + 2),
     )
-
-
-def _locations(ctx: Context) -> BlobInfoCache:
-    return blobcache.for_context(ctx.extra)
 
 
 class DockerReference(ImageReference):
@@ -82,6 +63,9 @@ class DockerReference(ImageReference):
 
     def new_destination(self, ctx: Context) -> DockerDestination:
         return DockerDestination(self.reference, ctx)
+
+    def docker_reference(self) -> Reference:
+        return self.reference
 
     def __str__(self) -> str:
         return f"docker://{self.reference}"
@@ -106,10 +90,10 @@ class DockerSource(ImageSource):
     def __init__(self, reference: Reference, ctx: Context) -> None:
         self.reference = reference
         self.registry = Registry(
-            reference.registry, client_options(ctx, "src"), repository=reference.repository
+            reference.registry, client_options(ctx, ctx.source), repository=reference.repository
         )
         self.repository = Repository(self.registry, reference.repository)
-        self._locations = _locations(ctx)
+        self._locations = ctx.blob_info
         self._lock = threading.Lock()
         self._manifests: dict[Digest, Manifest] = {}
 
@@ -139,18 +123,19 @@ class DockerSource(ImageSource):
 
     def close(self) -> None:
         self.registry.close()
-        self._locations.close()
 
 
 class DockerDestination(ImageDestination):
     def __init__(self, reference: Reference, ctx: Context) -> None:
         self.reference = reference
         self.registry = Registry(
-            reference.registry, client_options(ctx, "dest"), repository=reference.repository
+            reference.registry,
+            client_options(ctx, ctx.destination),
+            repository=reference.repository,
         )
         self.repository = Repository(self.registry, reference.repository, push=True)
         self._uploader = BlobUploader(self.repository)
-        self._locations = _locations(ctx)
+        self._locations = ctx.blob_info
         self._lock = threading.Lock()
         self._sessions: dict[Digest, UploadSession] = {}
         self.pushed_digest: Digest | None = None
@@ -221,6 +206,8 @@ class DockerDestination(ImageDestination):
         stream: IO[bytes],
         offset: int = 0,
         progress: ProgressFn | None = None,
+        *,
+        kind: BlobKind = "layer",
     ) -> None:
         with self._lock:
             session = self._sessions.get(desc.digest)
@@ -249,10 +236,10 @@ class DockerDestination(ImageDestination):
             self._sessions.pop(desc.digest, None)
         self._locations.record(desc.digest, *self._where)
 
-    def put_manifest(self, manifest: Manifest, *, top: bool) -> None:
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
         if not top:
             self.repository.put_manifest(str(manifest.digest), manifest.raw, manifest.media_type)
-            return
+            return manifest
         if self.reference.digest is not None and self.reference.digest != manifest.digest:
             raise TransportError(
                 f"{self}: the image's digest is {manifest.digest}, not the "
@@ -261,6 +248,7 @@ class DockerDestination(ImageDestination):
         identifier = self.reference.tag or str(manifest.digest)
         self.repository.put_manifest(identifier, manifest.raw, manifest.media_type)
         self.pushed_digest = manifest.digest
+        return manifest
 
     def close(self) -> None:
         with self._lock:
@@ -269,7 +257,6 @@ class DockerDestination(ImageDestination):
         for session in leftover:
             self._uploader.cancel(session)
         self.registry.close()
-        self._locations.close()
 
     def __str__(self) -> str:
         return f"docker://{self.reference}"

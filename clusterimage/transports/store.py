@@ -71,6 +71,9 @@ class StoreReference(ImageReference):
             )
         return StoreDestination(self.store(ctx), self.reference)
 
+    def docker_reference(self) -> Reference | None:
+        return self.reference
+
     def __str__(self) -> str:
         if self.id_like or self.reference is None:
             return f"store:{self.name}"

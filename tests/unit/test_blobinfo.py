@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from clusterimage.blobinfo import MAX_AGE, BlobInfoCache
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.remote.blobcache import MAX_AGE, BlobInfoCache, for_context
 
 SOURCE = Digest.of(b"gzip layer")
 RESULT = Descriptor(mt.OCI_LAYER_ZSTD, Digest.of(b"zstd layer"), 10)
@@ -35,7 +35,7 @@ def test_recompression_results_round_trip_per_target_format(tmp_path: Path) -> N
     # Locations live beside it, unchanged.
     again.record(SOURCE, "reg", "a/b")
     assert again.repositories(SOURCE, "reg") == ["a/b"]
-    from_context = for_context({"blob_info_cache": tmp_path / "cache.db"})
+    from_context = BlobInfoCache(tmp_path / "cache.db")
     assert from_context.recompressed(SOURCE, "zstd") == newer
 
 
@@ -71,7 +71,7 @@ def test_a_damaged_or_missing_cache_answers_nothing_and_never_fails(tmp_path: Pa
     garbage.write_bytes(b"not sqlite" * 500)
     unwritable = tmp_path / "file" / "cache.db"
     (tmp_path / "file").write_text("a file where a directory should be")
-    for cache in (BlobInfoCache(garbage), BlobInfoCache(unwritable), for_context({})):
+    for cache in (BlobInfoCache(garbage), BlobInfoCache(unwritable), BlobInfoCache(None)):
         cache.record_recompressed(SOURCE, "zstd", RESULT)
         assert cache.recompressed(SOURCE, "zstd") is None
         cache.close()

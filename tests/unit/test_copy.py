@@ -15,15 +15,22 @@ from typing import IO, Any
 import pytest
 
 from clusterimage import recompress
+from clusterimage.blobinfo import BlobInfoCache
 from clusterimage.copy import CopyEvent, CopyOptions, CopyResult, copy_image
-from clusterimage.errors import BlobNotFound, DigestMismatch, ImageNotFound
+from clusterimage.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    ImageNotFound,
+    LayerError,
+    TransportError,
+)
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest, check
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, parse_manifest
 from clusterimage.oci.platform import Platform
-from clusterimage.remote.blobcache import BlobInfoCache
 from clusterimage.transports.base import (
+    BlobKind,
     Context,
     ImageDestination,
     ImageReference,
@@ -43,6 +50,7 @@ class MemoryPlace:
         self.mountable: set[Digest] = set()
         self.opened: list[tuple[Digest, int]] = []
         self.order: list[str] = []
+        self.kinds: dict[Digest, str] = {}
 
     def add_blob(self, data: bytes, media_type: str = mt.OCI_LAYER_GZIP) -> Descriptor:
         digest = Digest.of(data)
@@ -97,7 +105,10 @@ class MemoryDestination(ImageDestination):
         stream: IO[bytes],
         offset: int = 0,
         progress: ProgressFn | None = None,
+        *,
+        kind: BlobKind = "layer",
     ) -> None:
+        self.place.kinds[desc.digest] = kind
         data = self.place.partial.pop(desc.digest, b"")[:offset] + stream.read()
         hasher = desc.digest.hasher()
         hasher.update(data)
@@ -108,11 +119,12 @@ class MemoryDestination(ImageDestination):
             self.place.blobs[desc.digest] = data
             self.place.order.append(f"blob {desc.digest.short}")
 
-    def put_manifest(self, manifest: Manifest, *, top: bool) -> None:
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
         self.place.manifests[manifest.digest] = manifest.raw
         self.place.order.append(f"{'top' if top else 'child'} {manifest.digest.short}")
         if top:
             self.place.top = manifest.digest
+        return manifest
 
 
 class MemoryReference(ImageReference):
@@ -171,7 +183,7 @@ def test_config_first_then_layers_largest_first() -> None:
     manifest = _image(src, b"s" * 100, b"l" * 500, b"m" * 200)
     assert all(layer.size > manifest.config.size for layer in manifest.layers)
     src.top = manifest.digest
-    copy_image(MemoryReference(src), MemoryReference(dst), options=CopyOptions(jobs=1))
+    copy_image(MemoryReference(src), MemoryReference(dst), Context(jobs=1))
     by_size = sorted(manifest.layers, key=lambda d: d.size, reverse=True)
     expected = [manifest.config, *by_size]
     assert dst.order[:-1] == [f"blob {d.digest.short}" for d in expected]
@@ -201,7 +213,7 @@ def test_index_selects_requested_platform() -> None:
     result = copy_image(
         MemoryReference(src),
         MemoryReference(dst),
-        options=CopyOptions(platform=Platform.parse("linux/arm64")),
+        Context(platform=Platform.parse("linux/arm64")),
     )
     assert result.digest == arm.digest
     assert dst.top == arm.digest
@@ -216,7 +228,7 @@ def test_index_without_match_names_available_platforms() -> None:
         copy_image(
             MemoryReference(src),
             MemoryReference(dst),
-            options=CopyOptions(platform=Platform.parse("linux/s390x")),
+            Context(platform=Platform.parse("linux/s390x")),
         )
 
 
@@ -263,7 +275,7 @@ def test_missing_blob_error_propagates_from_worker_threads() -> None:
     src.top = manifest.digest
     del src.blobs[manifest.layers[5].digest]
     with pytest.raises(BlobNotFound):
-        copy_image(MemoryReference(src), MemoryReference(dst), options=CopyOptions(jobs=4))
+        copy_image(MemoryReference(src), MemoryReference(dst), Context(jobs=4))
     assert dst.top is None
 
 
@@ -273,11 +285,9 @@ def test_missing_blob_error_propagates_from_worker_threads() -> None:
 def _zstd_copy(
     src: MemoryPlace, dst: MemoryPlace, cache: Path, events: list[CopyEvent] | None = None
 ) -> CopyResult:
-    ctx = Context()
-    ctx.extra["blob_info_cache"] = cache
+    ctx = Context(blob_info=BlobInfoCache(cache), tmp_dir=cache.parent / "tmp")
     options = CopyOptions(
         compression_format="zstd",
-        tmp_dir=cache.parent / "tmp",
         on_event=events.append if events is not None else None,
     )
     return copy_image(MemoryReference(src), MemoryReference(dst), ctx, options)
@@ -406,6 +416,8 @@ def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
             stream: IO[bytes],
             offset: int = 0,
             progress: ProgressFn | None = None,
+            *,
+            kind: BlobKind = "layer",
         ) -> None:
             data = b""
             while chunk := stream.read(1 << 16):
@@ -423,9 +435,120 @@ def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
 
     started = time.monotonic()
     with pytest.raises(BlobNotFound):
-        copy_image(Ref(src), Ref(dst), options=CopyOptions(jobs=4))
+        copy_image(Ref(src), Ref(dst), Context(jobs=4))
     assert time.monotonic() - started < 3
     settled = len(reads)
     time.sleep(0.1)
     assert len(reads) == settled  # nothing keeps reading after the copy failed
     assert dst.top is None and manifest.layers[0].digest not in dst.blobs
+
+
+# -- what a destination accepts, and what a source's format forces --------------------------
+
+
+class ArchiveLikeDestination(MemoryDestination):
+    """Takes plain tar layers and no index, and stores its own rewrite of each manifest (as
+    a docker-archive does): the copy must report the stored manifest's digest."""
+
+    accepts_index = False
+    layer_compression = "decompress"
+
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
+        data = json.loads(manifest.raw)
+        data["annotations"] = {"stored.by": "archive"}
+        stored = parse_manifest(json.dumps(data).encode(), manifest.media_type)
+        return super().put_manifest(stored, top=top)
+
+
+class ArchiveLikeSource(MemorySource):
+    uncompressed_by_format = True
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def test_a_destination_that_wants_plain_layers_gets_them_decompressed_once() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, _gzip(b"layer one" * 1000), _gzip(b"layer two" * 1000))
+    src.top = manifest.digest
+
+    class Ref(MemoryReference):
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return ArchiveLikeDestination(self.place)
+
+    result = copy_image(MemoryReference(src), Ref(dst), Context())
+    stored = parse_manifest(dst.manifests[result.digest])
+    assert isinstance(stored, ImageManifest)
+    assert result.digest == dst.top != manifest.digest  # the stored one, not the source's
+    assert [dst.blobs[layer.digest] for layer in stored.layers] == [
+        b"layer one" * 1000,
+        b"layer two" * 1000,
+    ]
+    assert {layer.media_type for layer in stored.layers} == {mt.OCI_LAYER}
+    assert dst.kinds[stored.config.digest] == "config"
+    assert {dst.kinds[layer.digest] for layer in stored.layers} == {"layer"}
+    assert result.blobs_recompressed == 2
+
+
+def test_a_destination_without_indexes_takes_one_platform_and_refuses_all() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    _multiarch(src)
+
+    class NoIndex(MemoryDestination):
+        accepts_index = False
+
+    class Ref(MemoryReference):
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return NoIndex(self.place)
+
+    arm = Context(platform=Platform.parse("linux/arm64"))
+    result = copy_image(MemoryReference(src), Ref(dst), arm)
+    stored = parse_manifest(dst.manifests[result.digest])
+    assert isinstance(stored, ImageManifest)
+    with pytest.raises(TransportError, match="holds no multi-platform image"):
+        copy_image(
+            MemoryReference(src), Ref(MemoryPlace()), options=CopyOptions(all_platforms=True)
+        )
+
+
+def test_plain_layers_of_an_archive_format_are_gzipped_once_on_the_way_out() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    plain = b"a plain tar layer" * 500
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    manifest = ImageManifest.build(
+        src.add_blob(config, mt.OCI_CONFIG),
+        [src.add_blob(plain, mt.OCI_LAYER), src.add_blob(_gzip(b"gz"), mt.OCI_LAYER_GZIP)],
+    )
+    src.add_manifest(manifest)
+    src.top = manifest.digest
+
+    class Ref(MemoryReference):
+        def new_source(self, ctx: Context) -> ImageSource:
+            return ArchiveLikeSource(self.place)
+
+    result = copy_image(Ref(src), MemoryReference(dst), Context())
+    stored = parse_manifest(dst.manifests[result.digest])
+    assert isinstance(stored, ImageManifest)
+    first, second = stored.layers
+    assert (
+        first.media_type == mt.OCI_LAYER_GZIP and gzip.decompress(dst.blobs[first.digest]) == plain
+    )
+    assert second == manifest.layers[1]  # already compressed: never compressed twice
+    assert result.blobs_recompressed == 1
+    # From an ordinary source, plain layers stay plain (a cluster image's registry/ layer).
+    again = MemoryPlace()
+    assert copy_image(MemoryReference(src), MemoryReference(again)).digest == manifest.digest
+
+
+def test_a_layer_that_is_not_what_its_media_type_says_is_a_one_line_error() -> None:
+    src = MemoryPlace()
+    manifest = _image(src, b"not gzip at all")
+    src.top = manifest.digest
+
+    class Ref(MemoryReference):
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return ArchiveLikeDestination(self.place)
+
+    with pytest.raises(LayerError, match=f"layer {manifest.layers[0].digest}: not valid gzip"):
+        copy_image(MemoryReference(src), Ref(MemoryPlace()))

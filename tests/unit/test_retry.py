@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 
-from clusterimage.remote.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from clusterimage.retry import RetryPolicy, is_retryable_status, parse_retry_after
 
 
 def test_retryable_statuses() -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,8 +28,8 @@ from clusterimage.oci.digest import Digest
 from clusterimage.remote import auth
 from clusterimage.remote.client import ClientOptions, Registry, redact_url
 from clusterimage.remote.repository import Repository
-from clusterimage.remote.retry import RetryPolicy
 from clusterimage.remote.upload import MIN_CHUNK, BlobUploader, UploadSession
+from clusterimage.retry import RetryPolicy
 from tests.unit.remote.fakeregistry import HOST, FakeRegistry, sha256
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": {}}).encode()
@@ -347,14 +348,24 @@ def test_tags_pagination_stays_on_the_registry() -> None:
     assert {r.url.host for r in fake.requests} == {HOST}
 
 
-def test_blob_reader_resumes_with_range_after_a_broken_connection() -> None:
+def test_blob_reader_stops_at_a_broken_connection_and_a_new_one_asks_for_the_rest() -> None:
+    """The reader does not reconnect by itself: the copy engine is the one retry layer for
+    transfers, and it resumes where the destination says the bytes stopped."""
     fake = FakeRegistry()
     data = os.urandom(300_000)
     digest = Digest.parse(fake.add_blob("app", data))
     fake.break_blob_after = 100_000
     desc = Descriptor(mt.OCI_LAYER_GZIP, digest, len(data))
-    with Repository(client(fake), "app").open_blob(desc) as reader:
-        assert reader.read() == data
+    got = bytearray()
+    with (
+        pytest.raises(TransferInterrupted, match="connection lost at byte 100000"),
+        Repository(client(fake), "app").open_blob(desc) as reader,
+    ):
+        while chunk := reader.read(1 << 16):
+            got += chunk
+    assert bytes(got) == data[:100_000]
+    with Repository(client(fake), "app").open_blob(desc, len(got)) as reader:
+        assert reader.read() == data[100_000:]
     gets = [r for r in fake.requests if r.method == "GET" and "blobs" in r.url.path]
     assert [r.headers.get("Range") for r in gets] == [None, "bytes=100000-"]
     assert gets[0].headers["Accept-Encoding"] == "identity"
@@ -363,23 +374,41 @@ def test_blob_reader_resumes_with_range_after_a_broken_connection() -> None:
         assert reader.read(1 << 20) == data[299_990:]
 
 
-def test_blob_reader_gives_up_after_the_retries() -> None:
-    fake = FakeRegistry()
-    data = os.urandom(1000)
-    digest = Digest.parse(fake.add_blob("app", data))
-    desc = Descriptor(mt.OCI_LAYER_GZIP, digest, len(data))
+def test_a_dead_blob_is_tried_retries_plus_one_times_in_all(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One retry layer: a blob whose every GET fails costs ``--retry`` + 1 requests, not the
+    product of the registry client's, the blob reader's and the copy engine's retries."""
+    from clusterimage import retry
+    from clusterimage.copy import copy_image
+    from clusterimage.oci.manifest import ImageManifest
+    from clusterimage.oci.reference import Reference
+    from clusterimage.transports import docker, parse
+    from clusterimage.transports.base import Context
 
-    def always_break(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "GET" and "blobs" in request.url.path:
-            fake.break_blob_after = 0  # no progress at all: give up
+    fake = FakeRegistry()
+    config = fake.add_blob("app", b"{}")
+    layer = fake.add_blob("app", os.urandom(1000))
+    manifest = ImageManifest.build(
+        Descriptor(mt.OCI_CONFIG, Digest.parse(config), 2),
+        [Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(layer), 1000)],
+    )
+    fake.add_manifest("app", manifest.raw, manifest.media_type, "v1")
+
+    def dead_layer(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "GET" and layer in request.url.path:
+            return httpx.Response(503, headers={"Retry-After": "0"})
         return None
 
-    fake.faults.append(always_break)
-    with (
-        pytest.raises(TransferInterrupted, match="connection lost at byte"),
-        Repository(client(fake, retries=2), "app").open_blob(desc) as reader,
-    ):
-        reader.read()
+    fake.faults.append(dead_layer)
+    monkeypatch.setattr(retry.RetryPolicy, "delay", lambda self, attempt, after=None: 0.0)
+    monkeypatch.setattr(
+        docker, "client_options", lambda ctx, end: ClientOptions(transport=fake.transport())
+    )
+    source = docker.DockerReference(Reference.parse(f"{HOST}/app:v1"))
+    with pytest.raises(TransferInterrupted, match="HTTP 503"):
+        copy_image(source, parse(f"oci:{tmp_path / 'out'}:v1"), Context(retries=3))
+    assert fake.count("GET", layer) == 4
 
 
 def _upload(uploader: BlobUploader, data: bytes, offset: int = 0) -> None:
@@ -585,7 +614,7 @@ def test_docker_source_names_a_missing_manifest_by_tag_or_digest(
 
     fake = FakeRegistry()
     monkeypatch.setattr(
-        docker, "client_options", lambda ctx, side=None: ClientOptions(transport=fake.transport())
+        docker, "client_options", lambda ctx, end: ClientOptions(transport=fake.transport())
     )
     # A tag that merely starts with "sha" is still a tag.
     source = docker.DockerSource(Reference.parse(f"{HOST}/app:sha-1"), Context())

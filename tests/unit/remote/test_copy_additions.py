@@ -101,7 +101,7 @@ class FlakyDestination(MemoryDestination):
         self.target = target
         self.offsets: list[int] = []
 
-    def put_blob(self, desc, stream, offset=0, progress=None):  # type: ignore[no-untyped-def]
+    def put_blob(self, desc, stream, offset=0, progress=None, *, kind="layer"):  # type: ignore[no-untyped-def]
         if desc.digest != self.target:
             return super().put_blob(desc, stream, offset, progress)
         self.offsets.append(offset)
@@ -181,8 +181,9 @@ def test_copy_recompresses_only_what_differs_and_rewrites_docker_to_oci(tmp_path
         media_type=mt.DOCKER_MANIFEST,
     )
     dst = MemoryPlace()
-    options = CopyOptions(compression_format="zstd", tmp_dir=tmp_path / "tmp")
-    result = copy_image(Ref(MemorySource(src)), Ref(MemoryDestination(dst)), Context(), options)
+    options = CopyOptions(compression_format="zstd")
+    ctx = Context(tmp_dir=tmp_path / "tmp")
+    result = copy_image(Ref(MemorySource(src)), Ref(MemoryDestination(dst)), ctx, options)
     pushed = parse_manifest(dst.manifests[result.digest])
     assert isinstance(pushed, ImageManifest)
     assert pushed.media_type == mt.OCI_MANIFEST  # schema2 has no zstd layers
@@ -208,8 +209,9 @@ def test_copy_all_platforms_rewrites_the_index(tmp_path) -> None:  # type: ignor
     src.add_manifest(index)
     src.top = index.digest
     dst = MemoryPlace()
-    options = CopyOptions(all_platforms=True, compression_format="gzip", tmp_dir=tmp_path)
-    result = copy_image(Ref(MemorySource(src)), Ref(MemoryDestination(dst)), Context(), options)
+    options = CopyOptions(all_platforms=True, compression_format="gzip")
+    ctx = Context(tmp_dir=tmp_path)
+    result = copy_image(Ref(MemorySource(src)), Ref(MemoryDestination(dst)), ctx, options)
     pushed = parse_manifest(dst.manifests[result.digest])
     assert isinstance(pushed, ImageIndex)
     new_a, same_b = pushed.manifests

@@ -218,5 +218,5 @@ def test_an_auth_file_that_is_not_utf8_is_a_one_line_error(home: Path) -> None:
 
 def test_reprs_of_what_carries_command_line_credentials_hide_them() -> None:
     secret = "user:hunter2-secret"
-    for carrier in (Context(creds=secret), ClientOptions(creds=secret)):
+    for carrier in (Context.for_registries(creds=secret), ClientOptions(creds=secret)):
         assert "hunter2" not in repr(carrier) and "hunter2" not in str(carrier)
