@@ -5,6 +5,10 @@ tag like ``v1`` or a whole reference). Reading without REF takes the layout's on
 reading with REF matches the ref name exactly. Writing creates the layout when the folder is
 missing or empty, and replaces the entry that had the same ref name. DIR ends at the first
 colon, as in skopeo.
+
+Several images go into one layout through :meth:`OciLayoutReference.new_writer` (``save
+--format oci-dir``): each is named by its whole reference, so ``oci:DIR:REF`` reads it back.
+Every image is visible once its own copy commits: a layout is a folder, not one file to rename.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from clusterimage.errors import ImageNotFound, TransportError
+from clusterimage.errors import ImageNotFound, InvalidReference, TransportError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.manifest import Manifest
+from clusterimage.oci.reference import Reference
 from clusterimage.store.layout import Layout
 from clusterimage.transports import register
 from clusterimage.transports._layout import LayoutDestination, LayoutSource
-from clusterimage.transports.base import Context, ImageReference
+from clusterimage.transports.base import Context, ImageReference, ImageWriter
 
 # The ref.name grammar of the OCI image spec (annotations.md); no library ships it.
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
@@ -67,8 +72,51 @@ class OciLayoutReference(ImageReference):
     def new_destination(self, ctx: Context) -> OciLayoutDestination:
         return OciLayoutDestination(Layout(self.path, create=True), self.name)
 
+    def docker_reference(self) -> Reference | None:
+        """The ref name when it is a whole image reference (``v1`` alone is only a tag)."""
+        return whole_reference(self.name)
+
+    def list_images(self, ctx: Context) -> list[ImageReference]:
+        entries = Layout(self.path, create=False).entries()
+        named = [OciLayoutReference(self.path, e.ref_name) for e in entries if e.ref_name]
+        if len(named) != len(entries):
+            raise ImageNotFound(
+                f"{self}: {len(entries) - len(named)} of its images have no ref name; "
+                "copy them one by one with oci:DIR:REF"
+            )
+        return list(named)
+
+    def new_writer(self, ctx: Context) -> OciLayoutWriter:
+        return OciLayoutWriter(self)
+
     def __str__(self) -> str:
         return f"oci:{self.path}" + (f":{self.name}" if self.name else "")
+
+
+def whole_reference(name: str | None) -> Reference | None:
+    """``name`` as a reference when it is a whole one (a ref name like ``v1`` is a tag)."""
+    if not name or not any(c in name for c in "/:@"):
+        return None
+    try:
+        return Reference.parse(name)
+    except InvalidReference:
+        return None
+
+
+class OciLayoutWriter(ImageWriter):
+    """Several images into one layout, each under its whole reference."""
+
+    def __init__(self, reference: OciLayoutReference) -> None:
+        self._reference = reference
+        self._layout: Layout | None = None
+
+    def new_destination(self, name: Reference | None) -> OciLayoutDestination:
+        if self._layout is None:
+            self._layout = Layout(self._reference.path, create=True)
+        return OciLayoutDestination(self._layout, str(name) if name is not None else None)
+
+    def commit(self) -> None:
+        """Nothing left to do: each image became visible when its copy committed."""
 
 
 class OciLayoutDestination(LayoutDestination):
