@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         if destination is not None:
             dst = transports.parse(destination, default="docker")
         else:
-            reference = getattr(src, "reference", None)
+            reference = src.docker_reference()
             if reference is None:
                 raise UsageError(f"push: {src} has no name to push to; give a DST")
             dst = transports.parse(f"docker://{reference}")
