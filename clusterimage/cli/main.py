@@ -62,6 +62,7 @@ _COMMAND_MODULES = (
     "push",
     "copy",
     "tags",
+    "bundle",
 )
 
 

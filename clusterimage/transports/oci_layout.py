@@ -13,7 +13,10 @@ Every image is visible once its own copy commits: a layout is a folder, not one 
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from clusterimage.errors import ImageNotFound, InvalidReference, TransportError
@@ -104,19 +107,37 @@ def whole_reference(name: str | None) -> Reference | None:
 
 
 class OciLayoutWriter(ImageWriter):
-    """Several images into one layout, each under its whole reference."""
+    """Several images into one layout, each under its whole reference.
+
+    A layout that does not exist yet is written into a hidden folder beside it and renamed into
+    place at :meth:`commit`, so an interrupted save leaves nothing at the path; into an existing
+    layout, each image becomes visible when its own copy commits, as with ``copy``.
+    """
 
     def __init__(self, reference: OciLayoutReference) -> None:
-        self._reference = reference
+        self._target = reference.path
+        self._staging: Path | None = None
         self._layout: Layout | None = None
 
     def new_destination(self, name: Reference | None) -> OciLayoutDestination:
         if self._layout is None:
-            self._layout = Layout(self._reference.path, create=True)
+            root = self._target
+            if not root.exists():
+                parent = root.parent if str(root.parent) else Path(".")
+                self._staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=parent))
+                root = self._staging
+            self._layout = Layout(root, create=True)
         return OciLayoutDestination(self._layout, str(name) if name is not None else None)
 
     def commit(self) -> None:
-        """Nothing left to do: each image became visible when its copy committed."""
+        if self._staging is not None:
+            os.rename(self._staging, self._target)  # fails, keeping both, if one appeared
+            self._staging = None
+
+    def close(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
 
 
 class OciLayoutDestination(LayoutDestination):
