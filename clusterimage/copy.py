@@ -8,8 +8,9 @@ change unless a layer is deliberately recompressed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -122,6 +123,68 @@ def copy_to(
         ctx.blob_info.close()
 
 
+@dataclass(frozen=True)
+class CopyJob:
+    """One image of :func:`copy_many`."""
+
+    source: ImageReference
+    destination: ImageReference
+    options: CopyOptions | None = None
+
+
+def copy_many(jobs: Sequence[CopyJob], ctx: Context, *, parallel: int = 5) -> list[CopyResult]:
+    """Copy several images at once (``parallel`` at a time, each with ``ctx.jobs`` blob
+    workers), one result per job in order. Copies into one scope (see
+    :meth:`ImageDestination.blob_scope`) fetch a blob they share once: the others wait for it
+    and find it there. The first failure stops the rest and is raised."""
+    flights = _Flights()
+    results: list[CopyResult | None] = [None] * len(jobs)
+
+    def one(index: int) -> None:
+        job = jobs[index]
+        with job.source.new_source(ctx) as source:
+            top = source.get_manifest()
+            with job.destination.new_destination(ctx) as dest:
+                results[index] = _copy(
+                    source, top, dest, ctx, job.options, str(job.source), flights
+                )
+
+    try:
+        with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="image") as pool:
+            futures = [pool.submit(one, index) for index in range(len(jobs))]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                # The others stop at their next chunk (the pool's exit waits for them).
+                flights.cancel()
+                for future in futures:
+                    future.cancel()
+                raise failed[0]  # type: ignore[misc]
+    finally:
+        ctx.blob_info.close()
+    return [result for result in results if result is not None]
+
+
+class _Flights:
+    """Blobs in transfer, by (scope, digest): a second copier of the same blob into the same
+    scope waits for the first, then finds it at its destination."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[str, Digest], threading.Lock] = {}
+        self.cancelled = threading.Event()
+
+    def hold(self, scope: str | None, digest: Digest) -> AbstractContextManager[object]:
+        if scope is None:
+            return contextlib.nullcontext()
+        with self._lock:
+            lock = self._held.setdefault((scope, digest), threading.Lock())
+        return lock
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
 def _copy(
     source: ImageSource,
     top: Manifest,
@@ -129,8 +192,10 @@ def _copy(
     ctx: Context,
     options: CopyOptions | None,
     name: str,
+    flights: _Flights | None = None,
 ) -> CopyResult:
-    result = _Copier(source, dest, options or CopyOptions(), ctx, name).run(top)
+    copier = _Copier(source, dest, options or CopyOptions(), ctx, name, flights or _Flights())
+    result = copier.run(top)
     dest.commit()
     return result
 
@@ -143,8 +208,11 @@ class _Copier:
         options: CopyOptions,
         ctx: Context,
         name: str,
+        flights: _Flights,
     ) -> None:
         self._source = source
+        self._flights = flights
+        self._scope = dest.blob_scope()
         self._dest = dest
         self._options = options
         self._ctx = ctx
@@ -267,7 +335,7 @@ class _Copier:
                 raise error
 
     def _check(self) -> None:
-        if self._failed.is_set():
+        if self._failed.is_set() or self._flights.cancelled.is_set():
             raise _Cancelled
 
     def _emit(self, kind: EventKind, desc: Descriptor, done: int = 0) -> None:
@@ -306,14 +374,18 @@ class _Copier:
             assert target is not None
             self._copy_recompressed(desc, target)
             return
-        found = self._at_destination(desc)
-        if found is not None:
-            self._count(found)
-            self._emit(_FOUND[found], desc, desc.size)
-            return
-        first_offset = self._transfer(
-            desc, self._source.open_blob, self._source.supports_ranges, desc
-        )
+        # Another copy of copy_many sending the same blob into the same place: wait for it,
+        # then find the blob there instead of fetching it a second time.
+        with self._flights.hold(self._scope, desc.digest):
+            self._check()
+            found = self._at_destination(desc)
+            if found is not None:
+                self._count(found)
+                self._emit(_FOUND[found], desc, desc.size)
+                return
+            first_offset = self._transfer(
+                desc, self._source.open_blob, self._source.supports_ranges, desc
+            )
         self._count("copied", desc.size - first_offset)
         self._emit("blob-done", desc, desc.size)
 

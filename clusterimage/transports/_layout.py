@@ -48,6 +48,9 @@ class LayoutDestination(ImageDestination):
     def has_blob(self, desc: Descriptor) -> bool:
         return self.layout.has_blob(desc.digest)
 
+    def blob_scope(self) -> str:
+        return f"layout:{self.layout.root.resolve()}"
+
     def blob_offset(self, desc: Descriptor) -> int:
         return self.layout.partial_size(desc.digest)
 

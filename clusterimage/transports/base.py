@@ -125,6 +125,12 @@ class ImageDestination(abc.ABC):
     #: "preserve": layers as they come; "decompress": uncompressed layers only (docker-archive).
     layer_compression: LayerCompression = "preserve"
 
+    def blob_scope(self) -> str | None:
+        """What destinations share a blob once one has it (a store's folder, a registry
+        repository): copies running at once into one scope fetch each blob once. None: no
+        other destination shares this one's blobs."""
+        return None
+
     @abc.abstractmethod
     def has_blob(self, desc: Descriptor) -> bool:
         """Whether the blob is already there (then the copy skips it)."""

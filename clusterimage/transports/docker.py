@@ -144,6 +144,9 @@ class DockerDestination(ImageDestination):
     def _where(self) -> tuple[str, str]:
         return self.reference.registry, self.reference.repository
 
+    def blob_scope(self) -> str:
+        return f"docker:{self.reference.registry}/{self.reference.repository}"
+
     def has_blob(self, desc: Descriptor) -> bool:
         size = self.repository.head_blob(desc.digest)
         if size is None:

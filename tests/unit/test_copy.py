@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from clusterimage import recompress
 from clusterimage.blobinfo import BlobInfoCache
-from clusterimage.copy import CopyEvent, CopyOptions, CopyResult, copy_image
+from clusterimage.copy import CopyEvent, CopyJob, CopyOptions, CopyResult, copy_image, copy_many
 from clusterimage.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -552,3 +553,50 @@ def test_a_layer_that_is_not_what_its_media_type_says_is_a_one_line_error() -> N
 
     with pytest.raises(LayerError, match=f"layer {manifest.layers[0].digest}: not valid gzip"):
         copy_image(MemoryReference(src), Ref(MemoryPlace()))
+
+
+# -- several images at once -------------------------------------------------------------------
+
+
+class ScopedDestination(MemoryDestination):
+    def blob_scope(self) -> str:
+        return f"memory:{id(self.place)}"
+
+
+def test_copy_many_fetches_a_blob_that_images_share_once() -> None:
+    src, dst = MemoryPlace(), MemoryPlace()
+    shared = os.urandom(4 << 20)
+    tops = [_image(src, shared, f"own layer {n}".encode()) for n in range(6)]
+
+    def view(top: Digest) -> MemoryPlace:
+        """The same blobs and manifests, another top: one image of a registry."""
+        place = MemoryPlace()
+        place.blobs, place.manifests, place.opened = src.blobs, src.manifests, src.opened
+        place.top = top
+        return place
+
+    class Dest(MemoryReference):
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return ScopedDestination(self.place)
+
+    jobs = [CopyJob(MemoryReference(view(top.digest)), Dest(dst)) for top in tops]
+    results = copy_many(jobs, Context(jobs=2), parallel=6)
+    assert [r.digest for r in results] == [top.digest for top in tops]
+    assert [d for d, _ in src.opened].count(Digest.of(shared)) == 1
+    distinct = {blob.digest for top in tops for blob in top.blobs}
+    assert sum(r.blobs_copied for r in results) == len(distinct)
+    assert all(dst.blobs[d] == src.blobs[d] for d in distinct)
+
+
+def test_copy_many_stops_every_copy_at_the_first_failure() -> None:
+    src = MemoryPlace()
+    good = _image(src, b"fine layer")
+    bad = _image(src, b"missing layer")
+    del src.blobs[bad.layers[0].digest]
+    jobs = []
+    for top in (good, bad):
+        place = MemoryPlace()
+        place.blobs, place.manifests, place.top = src.blobs, src.manifests, top.digest
+        jobs.append(CopyJob(MemoryReference(place), MemoryReference(MemoryPlace())))
+    with pytest.raises(BlobNotFound, match=str(bad.layers[0].digest)):
+        copy_many(jobs, Context())
