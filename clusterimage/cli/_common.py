@@ -89,9 +89,13 @@ def _line(text: str) -> None:
         sys.stderr.flush()
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+
+
 def error(message: str) -> None:
-    """The ``error: ...`` line of a failure, on stderr."""
-    _line(f"error: {one_line(message)}")
+    """The ``error: ...`` line of a failure, on stderr (without the ``[Errno N]`` that Python's
+    OSError messages carry: the words after it say the same to a person)."""
+    _line(f"error: {one_line(_ERRNO.sub('', message))}")
 
 
 def info(message: str) -> None:

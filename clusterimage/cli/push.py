@@ -24,7 +24,7 @@ from clusterimage.cli._registry_options import (
     TlsVerify,
     registry_context,
 )
-from clusterimage.errors import UsageError
+from clusterimage.errors import RegistryError, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -97,13 +97,25 @@ def register(app: typer.Typer) -> None:
         options = copy_options(
             ctx, all_platforms=all_platforms, compression_format=compression_format
         )
-        run_copy(
-            src,
-            dst,
-            ctx,
-            options,
-            verb="Pushed",
-            quiet=quiet,
-            json_output=json_output,
-            digestfile=digestfile,
-        )
+        try:
+            run_copy(
+                src,
+                dst,
+                ctx,
+                options,
+                verb="Pushed",
+                quiet=quiet,
+                json_output=json_output,
+                digestfile=digestfile,
+            )
+        except RegistryError as exc:
+            ref = dst.docker_reference()
+            if destination is not None or ref is None:
+                raise
+            # The registry came from the image's own name, which may never have been meant
+            # as one (localhost/app:v1 is how builds name local images).
+            raise RegistryError(
+                f"{exc}; {source} names its registry as {ref.registry!r}: to push elsewhere "
+                f"give a destination, e.g. `clusterimage push {source} "
+                f"docker://REGISTRY/{ref.repository}:{ref.tag or 'latest'}`"
+            ) from None

@@ -52,6 +52,16 @@ class Reference:
             raise InvalidReference("invalid reference: empty")
         if value != value.strip() or any(c.isspace() for c in value):
             raise InvalidReference(f"invalid reference {value!r}: contains whitespace")
+        scheme = value.split("://", 1)[0].lower() if "://" in value else None
+        if scheme in ("http", "https"):
+            # A URL pasted as an image name: references carry no scheme.
+            hint = (
+                " and add --tls-verify=false for a plain-HTTP registry" if scheme == "http" else ""
+            )
+            raise InvalidReference(
+                f"invalid reference {value!r}: image references have no scheme; drop "
+                f"'{scheme}://' (e.g. {value.split('://', 1)[1]!r}){hint}"
+            )
         if _IDENTIFIER_RE.match(value):
             # distribution refuses these: a 64-hex name would be mistaken for an image ID.
             raise InvalidReference(

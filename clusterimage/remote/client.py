@@ -108,6 +108,9 @@ def _is_tls_error(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
+    root = _root_cause(exc)
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror  # "Connection refused", not "[Errno 111] Connection refused"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
 

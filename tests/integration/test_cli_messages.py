@@ -1,0 +1,47 @@
+"""Messages that say what to do (issue 12): each mistake is one ``error:`` line, exit 1, no
+traceback, no ``[Errno N]``, and names the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, run_cli
+from tests.fixtures.oci_layout import make_oci_layout
+
+pytestmark = pytest.mark.integration
+
+
+def _one_error_line(args: list[str]) -> str:
+    result = run_cli(*args, check=False)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr and "[Errno" not in result.stderr
+    return lines[0]
+
+
+def test_a_url_as_an_image_name_says_to_drop_the_scheme(ci_home: Path) -> None:
+    line = _one_error_line(["pull", "http://localhost:5000/x"])
+    assert "drop 'http://'" in line and "'localhost:5000/x'" in line
+    assert "--tls-verify=false" in line
+    line = _one_error_line(["pull", "https://registry.example.com/app:v1"])
+    assert "drop 'https://'" in line and "--tls-verify" not in line
+
+
+def test_a_registry_that_refuses_connections_reads_as_words(ci_home: Path) -> None:
+    port = free_port()
+    line = _one_error_line(["pull", f"127.0.0.1:{port}/app:v1", "--retry", "0"])
+    assert f"cannot reach registry 127.0.0.1:{port}: Connection refused" in line
+
+
+def test_push_without_destination_names_the_registry_the_name_implies(
+    ci_home: Path, tmp_path: Path
+) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    run_cli("pull", image.transport_ref, "--name", "localhost/ux/nginx:v1", "-q")
+    line = _one_error_line(["push", "localhost/ux/nginx:v1", "--retry", "0"])
+    assert "names its registry as 'localhost'" in line
+    assert "clusterimage push localhost/ux/nginx:v1 docker://REGISTRY/ux/nginx:v1" in line
