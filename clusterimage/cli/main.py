@@ -63,6 +63,7 @@ _COMMAND_MODULES = (
     "copy",
     "tags",
     "bundle",
+    "merge",
 )
 
 

@@ -1,0 +1,66 @@
+"""``clusterimage merge``: several images into one, at the layer level (sealos's spelling)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clusterimage.cli._common import info, print_json, store_dir
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("merge")
+    def merge(
+        images: Annotated[
+            list[str],
+            typer.Argument(
+                metavar="IMAGE...", help="Images in the store, in the order to lay out."
+            ),
+        ],
+        tag: Annotated[
+            str, typer.Option("--tag", "-t", metavar="REF", help="Name of the merged image.")
+        ],
+        platform: Annotated[
+            str | None,
+            typer.Option(
+                "--platform",
+                metavar="OS/ARCH[/VARIANT]",
+                help="Which platform of multi-platform inputs (default: this machine's).",
+            ),
+        ] = None,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
+        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Merge images into one whose layers are theirs in order: instant, no file copied.
+
+        The config is merged as sealos merges: labels and ENV (later images win, PATH dropped),
+        ENTRYPOINT and CMD concatenated, type rootfs if any input is. Unpacking the result
+        gives what sealos's generated Sealfile (COPY --from each image) builds.
+
+        Examples:
+
+          clusterimage merge -t localhost/stack:v1 kubernetes:v1.27 openebs:v3 app:v1
+
+          clusterimage merge -t localhost/stack:v1 --json rootfs:v1 app:v1
+        """
+        from clusterimage.oci.platform import Platform
+        from clusterimage.oci.reference import Reference
+        from clusterimage.runtime.merge import merge as run_merge
+        from clusterimage.store import Store
+        from clusterimage.store.store import nothing_stored
+
+        target = Reference.parse(tag)
+        chosen = Platform.parse(platform) if platform else None
+        store = Store.existing(store_dir())
+        if store is None:
+            raise nothing_stored(images[0], store_dir())
+        result = run_merge(store, images, target, chosen)
+        if json_output:
+            print_json(result.to_dict())
+            return
+        if not quiet:
+            info(f"Merged {len(images)} images into {target} ({result.layers} layers)")
+        typer.echo(str(result.manifest.digest))
