@@ -36,6 +36,7 @@ from isal import igzip
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
 from clusterimage.build.layer import open_content
 from clusterimage.errors import BuildError, KubefileError
+from clusterimage.layers.tarsafe import stream_tar
 
 # Bump when read_archive gives another tree for the same archive: cached ADD layers then miss.
 # 2: members keep their owners.
@@ -80,62 +81,6 @@ def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
             yield stream  # type: ignore[misc]
     else:
         yield raw
-
-
-# Go's archive/tar (moby, containers/image) caps PAX and GNU long-name headers at 1 MiB.
-MAX_METADATA_HEADER: Final = 1 << 20
-_METADATA_HEADERS: Final = {
-    tarfile.XHDTYPE: "PAX",
-    tarfile.XGLTYPE: "PAX global",
-    tarfile.SOLARIS_XHDTYPE: "PAX",
-    tarfile.GNUTYPE_LONGNAME: "GNU long name",
-    tarfile.GNUTYPE_LONGLINK: "GNU long link",
-}
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """tarfile reads a metadata header into memory whole, however large its size field says it
-    is, and an old GNU sparse header's extension blocks as long as each says another follows:
-    a few kilobytes of gzip could claim gigabytes of either. Refuse more than Go's limit
-    (``_proc_member`` is tarfile's one dispatch point for every header it reads)."""
-
-    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
-        kind = _METADATA_HEADERS.get(self.type)
-        if kind is not None and self.size > MAX_METADATA_HEADER:
-            raise tarfile.HeaderError(
-                f"a {kind} header of {self.size} bytes (more than {MAX_METADATA_HEADER})"
-            )
-        if self.type != tarfile.GNUTYPE_SPARSE:
-            return super()._proc_member(tar)  # type: ignore[misc]
-        stream = tar.fileobj
-        tar.fileobj = _CappedReads(stream, MAX_METADATA_HEADER)  # type: ignore[assignment]
-        try:
-            return super()._proc_member(tar)  # type: ignore[misc]
-        finally:
-            tar.fileobj = stream
-
-
-class _CappedReads:
-    """``stream`` for the reads of one header's extension blocks: at most ``limit`` bytes."""
-
-    def __init__(self, stream: Any, limit: int) -> None:
-        self._stream = stream
-        self._left = limit
-
-    def read(self, size: int) -> bytes:
-        self._left -= size
-        if self._left < 0:
-            raise tarfile.HeaderError("a GNU sparse header with more than 1 MiB of extensions")
-        data: bytes = self._stream.read(size)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def stream_tar(stream: IO[bytes]) -> tarfile.TarFile:
-    """A tar archive read as a stream, its metadata headers bounded (:class:`_BoundedTarInfo`)."""
-    return tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
 
 
 @contextmanager
