@@ -46,9 +46,9 @@ class PullResult:
         } | self.result.to_dict()
 
 
-def default_name(src: ImageReference) -> Reference:
+def default_name(src: ImageReference, ctx: Context) -> Reference:
     """The name a pulled image is stored under when none is given: the reference the source
-    names (a registry's, or a layout's ref name when it is a whole reference)."""
+    names (a registry's, or a layout's or archive's ref name when it is a whole reference)."""
     if isinstance(src, OciLayoutReference):
         ref_name = src.name or src.top().ref_name
         reference = whole_reference(ref_name)
@@ -59,6 +59,11 @@ def default_name(src: ImageReference) -> Reference:
     reference = src.docker_reference()
     if reference is not None:
         return reference
+    held = src.list_images(ctx)  # an archive without REF: the name of its only image
+    if len(held) == 1 and held[0] is not src:
+        reference = held[0].docker_reference()
+        if reference is not None:
+            return reference
     raise UsageError(f"{src}: name the image with --name")
 
 
@@ -75,7 +80,7 @@ def pull(
     store's image will do."""
     if all_platforms and ctx.platform is not None:
         raise UsageError("pull: --platform and --all exclude each other")
-    target = name or default_name(src)
+    target = name or default_name(src, ctx)
     dst = StoreReference(str(target))
     if policy is not PullPolicy.always:
         kept = _kept(dst.store(ctx), target, ctx, policy, all_platforms)
