@@ -62,7 +62,8 @@ _COMMAND_MODULES = (
     "push",
     "copy",
     "tags",
-    "bundle",
+    "save",
+    "load",
     "merge",
 )
 

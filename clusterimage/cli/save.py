@@ -1,4 +1,4 @@
-"""``clusterimage save`` and ``load``: images to and from files (sealos's and podman's spelling)."""
+"""``clusterimage save``: images into a bundle file or folder (sealos's and podman's spelling)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.bundle import BundleFormat, LoadedImage, SavedImage
+from clusterimage.bundle import BundleFormat, SavedImage
 from clusterimage.cli._common import CopyProgress, info, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
@@ -115,54 +115,6 @@ def register(app: typer.Typer) -> None:
                 info(f"Saved {image.name or image.source} ({image.result.digest})")
             where = "standard output" if output == "-" else output
             info(f"Wrote {len(result.images)} {_images(len(result.images))} to {where}")
-
-    @app.command("load")
-    def load(
-        input: Annotated[
-            str,
-            typer.Option(
-                "--input",
-                "-i",
-                metavar="FILE",
-                help="The bundle: an oci-archive, docker-archive or OCI layout folder "
-                "(told by content), or - for standard input.",
-            ),
-        ] = "-",
-        jobs: Jobs = DEFAULT_JOBS,
-        quiet: Annotated[
-            bool,
-            typer.Option("--quiet", "-q", help="Print only the digest of each image loaded."),
-        ] = False,
-        json_output: JsonOutput = False,
-    ) -> None:
-        """Load every image of a bundle into the store; prints the names loaded.
-
-        Images the bundle names keep their names (a docker-archive's RepoTags, an OCI
-        archive's ref names when they are whole references); the others are stored untagged.
-        Blobs the store has already are not copied again; an interrupted load resumes.
-
-        Examples:
-
-          clusterimage load -i bundle.tar
-
-          docker save nginx:1.25 | clusterimage load
-
-          clusterimage load -i ./bundle --json
-        """
-        from clusterimage import bundle
-
-        ctx = registry_context(jobs=jobs)
-
-        def loaded(image: LoadedImage) -> None:
-            if quiet:
-                typer.echo(str(image.result.digest))
-            elif not json_output:
-                typer.echo(f"Loaded image: {image.name or image.result.digest}")
-
-        with CopyProgress(enabled=False if quiet or json_output else None) as progress:
-            result = bundle.load(input, ctx, on_event=progress, on_image=loaded)
-        if json_output:
-            print_json(result.to_dict())
 
 
 def _images(count: int) -> str:
