@@ -2,8 +2,8 @@
 """Benchmarks of clusterimage against the tools it replaces, on this machine.
 
     scripts/bench.py build [--size MIB] [--compression gzip|zstd|none] [--json] [--keep]
-    scripts/bench.py push|pull [--size MIB] [--layers N] [--rounds N] [--warmup N] [--jobs N]
-                               [--json] [--keep]
+    scripts/bench.py push|pull|save|load [--size MIB] [--layers N] [--rounds N] [--warmup N]
+                                         [--jobs N] [--json] [--keep]
 
 Subcommands register themselves in ``COMMANDS`` (one ``add_<name>_parser`` + ``run_<name>`` pair
 each); ``push`` and ``pull`` (registry transfers against skopeo) belong there too.
@@ -16,6 +16,11 @@ binaries as incompressible random bytes, image archives as compressible data), b
   ``buildah push <image> oci:DIR`` in the same timed run (what sealos build + save does),
 
 and prints both times and the ratios. Goals: cold <= 0.5x buildah, unchanged rebuild <= 1 s.
+
+``save`` / ``load``: a 1 GiB image of 4 layers from the store to an oci-archive file, and that
+file into a fresh store, against ``skopeo copy`` to and from ``oci-archive:``; medians after a
+warm-up round, peak RSS, and the bytes read in all against the image's size. Goals: <= 0.6x
+skopeo's time both ways, peak RSS <= 100 MiB, each blob read once.
 """
 
 from __future__ import annotations
@@ -719,7 +724,10 @@ def _startup(env: dict[str, str]) -> float:
 
 
 def _report_transfer(
-    result: dict[str, Any], as_json: bool, goal_extra: tuple[str, str, float] | None = None
+    result: dict[str, Any],
+    as_json: bool,
+    goal_extra: tuple[str, str, float] | None = None,
+    goal: float = 0.8,
 ) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
@@ -731,7 +739,7 @@ def _report_transfer(
     print(f"clusterimage {what}:  {result['clusterimage_s']:7.2f} s  ({mbps:.0f} MiB/s)")
     mbps = result["image_bytes"] / MIB / result["skopeo_s"]
     print(f"skopeo copy:        {result['skopeo_s']:7.2f} s  ({mbps:.0f} MiB/s)")
-    print(f"ratio:              {result['ratio']:7.2f}    (goal <= 0.8)")
+    print(f"ratio:              {result['ratio']:7.2f}    (goal <= {goal})")
     print(f"peak RSS:           {result['peak_rss_mib']:7.1f} MiB (goal <= 100)")
     if goal_extra is not None:
         key, label, goal = goal_extra
@@ -742,12 +750,158 @@ def _report_transfer(
         )
 
 
+# -- save / load ------------------------------------------------------------------------------
+
+
+def add_save_parser(sub: Any) -> None:
+    parser = sub.add_parser("save", help="clusterimage save vs skopeo copy to oci-archive:")
+    _add_bundle_options(parser)
+
+
+def add_load_parser(sub: Any) -> None:
+    parser = sub.add_parser("load", help="clusterimage load vs skopeo copy from oci-archive:")
+    _add_bundle_options(parser)
+
+
+def _add_bundle_options(parser: Any) -> None:
+    _add_transfer_options(parser)
+    parser.set_defaults(size=1024)
+
+
+def _read_bytes(cli_args: list[str], env: dict[str, str]) -> int:
+    """Bytes the command read through read(2) and friends (``rchar`` of /proc/self/io), run
+    in-process: how many times the image's bytes were read."""
+    code = (
+        "import sys\n"
+        "from clusterimage.cli.main import main\n"
+        "try:\n"
+        f"    main({cli_args!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "for line in open('/proc/self/io'):\n"
+        "    if line.startswith('rchar:'):\n"
+        "        print(line.split()[1], file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"bench: in-process {cli_args} failed:\n{result.stderr}")
+    return int(result.stderr.strip().splitlines()[-1])
+
+
+def run_save(args: argparse.Namespace) -> int:
+    return _run_bundle(args, "save")
+
+
+def run_load(args: argparse.Namespace) -> int:
+    return _run_bundle(args, "load")
+
+
+def _run_bundle(args: argparse.Namespace, command: str) -> int:
+    """``save``: the store's image to an oci-archive file (ours) against ``skopeo copy oci:STORE
+    oci-archive:FILE``. ``load``: that archive into a fresh store against ``skopeo copy
+    oci-archive:FILE oci:DIR``. Alternating order, medians, one untimed warm-up round."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{command}-"))
+    try:
+        home, ref, image = _transfer_setup(args, work)
+        store = home / "store"
+        archive = work / "bundle.tar"
+        _timed(
+            [sys.executable, "-m", "clusterimage", "save", "-o", str(archive), ref],
+            _transfer_env(home),
+        )
+        ours: list[float] = []
+        theirs: list[float] = []
+        rss: list[int] = []
+        for round_no in range(-args.warmup, args.rounds):
+            timed = round_no >= 0
+            order = ["ours", "skopeo"] if round_no % 2 == 0 else ["skopeo", "ours"]
+            for tool in order:
+                target = work / f"{tool}-{round_no}"
+                if command == "save":
+                    out = f"{target}.tar"
+                    if tool == "ours":
+                        argv = [
+                            sys.executable, "-m", "clusterimage", "save", "-q", "-o", out, ref,
+                            "--jobs", str(args.jobs),
+                        ]  # fmt: skip
+                        env = _transfer_env(home)
+                    else:
+                        argv = [
+                            "skopeo",
+                            "copy",
+                            "--quiet",
+                            f"oci:{store}:{ref}",
+                            f"oci-archive:{out}",
+                        ]
+                        env = dict(os.environ)
+                else:
+                    out = str(target)
+                    if tool == "ours":
+                        argv = [
+                            sys.executable, "-m", "clusterimage", "load", "-q", "-i", str(archive),
+                            "--jobs", str(args.jobs),
+                        ]  # fmt: skip
+                        env = _transfer_env(target)
+                    else:
+                        argv = [
+                            "skopeo",
+                            "copy",
+                            "--quiet",
+                            f"oci-archive:{archive}",
+                            f"oci:{out}:v1",
+                        ]
+                        env = dict(os.environ)
+                elapsed, peak = _run_measured(argv, env)
+                if timed:
+                    (ours if tool == "ours" else theirs).append(elapsed)
+                    if tool == "ours":
+                        rss.append(peak)
+                if command == "save":
+                    Path(out).unlink(missing_ok=True)
+                shutil.rmtree(target, ignore_errors=True)
+        if command == "save":
+            out = str(work / "counted.tar")
+            read = _read_bytes(["save", "-q", "-o", out, ref], _transfer_env(home))
+        else:
+            read = _read_bytes(["load", "-q", "-i", str(archive)], _transfer_env(work / "counted"))
+        result = {
+            "command": command,
+            "image_bytes": image["bytes"],
+            "layers": args.layers,
+            "rounds": args.rounds,
+            "warmup_rounds": args.warmup,
+            "clusterimage_s": _median(ours),
+            "skopeo_s": _median(theirs),
+            "ratio": _median(ours) / _median(theirs),
+            "peak_rss_mib": max(rss) / MIB,
+            "read_bytes": read,
+            "reads_per_image_byte": read / image["bytes"],
+            "all": {"clusterimage": ours, "skopeo": theirs},
+        }
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _report_transfer(result, False, goal=0.6)
+            reads = result["reads_per_image_byte"]
+            print(f"bytes read:         {reads:7.2f}x the image (goal 1: each blob read once)")
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 # -- registry of subcommands ---------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "build": (add_build_parser, run_build),
     "push": (add_push_parser, run_push),
     "pull": (add_pull_parser, run_pull),
+    "save": (add_save_parser, run_save),
+    "load": (add_load_parser, run_load),
 }
 
 

@@ -53,3 +53,15 @@ def test_build_benchmark_runs_against_buildah() -> None:
     assert data["clusterimage"]["digest"].startswith("sha256:")
     assert data["ratio_cold"] > 0 and data["ratio_rebuild"] > 0
     assert "skipped" not in data["buildah"]
+
+
+@pytest.mark.parametrize("command", ["save", "load"])
+def test_bundle_benchmark_runs_against_skopeo(command: str) -> None:
+    require_tool("skopeo")
+    data = _bench(command, "--size", "8", "--layers", "2", "--rounds", "1", "--warmup", "0")
+    assert data["command"] == command and len(data["all"]["clusterimage"]) == 1
+    assert data["ratio"] == pytest.approx(data["clusterimage_s"] / data["skopeo_s"])
+    assert 0 < data["peak_rss_mib"] < 100
+    # Each blob is read once: the bytes read are the image's, give or take the archive's
+    # headers and the interpreter's own files.
+    assert 1.0 <= data["reads_per_image_byte"] < 3.0
