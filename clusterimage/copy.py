@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import IO, Literal
 
 from clusterimage import recompress
-from clusterimage.errors import ImageNotFound, TransferInterrupted, TransportError
+from clusterimage.errors import TransferInterrupted, TransportError
+from clusterimage.image import select_platform
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
@@ -269,21 +270,12 @@ class _Copier:
         )
 
     def _select_platform(self, index: ImageIndex) -> Manifest:
-        want = self._ctx.platform or Platform.host()
-        available = []
-        for entry in index.manifests:
-            if entry.platform is None:
-                continue
-            available.append(str(entry.platform))
-            if want.matches(entry.platform):
-                child = self._source.get_manifest(entry.digest)
-                if isinstance(child, ImageIndex):
-                    return self._select_platform(child)
-                return child
-        listed = ", ".join(available) or "none"
-        raise ImageNotFound(
-            f"{self._name}: no image for platform {want} (available: {listed}); "
-            "choose one with --platform or copy them all with --all"
+        return select_platform(
+            index,
+            self._ctx.platform or Platform.host(),
+            self._source.get_manifest,
+            where=self._name,
+            hint="choose one with --platform or copy them all with --all",
         )
 
     def _collect_index(

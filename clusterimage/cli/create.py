@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from clusterimage import transports
 from clusterimage.cli._common import print_json, store_dir
-from clusterimage.errors import ImageNotFound, InvalidReference, ManifestError, UsageError
+from clusterimage.errors import UsageError
+from clusterimage.image import resolve
 from clusterimage.oci.config import ImageConfig
-from clusterimage.oci.manifest import ImageIndex, ImageManifest
 from clusterimage.oci.platform import Platform
-from clusterimage.oci.reference import Reference
 from clusterimage.runtime.command import DEFAULT_CLUSTER, DEFAULT_DATA_ROOT, runtime_command
-from clusterimage.transports.base import Context, ImageReference, ImageSource
-
-_MAX_CONFIG = 16 * 1024 * 1024  # a config is JSON metadata; anything bigger is not one
+from clusterimage.transports.base import Context, ImageReference
 
 
 def register(app: typer.Typer) -> None:
@@ -111,44 +107,12 @@ def _parse_env(items: list[str]) -> dict[str, str]:
 
 def _app_name(ref: ImageReference) -> str:
     """The folder name of an application under the cluster's data: the last path component of
-    its repository (sealos uses its mount's name there, which we do not have)."""
-    # Transports that know a docker reference expose it as .reference (store, docker); layouts
-    # and archives carry a ref name (.name) and a path (.path).
-    reference = getattr(ref, "reference", None)
-    if isinstance(reference, Reference):
-        return reference.repository.rsplit("/", 1)[-1]
-    name = getattr(ref, "name", None)
-    if isinstance(name, str) and name:
-        try:
-            return Reference.parse(name).repository.rsplit("/", 1)[-1]
-        except InvalidReference:
-            if "/" not in name and ":" not in name:
-                return name
-    path = getattr(ref, "path", None)
-    if path is not None and Path(path).name:
-        return Path(path).name.split(":", 1)[0]
-    return "app"
+    its repository (sealos uses its mount's name there, which we do not have); ``app`` for an
+    image that names no repository."""
+    reference = ref.docker_reference()
+    return reference.repository.rsplit("/", 1)[-1] if reference is not None else "app"
 
 
 def _read_config(ref: ImageReference, ctx: Context, where: str) -> ImageConfig:
     with ref.new_source(ctx) as source:
-        manifest = source.get_manifest()
-        if isinstance(manifest, ImageIndex):
-            manifest = _pick(manifest, source, ctx, where)
-        desc = manifest.config
-        if desc.size > _MAX_CONFIG:
-            raise ManifestError(f"{where}: config blob of {desc.size} bytes is too large")
-        with source.open_blob(desc) as stream:
-            raw = stream.read(_MAX_CONFIG + 1)
-        return ImageConfig.parse(raw, desc.media_type, f"{where}: config")
-
-
-def _pick(index: ImageIndex, source: ImageSource, ctx: Context, where: str) -> ImageManifest:
-    want = ctx.platform or Platform.host()
-    for entry in index.manifests:
-        if entry.platform is not None and want.matches(entry.platform):
-            child = source.get_manifest(entry.digest)
-            if isinstance(child, ImageIndex):
-                return _pick(child, source, ctx, where)
-            return child
-    raise ImageNotFound(f"{where}: no image for platform {want} (choose one with --platform)")
+        return resolve(source, ctx.platform, where=where).config

@@ -19,15 +19,11 @@ from clusterimage.cli._registry_options import (
     TlsVerify,
     registry_context,
 )
-from clusterimage.errors import DigestMismatch, ImageNotFound, ManifestError
+from clusterimage.image import resolve
 from clusterimage.oci.config import ImageConfig
-from clusterimage.oci.descriptor import Descriptor
-from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest
 from clusterimage.oci.platform import Platform
-from clusterimage.store.layout import MAX_CONFIG_SIZE
 from clusterimage.transports._layout import LayoutSource
-from clusterimage.transports.base import ImageSource
 from clusterimage.transports.store import StoreReference
 
 
@@ -89,11 +85,8 @@ def register(app: typer.Typer) -> None:
             if type_ is InspectType.manifest:
                 print_json(top.data)
                 return
-            manifest, index = top, None
-            if isinstance(top, ImageIndex):
-                manifest, index = _for_platform(source, top, want or Platform.host(), str(ref))
-            assert isinstance(manifest, ImageManifest)
-            config = _read_config(source, manifest.config)
+            found = resolve(source, want, where=str(ref), top=top)
+            manifest, index, config = found.manifest, found.index, found.config
             if type_ is InspectType.config:
                 print_json(config.data)
                 return
@@ -110,36 +103,6 @@ def register(app: typer.Typer) -> None:
             if tags is not None:
                 summary["RepoTags"] = tags
             print_json(summary)
-
-
-def _for_platform(
-    source: ImageSource, index: ImageIndex, want: Platform, name: str
-) -> tuple[ImageManifest, ImageIndex]:
-    available = []
-    for entry in index.manifests:
-        if entry.platform is None:
-            continue
-        available.append(str(entry.platform))
-        if want.matches(entry.platform):
-            child = source.get_manifest(entry.digest)
-            if isinstance(child, ImageIndex):
-                return _for_platform(source, child, want, name)
-            return child, index
-    raise ImageNotFound(
-        f"{name}: no image for platform {want} (available: {', '.join(available) or 'none'}); "
-        "choose one with --platform"
-    )
-
-
-def _read_config(source: ImageSource, desc: Descriptor) -> ImageConfig:
-    with source.open_blob(desc) as stream:
-        raw = stream.read(MAX_CONFIG_SIZE + 1)
-    if len(raw) > MAX_CONFIG_SIZE:
-        raise ManifestError(f"config {desc.digest} is larger than {MAX_CONFIG_SIZE} bytes")
-    # Sources hand out plain streams: check what we read before trusting it.
-    if Digest.of(raw, desc.digest.algorithm) != desc.digest:
-        raise DigestMismatch(f"config {desc.digest}: content does not match its digest")
-    return ImageConfig.parse(raw, desc.media_type, where=f"config {desc.digest}")
 
 
 def _summary(

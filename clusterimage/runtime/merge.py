@@ -24,16 +24,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clusterimage.errors import ClusterImageError, ImageNotFound, UsageError
+from clusterimage.errors import ClusterImageError, UsageError
+from clusterimage.image import resolve
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex, ImageManifest
+from clusterimage.oci.manifest import ImageManifest
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.runtime.command import ROOTFS, TYPE_LABELS
 from clusterimage.store import Store
+from clusterimage.transports._layout import LayoutSource
 
 
 @dataclass(frozen=True)
@@ -159,19 +161,6 @@ def _oci_layer(layer: Descriptor) -> Descriptor:
 
 
 def _read(store: Store, name: str, want: Platform) -> MergeInput:
-    desc = store.resolve(name)
-    manifest = store.get_manifest(desc.digest, desc.media_type)
-    if isinstance(manifest, ImageIndex):
-        manifest = _for_platform(store, name, manifest, want)
-    if not isinstance(manifest, ImageManifest):
-        raise ImageNotFound(f"merge: {name}: not an image manifest")
-    return MergeInput(name, manifest, store.get_config(manifest))
-
-
-def _for_platform(store: Store, name: str, index: ImageIndex, want: Platform) -> ImageManifest:
-    for entry in index.manifests:
-        if entry.platform is not None and want.matches(entry.platform):
-            child = store.get_manifest(entry.digest, entry.media_type)
-            if isinstance(child, ImageManifest):
-                return child
-    raise ImageNotFound(f"merge: {name}: no image for platform {want}; choose one with --platform")
+    source = LayoutSource(store, store.resolve(name))
+    image = resolve(source, want, where=f"merge: {name}")
+    return MergeInput(name, image.manifest, image.config)

@@ -45,3 +45,14 @@ def test_push_without_destination_names_the_registry_the_name_implies(
     line = _one_error_line(["push", "localhost/ux/nginx:v1", "--retry", "0"])
     assert "names its registry as 'localhost'" in line
     assert "clusterimage push localhost/ux/nginx:v1 docker://REGISTRY/ux/nginx:v1" in line
+
+
+def test_create_and_inspect_refuse_a_config_that_does_not_match_its_digest(
+    ci_home: Path, tmp_path: Path
+) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1", config={"Cmd": ["echo safe"]})
+    blob = tmp_path / "layout" / "blobs" / "sha256" / image.config.digest[7:]
+    blob.write_bytes(blob.read_bytes().replace(b"echo safe", b"rm -rf /"))
+    for command in ("create", "inspect"):
+        line = _one_error_line([command, image.transport_ref])
+        assert f"config {image.config.digest} does not match its digest" in line
