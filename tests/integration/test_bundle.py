@@ -258,3 +258,44 @@ def test_a_killed_load_leaves_fsck_clean_and_the_next_load_completes(
     run_cli("load", "-i", archive, env=env)
     assert ref in _store_index(store)
     assert run_cli("fsck", env=env).returncode == 0
+
+
+def test_we_read_what_skopeo_and_buildah_wrote_as_oci_archives_with_their_digests(
+    tmp_path: Path, ci_home: Path
+) -> None:
+    skopeo = require_tool("skopeo")
+    buildah = require_tool("buildah")
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    by_skopeo = tmp_path / "skopeo.tar"
+    run_tool([skopeo, "copy", image.transport_ref, f"oci-archive:{by_skopeo}:v1"])
+    storage = ["--root", str(tmp_path / "b-root"), "--runroot", str(tmp_path / "b-run"),
+               "--storage-driver", "vfs"]  # fmt: skip
+    run_tool([buildah, *storage, "pull", "-q", image.transport_ref])
+    by_buildah = tmp_path / "buildah.tar"
+    images = json.loads(run_tool([buildah, *storage, "images", "--json"]).stdout)
+    run_tool([buildah, *storage, "push", images[0]["id"], f"oci-archive:{by_buildah}:v1"])
+    for archive in (by_skopeo, by_buildah):
+        raw = run_tool([skopeo, "inspect", "--raw", f"oci-archive:{archive}"]).stdout
+        theirs = "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+        ours = run_cli("copy", f"oci-archive:{archive}", f"oci:{tmp_path}/{archive.stem}:v1")
+        assert ours.stdout.strip() == theirs, archive
+    run_tool([buildah, *storage, "rmi", "--all", "--force"], check=False)
+
+
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive", "registry-dir"])
+def test_from_takes_each_new_place(fmt: str, tmp_path: Path, ci_home: Path) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1", layers=[{"base.txt": b"base\n"}])
+    place = {
+        "oci-archive": f"oci-archive:{tmp_path / 'base.tar'}:v1",
+        "docker-archive": f"docker-archive:{tmp_path / 'base-docker.tar'}:localhost/base:v1",
+        "registry-dir": f"registry-dir:{tmp_path / 'registry'}:base:v1",
+    }[fmt]
+    run_cli("copy", image.transport_ref, place)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "app.txt").write_text("app\n")
+    (context / "Kubefile").write_text(f"FROM {place}\nCOPY app.txt app.txt\n")
+    run_cli("build", context, "-t", "localhost/from-place:v1", "-q")
+    config = json.loads(run_cli("inspect", "-t", "config", "localhost/from-place:v1").stdout)
+    assert config["rootfs"]["diff_ids"][0] == image.diff_ids[0]
+    assert len(config["rootfs"]["diff_ids"]) == 2
