@@ -89,3 +89,8 @@ class BuildError(ClusterImageError):
 
 class LayerError(ClusterImageError):
     """A layer's content is damaged or unsafe (bad compression, a member escaping its root)."""
+
+
+class DiscoveryError(ClusterImageError):
+    """The images a build context needs cannot be listed: a chart that does not render, a bad
+    tar.txt entry, two images stored under one path."""
