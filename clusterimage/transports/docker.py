@@ -12,16 +12,18 @@ Settings come from the :class:`Context`: a source reads ``ctx.source``, a destin
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from clusterimage.errors import TransferInterrupted, TransportError
+from clusterimage.errors import ClusterImageError, TransferInterrupted, TransportError
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import Manifest, parse_manifest
 from clusterimage.oci.reference import Reference
+from clusterimage.remote import registries_conf
 from clusterimage.remote.client import ClientOptions, Registry
 from clusterimage.remote.repository import Repository
 from clusterimage.remote.tls import TlsSettings
@@ -59,7 +61,23 @@ class DockerReference(ImageReference):
         self.reference = reference
 
     def new_source(self, ctx: Context) -> DockerSource:
-        return DockerSource(self.reference, ctx)
+        """A source on the first place registries.conf says to pull from that answers:
+        its mirrors in order, then the registry itself (containers/image's order)."""
+        sources = registries_conf.load().pull_sources(self.reference)
+        if len(sources) == 1 and not sources[0].insecure:
+            return DockerSource(self.reference, ctx)
+        for place in sources:
+            end = dataclasses.replace(ctx.source, tls_verify=False) if place.insecure else None
+            source = DockerSource(place.reference, ctx, end)
+            try:
+                source.get_manifest()  # kept: the copy reads it next
+            except ClusterImageError:
+                source.close()
+                if not place.mirror:
+                    raise
+                continue  # a mirror that lacks the image or does not answer: the next one
+            return source
+        raise AssertionError("the last pull source is the registry itself")  # pragma: no cover
 
     def new_destination(self, ctx: Context) -> DockerDestination:
         return DockerDestination(self.reference, ctx)
@@ -87,17 +105,22 @@ register("docker", parse)
 class DockerSource(ImageSource):
     supports_ranges = True
 
-    def __init__(self, reference: Reference, ctx: Context) -> None:
+    def __init__(self, reference: Reference, ctx: Context, end: EndContext | None = None) -> None:
         self.reference = reference
         self.registry = Registry(
-            reference.registry, client_options(ctx, ctx.source), repository=reference.repository
+            reference.registry,
+            client_options(ctx, end or ctx.source),
+            repository=reference.repository,
         )
         self.repository = Repository(self.registry, reference.repository)
         self._locations = ctx.blob_info
         self._lock = threading.Lock()
         self._manifests: dict[Digest, Manifest] = {}
+        self._top: Manifest | None = None
 
     def get_manifest(self, digest: Digest | None = None) -> Manifest:
+        if digest is None and self._top is not None:
+            return self._top
         if digest is not None:
             with self._lock:
                 cached = self._manifests.get(digest)
@@ -110,6 +133,8 @@ class DockerSource(ImageSource):
         manifest = parse_manifest(response.raw, response.media_type, where=label)
         with self._lock:
             self._manifests[manifest.digest] = manifest
+            if digest is None:
+                self._top = manifest
         return manifest
 
     @contextmanager
