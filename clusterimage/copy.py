@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Literal
 
 from clusterimage import recompress
-from clusterimage.errors import TransferInterrupted, TransportError
+from clusterimage.errors import ClusterImageError, TransferInterrupted, TransportError
 from clusterimage.image import select_platform
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
@@ -131,6 +131,7 @@ class CopyJob:
     source: ImageReference
     destination: ImageReference
     options: CopyOptions | None = None
+    label: str | None = None  # what its errors start with (where the image was named)
 
 
 def copy_many(jobs: Sequence[CopyJob], ctx: Context, *, parallel: int = 5) -> list[CopyResult]:
@@ -143,12 +144,17 @@ def copy_many(jobs: Sequence[CopyJob], ctx: Context, *, parallel: int = 5) -> li
 
     def one(index: int) -> None:
         job = jobs[index]
-        with job.source.new_source(ctx) as source:
-            top = source.get_manifest()
-            with job.destination.new_destination(ctx) as dest:
-                results[index] = _copy(
-                    source, top, dest, ctx, job.options, str(job.source), flights
-                )
+        try:
+            with job.source.new_source(ctx) as source:
+                top = source.get_manifest()
+                with job.destination.new_destination(ctx) as dest:
+                    results[index] = _copy(
+                        source, top, dest, ctx, job.options, str(job.source), flights
+                    )
+        except ClusterImageError as exc:
+            if job.label is None:
+                raise
+            raise _labelled(exc, job.label) from None
 
     try:
         with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="image") as pool:
@@ -164,6 +170,15 @@ def copy_many(jobs: Sequence[CopyJob], ctx: Context, *, parallel: int = 5) -> li
     finally:
         ctx.blob_info.close()
     return [result for result in results if result is not None]
+
+
+def _labelled(exc: ClusterImageError, label: str) -> ClusterImageError:
+    """``exc`` with ``label: `` before its message, of the same kind when it can be made."""
+    message = f"{label}: {exc}"
+    try:
+        return type(exc)(message)
+    except TypeError:  # a kind whose constructor takes more than a message
+        return ClusterImageError(message)
 
 
 class _Flights:

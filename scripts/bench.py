@@ -187,6 +187,7 @@ def _clusterimage(work: Path, context: Path, compression: str) -> dict[str, Any]
         "clusterimage",
         "build",
         "-q",
+        "--save-image=false",  # the context's files; `build-images` measures embedding
         "--compression",
         compression,
         "-t",

@@ -63,6 +63,7 @@ class BuildRequest:
     # The context's ignore rules as the plan used them (parsed once); None: read them again.
     ignore: IgnoreRules | None = None
     discovered_images: tuple[str, ...] = ()  # images found for registry/ (image discovery)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # on the built manifest
     transport_context: Context | None = None  # for pulling base images
     pull: bool = True  # copy missing base images into the store
     base_images: BaseImages | None = None  # shared with the plan's base_config resolver

@@ -442,7 +442,8 @@ class _Build:
         config = ImageConfig.build(data)
         self.store.put_bytes(config.raw, expected=config.digest)
         config_desc = Descriptor(mt.OCI_CONFIG, config.digest, config.size)
-        manifest = ImageManifest.build(config_desc, state.layers)
+        annotations = dict(self.request.annotations) or None
+        manifest = ImageManifest.build(config_desc, state.layers, annotations=annotations)
         self.store.put_bytes(manifest.raw, expected=manifest.digest)
         desc = self.store.describe(manifest)
         if not self.tags:

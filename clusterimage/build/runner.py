@@ -7,6 +7,8 @@ flags into :class:`BuildSettings` and prints what comes back.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +28,17 @@ from clusterimage.build.engine import (
 )
 from clusterimage.build.layer import COMPRESSIONS
 from clusterimage.build.plan import BuildPlan, plan_build
+from clusterimage.copy import CopyEvent
 from clusterimage.errors import ClusterImageError, UsageError
+from clusterimage.images.embed import EmbedResult
+from clusterimage.images.found import Discovery
 from clusterimage.kubefile.parser import find_kubefile
 from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.paths import home_dir
+from clusterimage.pull import PullPolicy
 from clusterimage.store import Store
 from clusterimage.transports.base import Context
 
@@ -52,6 +59,10 @@ class BuildSettings:
     timestamp: int | None = None  # None: $SOURCE_DATE_EPOCH, else 0
     use_cache: bool = True
     engine: str = "auto"
+    save_image: bool = True  # discover the context's images and fill registry/ with them
+    all_platforms: bool = False  # registry/ keeps each image's whole index
+    max_pull_procs: int = 5
+    pull: PullPolicy = PullPolicy.missing  # for registry/ (and FROM: never means never)
 
     def check(self) -> None:
         if self.compression is not None and self.compression not in COMPRESSIONS:
@@ -70,6 +81,11 @@ class BuildOutcome:
     plan: BuildPlan
     engine: str
     tags: tuple[str, ...]
+    embedded: EmbedResult | None = None  # what registry/ holds (None: --save-image=false)
+
+    @property
+    def images(self) -> dict[str, Digest]:
+        return dict(self.embedded.images) if self.embedded is not None else {}
 
     def summary(self, store: Store) -> dict[str, Any]:
         """What ``build --json`` prints (layers and warnings are the caller's to add)."""
@@ -86,6 +102,9 @@ class BuildOutcome:
             "platform": str(config.platform),
             "type": self.plan.image_type,
             "version": self.plan.image_version,
+            "images": {
+                k: str(v) for k, v in (self.embedded.images if self.embedded else {}).items()
+            },
         }
 
 
@@ -165,6 +184,7 @@ def build(
     ctx: Context | None = None,
     on_event: Callable[[BuildEvent], None] | None = None,
     on_plan: Callable[[BuildPlan], None] | None = None,
+    on_copy: Callable[[CopyEvent], None] | None = None,
 ) -> BuildOutcome:
     """Build into ``store``; ``ctx`` carries the registry settings for pulling base images.
     ``on_plan`` sees the final plan before the engine starts (to show its warnings)."""
@@ -172,7 +192,7 @@ def build(
     tags = tuple(str(Reference.parse(tag)) for tag in settings.tags)
     stamp = timestamp(settings.timestamp)
     ctx = _context(store, settings, ctx)
-    images = BaseImages(store, ctx, pull=True)
+    images = BaseImages(store, ctx, pull=settings.pull is not PullPolicy.never)
     planner = _Planner(settings, images)
     the_plan = planner.plan()
     if the_plan.missing_sources:  # warnings in a dry run, errors in a build
@@ -182,6 +202,7 @@ def build(
     if on_plan is not None:
         on_plan(the_plan)
     engine = select_engine(settings.engine, the_plan)
+    embedded = _embed(settings, ctx, on_copy) if settings.save_image else None
     request = BuildRequest(
         store=store,
         home=home_dir(),
@@ -197,5 +218,54 @@ def build(
         base_images=images,
         on_event=on_event,
     )
+    if embedded is not None:
+        request.registry_dir = embedded.folder
+        request.discovered_images = tuple(embedded.images)
+        if embedded.images:
+            request.annotations = {IMAGES_ANNOTATION: images_annotation(embedded.images)}
     descriptor = engine.build(the_plan, request)
-    return BuildOutcome(descriptor, the_plan, engine.name, tags)
+    return BuildOutcome(descriptor, the_plan, engine.name, tags, embedded)
+
+
+#: The built manifest's record of the images its registry/ carries: {name: digest} as JSON,
+#: so ``inspect`` lists them without unpacking anything.
+IMAGES_ANNOTATION = "io.clusterimage.images"
+
+
+def images_annotation(images: Mapping[str, Digest]) -> str:
+    return json.dumps({name: str(digest) for name, digest in sorted(images.items())})
+
+
+def registry_folder(context: Path) -> Path:
+    """The registry/ a build of ``context`` lays out, kept between builds of that context."""
+    key = hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:16]
+    return home_dir() / "cache" / "registry" / key / "registry"
+
+
+def image_cache() -> Path:
+    """Every image fetched for a registry/, as a registry folder shared by all builds."""
+    return home_dir() / "cache" / "images"
+
+
+def discover_images(settings: BuildSettings) -> Discovery:
+    """The images the context names, as a build would put them in registry/."""
+    from clusterimage.images import discover
+
+    return discover(settings.context)
+
+
+def _embed(
+    settings: BuildSettings, ctx: Context, on_copy: Callable[[CopyEvent], None] | None
+) -> EmbedResult:
+    from clusterimage.images.embed import EmbedSettings, embed, items_for
+
+    discovery = discover_images(settings)
+    embed_settings = EmbedSettings(
+        platform=None if settings.all_platforms else ctx.platform or Platform.host(),
+        all_platforms=settings.all_platforms,
+        parallel=settings.max_pull_procs,
+        policy=settings.pull,
+    )
+    items = items_for(discovery, settings.context)
+    folder = registry_folder(settings.context)
+    return embed(items, folder, image_cache(), ctx, embed_settings, on_copy)

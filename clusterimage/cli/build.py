@@ -11,8 +11,23 @@ from clusterimage.build import runner
 from clusterimage.build.engine import BuildEvent
 from clusterimage.build.plan import BuildPlan, parse_assignments
 from clusterimage.build.runner import BuildSettings
-from clusterimage.cli._common import print_json, stderr, store_dir
+from clusterimage.cli._common import CopyProgress, print_json, stderr, store_dir
+from clusterimage.cli._registry_options import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    AuthFile,
+    CertDir,
+    Creds,
+    RegistryCommand,
+    Retry,
+    Timeout,
+    TlsVerify,
+    parse_bool,
+    registry_context,
+)
 from clusterimage.errors import UsageError
+from clusterimage.images.found import Discovery
+from clusterimage.pull import PullPolicy
 from clusterimage.store import Store
 
 
@@ -40,7 +55,7 @@ class _Printer:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("build")
+    @app.command("build", cls=RegistryCommand)
     def build(
         context: Annotated[
             Path,
@@ -112,6 +127,37 @@ def register(app: typer.Typer) -> None:
                 help="native (no RUN), buildah (RUN), or auto: buildah only when there is RUN.",
             ),
         ] = "auto",
+        save_image: Annotated[
+            str,
+            typer.Option(
+                "--save-image",
+                metavar="BOOL",
+                help="Discover the images the context names (charts/, manifests/, images/shim/, "
+                "images/skopeo/tar.txt) and put them in registry/ (default true).",
+            ),
+        ] = "true",
+        max_pull_procs: Annotated[
+            int,
+            typer.Option("--max-pull-procs", min=1, help="Images fetched at once for registry/."),
+        ] = 5,
+        all_platforms: Annotated[
+            bool,
+            typer.Option("--all", help="registry/ keeps every platform of each image."),
+        ] = False,
+        pull: Annotated[
+            PullPolicy,
+            typer.Option(
+                "--pull",
+                help="missing: fetch images not in the cache yet; always: ask the registries "
+                "again (only missing blobs travel); never: use the cache and the store only.",
+            ),
+        ] = PullPolicy.missing,
+        retry: Retry = DEFAULT_RETRIES,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        creds: Creds = None,
+        authfile: AuthFile = None,
+        tls_verify: TlsVerify = None,
+        cert_dir: CertDir = None,
         dry_run: Annotated[
             bool,
             typer.Option(
@@ -155,15 +201,20 @@ def register(app: typer.Typer) -> None:
             timestamp=timestamp,
             use_cache=not no_cache,
             engine=engine,
+            save_image=parse_bool(save_image, "--save-image") is not False,
+            all_platforms=all_platforms,
+            max_pull_procs=max_pull_procs,
+            pull=pull,
         )
         if dry_run:
             existing = None
             if store_dir().joinpath("index.json").is_file():
                 existing = Store(store_dir(), create=False)
             plan = runner.plan(settings, existing)
-            _print_plan(plan, json_output)
+            discovery = runner.discover_images(settings) if settings.save_image else None
+            _print_plan(plan, discovery, json_output)
             # Also on stderr, so a linter run (`--dry-run > /dev/null`, or --json) shows them.
-            for warning in plan.warnings:
+            for warning in [*plan.warnings, *(discovery.warnings if discovery else ())]:
                 _warn(str(warning))
             return
         store = Store(store_dir())
@@ -177,7 +228,27 @@ def register(app: typer.Typer) -> None:
                 _warn(str(warning))
 
         printer = _Printer(quiet or json_output)
-        outcome = runner.build(settings, store, on_event=printer, on_plan=show_plan)
+        ctx = registry_context(
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            authfile=authfile,
+            creds=creds,
+            retry=retry,
+            timeout=timeout,
+            platform=platform,
+        )
+        with CopyProgress(enabled=False if quiet or json_output else None) as progress:
+            outcome = runner.build(
+                settings, store, ctx=ctx, on_event=printer, on_plan=show_plan, on_copy=progress
+            )
+        if outcome.images and not quiet and not json_output:
+            stderr.print(
+                f"registry/ holds {len(outcome.images)} image(s): "
+                + ", ".join(sorted(outcome.images)),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         if json_output:
             warnings = [str(w) for w in outcome.plan.warnings] + printer.warnings
             print_json(outcome.summary(store) | {"layers": printer.layers, "warnings": warnings})
@@ -185,8 +256,20 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(outcome.descriptor.digest))
 
 
-def _print_plan(plan: BuildPlan, json_output: bool) -> None:
+def _print_plan(plan: BuildPlan, discovery: Discovery | None, json_output: bool) -> None:
     if json_output:
-        print_json(plan.to_dict())
-    else:
-        typer.echo(plan.render())
+        extra = {"registry": discovery.to_json()} if discovery is not None else {}
+        print_json({**plan.to_dict(), **extra})
+        return
+    typer.echo(plan.render())
+    if discovery is None:
+        return
+    found = [*discovery.images, *discovery.archives]
+    typer.echo(f"registry/: {len(found)} image(s)")
+    for image in discovery.images:
+        where = ", ".join(str(origin) for origin in image.origins)
+        typer.echo(f"  {image.stored_path}  <- {image.reference}  ({where})")
+    for archive in discovery.archives:
+        typer.echo(
+            f"  {archive.stored_path}  <- {archive.transport}:{archive.path}  ({archive.origin})"
+        )

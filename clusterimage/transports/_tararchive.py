@@ -228,6 +228,8 @@ class TarWriter:
             self._check()
             self._file.write(b"\0" * (2 * _BLOCK))
             self._file.flush()
+            # mkstemp made it 0600; an archive is meant to be read by others (cp, scp, docker).
+            os.fchmod(self._file.fileno(), 0o644)
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._temp, self.target)

@@ -200,9 +200,7 @@ class _Storage:
         current = self.root
         for part in path.relative_to(self.root).parts:
             current = current / part
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(current)
-            st = os.lstat(current)
+            st = _made(current)
             if stat.S_ISLNK(st.st_mode):
                 raise TransportError(f"{current}: a symbolic link inside {self.root}")
             if not stat.S_ISDIR(st.st_mode):
@@ -301,8 +299,7 @@ class _Storage:
         return stat.S_ISREG(st.st_mode) and (desc.size < 0 or st.st_size == desc.size)
 
     def put_blob(self, desc: Descriptor, stream: IO[bytes], progress: ProgressFn | None) -> None:
-        uploads = self.mkdirs(self.base / "_uploads")
-        fd, temp = tempfile.mkstemp(prefix="blob-", dir=uploads)
+        fd, temp = self._upload_file("blob-")
         try:
             hasher = Hasher(desc.digest.algorithm)
             with os.fdopen(fd, "wb") as out:
@@ -318,6 +315,15 @@ class _Storage:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+    def _upload_file(self, prefix: str) -> tuple[int, str]:
+        for _ in range(5):
+            uploads = self.mkdirs(self.base / "_uploads")
+            try:
+                return tempfile.mkstemp(prefix=prefix, dir=uploads)
+            except FileNotFoundError:  # emptied and removed by another writer meanwhile
+                continue
+        raise TransportError(f"{self.base / '_uploads'}: removed as fast as it is made")
 
     def link_blob_from(self, source: Path, desc: Descriptor) -> bool:
         """Hard-link a verified blob of another registry folder (same file system) into this
@@ -347,6 +353,19 @@ class _Storage:
         final = self.blob(manifest.digest)
         if not final.is_file():
             self._write_atomic(final, manifest.raw)
+
+
+def _made(path: Path) -> os.stat_result:
+    """``path`` created if missing; its lstat. Another writer may remove an empty staging
+    folder between the two (it tidies up when done): then it is made again."""
+    for _ in range(5):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        try:
+            return os.lstat(path)
+        except FileNotFoundError:
+            continue
+    raise TransportError(f"{path}: removed as fast as it is made")
 
 
 class RegistryDirSource(ImageSource):

@@ -10,10 +10,13 @@
   ``fault_proxy_factory(registry, seed=0, **knobs)`` for others.
 - ``dockerd`` (session scope, started only when a test asks): :class:`DockerDaemon`.
 - ``oci_image``: a one-layer OCI layout written by :func:`make_oci_layout` in tmp_path.
+- ``image_mirror`` (session, autouse): a loopback mirror of every image Kubefile.examples name,
+  its registries.conf exported as ``CONTAINERS_REGISTRIES_CONF``.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -23,6 +26,7 @@ import pytest
 
 from tests.fixtures.dockerd import DockerDaemon, start_dockerd
 from tests.fixtures.fault_proxy import FaultProxy
+from tests.fixtures.mirror import Mirror, start_mirror
 from tests.fixtures.oci_layout import OciImage, make_oci_layout
 from tests.fixtures.pki import make_server_tls, make_token_signer
 from tests.fixtures.registry import Registry, start_registry
@@ -154,3 +158,29 @@ def dockerd() -> Iterator[DockerDaemon]:
 def oci_image(tmp_path: Path) -> OciImage:
     """A one-layer OCI image at ``tmp_path/oci-layout`` tagged ``latest``."""
     return make_oci_layout(tmp_path / "oci-layout")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def image_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+    """The loopback mirror behind every image Kubefile.examples name (see
+    tests/fixtures/mirror.py): builds of the examples embed them offline. Its registries.conf
+    is exported for the whole session, so clusterimage, skopeo and docker-registry's clients
+    all pull through it; a test that wants another registries.conf sets its own."""
+    from clusterimage.images import discover
+    from tests.conftest import REPO_ROOT
+
+    references = set()
+    for context in sorted((REPO_ROOT / "Kubefile.examples").iterdir()):
+        if context.is_dir():
+            references |= {str(image.reference) for image in discover(context).images}
+    mirror = start_mirror(tmp_path_factory.mktemp("mirror"), references)
+    previous = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    os.environ["CONTAINERS_REGISTRIES_CONF"] = str(mirror.conf)
+    try:
+        yield mirror
+    finally:
+        if previous is None:
+            os.environ.pop("CONTAINERS_REGISTRIES_CONF", None)
+        else:
+            os.environ["CONTAINERS_REGISTRIES_CONF"] = previous
+        mirror.registry.stop()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, require_tool, run_cli, run_tool
+from tests.fixtures.dockerd import DockerDaemon
+from tests.fixtures.mirror import Mirror
+from tests.fixtures.registry import Registry
 from tests.integration.test_buildah_engine import (
     build_busybox_base,
     image_config,
@@ -49,6 +54,7 @@ class Example:
     labels: dict[str, str] = field(default_factory=dict)
     build_args: tuple[str, ...] = ()
     needs_run: bool = False
+    prepare: bool = False  # run its prepare.sh first (it makes what the build reads)
     check: Callable[[Path, Files, dict[str, Any]], None] | None = None
 
 
@@ -188,6 +194,20 @@ EXAMPLE_LIST = [
         check=_check_run,
     ),
     Example(
+        name="offline-bundle",
+        tag="localhost/examples/offline:v1",
+        type="application",
+        env={"NAMESPACE": "tools"},
+        commands=[f"cd {APP_DIR.format(name='offline')} && kubectl apply -f manifests/"],
+        files={
+            "manifests/tools.yaml",
+            "registry/docker/registry/v2/repositories/example/tools/_manifests/tags/v1/current/link",
+            "registry/docker/registry/v2/repositories/example/config/_manifests/tags/v1/current/link",
+        },
+        absent={"src", "prepare.sh", "images"},
+        prepare=True,
+    ),
+    Example(
         name="multi-stage",
         tag="localhost/examples/backup-operator:v0.9.2",
         type="application",
@@ -225,9 +245,7 @@ def test_example_builds_and_reads_back(example: Example, tmp_path: Path, ci_home
     if example.needs_run:
         require_buildah()
         build_busybox_base(tmp_path)
-    context = tmp_path / example.name
-    # A copy, so nothing the build might write could land in the repository's folder.
-    shutil.copytree(EXAMPLES / example.name, context, symlinks=True)
+    context = _copy_example(example, tmp_path)
     run_cli("build", context, "-t", example.tag, *example.build_args, "-q")
 
     created = json.loads(run_cli("create", example.tag, "--json").stdout)
@@ -253,6 +271,107 @@ def test_example_builds_and_reads_back(example: Example, tmp_path: Path, ci_home
     assert not present, f"should not be in the image: {sorted(present)}"
     if example.check is not None:
         example.check(rootfs, files, created)
+
+
+def _copy_example(example: Example, tmp_path: Path) -> Path:
+    context = tmp_path / example.name
+    # A copy, so nothing the build might write could land in the repository's folder.
+    shutil.copytree(EXAMPLES / example.name, context, symlinks=True)
+    if example.prepare:
+        cli = f"{sys.executable} -m clusterimage"
+        subprocess.run([str(context / "prepare.sh"), cli], check=True, capture_output=True)
+    return context
+
+
+EMBEDDING = [
+    e for e in EXAMPLE_LIST if e.name in ("nginx-manifests", "helm-chart", "offline-bundle")
+]
+
+
+@pytest.mark.parametrize("example", EMBEDDING, ids=lambda e: e.name)
+def test_embedded_images_are_served_by_docker_registry_and_pulled_by_skopeo_and_docker(
+    example: Example,
+    tmp_path: Path,
+    ci_home: Path,
+    image_mirror: Mirror,
+    registry_factory: Callable[..., Registry],
+    dockerd: DockerDaemon,
+) -> None:
+    """The check that matters: unpack the built image, serve its registry/ with stock
+    docker-registry, and pull every image it carries with the digest it had at its source."""
+    skopeo = require_tool("skopeo")
+    context = _copy_example(example, tmp_path)
+    built = json.loads(run_cli("build", context, "-t", example.tag, "--json").stdout)
+    embedded: dict[str, str] = built["images"]
+    discovered = json.loads(run_cli("build", "--dry-run", "--json", context).stdout)["registry"]
+    assert len(embedded) == len(discovered["images"]) + len(discovered["archives"]) >= 1
+    for image in discovered["images"]:
+        # Pulled through the mirror: the digest the source registry has.
+        assert embedded[image["stored_path"]] == image_mirror.digests[image["reference"]]
+    annotations = json.loads(run_cli("inspect", example.tag).stdout)["Annotations"]
+    assert json.loads(annotations["io.clusterimage.images"]) == embedded
+
+    rootfs = unpack(ci_home / "store", example.tag, tmp_path / "unpacked")
+    served = registry_factory(
+        config={"storage": {"filesystem": {"rootdirectory": str(rootfs / "registry")}}}
+    )
+    docker = [dockerd.docker, "-H", dockerd.host]
+    for name, digest in embedded.items():
+        raw = run_tool(
+            [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{served.host}/{name}"]
+        ).stdout
+        assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == digest, name
+        run_tool([skopeo, "copy", "--src-tls-verify=false",
+                  f"docker://{served.host}/{name}", f"oci:{tmp_path}/pulled:x"])  # fmt: skip
+        run_tool([*docker, "pull", "-q", f"{served.host}/{name}"])
+        repo_digests = run_tool(
+            [
+                *docker,
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RepoDigests}}",
+                f"{served.host}/{name}",
+            ]
+        ).stdout
+        assert digest in repo_digests, (name, repo_digests)
+
+
+def test_an_unchanged_rebuild_fetches_nothing_and_a_manifest_edit_no_blob(
+    tmp_path: Path, ci_home: Path, image_mirror: Mirror
+) -> None:
+    example = next(e for e in EXAMPLE_LIST if e.name == "nginx-manifests")
+    context = _copy_example(example, tmp_path)
+    first = json.loads(run_cli("build", context, "-t", example.tag, "--json").stdout)
+    mark = image_mirror.registry.log_path.stat().st_size
+    again = json.loads(run_cli("build", context, "-t", example.tag, "--json").stdout)
+    assert again["digest"] == first["digest"]
+    assert _blob_gets(image_mirror, mark) == 0 and _requests(image_mirror, mark) == 0
+    manifest = context / "manifests" / "deployment.yaml"
+    manifest.write_text(manifest.read_text() + "# edited\n")
+    edited = json.loads(run_cli("build", context, "-t", example.tag, "--json").stdout)
+    assert edited["digest"] != first["digest"] and edited["images"] == first["images"]
+    assert _blob_gets(image_mirror, mark) == 0
+
+
+def _log_since(mirror: Mirror, mark: int) -> str:
+    with open(mirror.registry.log_path, "rb") as log:
+        log.seek(mark)
+        return log.read().decode(errors="replace")
+
+
+def _requests(mirror: Mirror, mark: int) -> int:
+    return _log_since(mirror, mark).count('"GET /v2/') + _log_since(mirror, mark).count(
+        '"HEAD /v2/'
+    )
+
+
+def _blob_gets(mirror: Mirror, mark: int) -> int:
+    return sum(
+        1
+        for line in _log_since(mirror, mark).splitlines()
+        if '"GET /v2/' in line and "/blobs/" in line
+    )
 
 
 def test_create_env_overlay_on_an_example(tmp_path: Path, ci_home: Path) -> None:
