@@ -54,19 +54,29 @@ clusterimage() {
 say "clusterimage home: $CLUSTERIMAGE_HOME"
 clusterimage version
 
-# An application cluster image from plain manifests: no network, no daemon, no root needed.
-example=Kubefile.examples/nginx-manifests
-ref=localhost/quickstart/nginx:v1
-say "lint the Kubefile (parse, expand, plan; writes nothing)"
+# A cluster image that carries its container images, built with no network, daemon or root:
+# the example's images come from archives its prepare.sh makes (images/skopeo/tar.txt), and the
+# build puts them in registry/, in the layout of the distribution registry.
+example="$CLUSTERIMAGE_HOME/offline-bundle"
+ref=localhost/quickstart/offline:v1
+say "copy Kubefile.examples/offline-bundle to $example and make the archives it names"
+rm -rf "$example"
+cp -r Kubefile.examples/offline-bundle "$example"
+"$example/prepare.sh" .venv/bin/clusterimage
+say "lint the Kubefile and list the images registry/ will hold (writes nothing)"
 clusterimage build --dry-run "$example"
-say "build $example into the local store"
+say "build it into the local store"
 clusterimage build -t "$ref" "$example"
 say "build again: every layer comes from the cache, the digest is the same"
 clusterimage build -t "$ref" "$example"
 say "the store now holds"
 clusterimage images
+say "the images the cluster image carries, recorded in its manifest"
+clusterimage inspect -t manifest "$ref"
 say "what the cluster runtime would run for it"
 clusterimage create "$ref"
+say "save it as one file to carry to a site without a registry (load it there)"
+clusterimage save -o "$CLUSTERIMAGE_HOME/offline.tar" "$ref"
 say "export it as an OCI layout that skopeo, umoci and buildah read"
 rm -rf "$CLUSTERIMAGE_HOME/export"
 clusterimage copy "store:$ref" "oci:$CLUSTERIMAGE_HOME/export:v1"

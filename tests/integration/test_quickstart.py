@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT, require_tool, run_tool
 
 pytestmark = pytest.mark.integration
 
-REF = "localhost/quickstart/nginx:v1"
+REF = "localhost/quickstart/offline:v1"
 
 
 def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
@@ -35,9 +35,17 @@ def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
     digests = [line for line in out.splitlines() if line.startswith("sha256:")]
     assert len(digests) >= 2 and len(set(digests)) == 1  # built, rebuilt from cache, copied
     rows = [line.split() for line in out.splitlines() if line.startswith("localhost/quickstart")]
-    assert rows and rows[0][:3] == ["localhost/quickstart/nginx", "v1", digests[0][7:19]]
-    assert 'export NAMESPACE="nginx"; cd ' in out and "kubectl apply -f manifests/" in out
-    assert "ok: 4 blobs, 1 images checked" in out
+    assert rows and rows[0][:3] == ["localhost/quickstart/offline", "v1", digests[0][7:19]]
+    assert 'export NAMESPACE="tools"; cd ' in out and "kubectl apply -f manifests/" in out
+    # The dry run lists what registry/ will hold; the manifest records it.
+    assert "example/tools:v1  <- docker-archive:images/skopeo/tools.tar" in out
+    assert "example/config:v1  <- oci-archive:images/skopeo/config.tar" in out
+    start = out.index('{\n  "schemaVersion"')
+    manifest = json.loads(out[start : out.index("\n}\n", start) + 2])
+    carried = json.loads(manifest["annotations"]["io.clusterimage.images"])
+    assert set(carried) == {"example/tools:v1", "example/config:v1"}
+    assert (home / "offline.tar").is_file()
+    assert "Traceback" not in result.stderr
     assert f"$ clusterimage build -t {REF}" in result.stderr  # commands shown on stderr
     assert "Traceback" not in result.stderr
 
@@ -46,7 +54,7 @@ def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
         m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
         for m in json.loads((store / "index.json").read_text())["manifests"]
     }
-    assert names == {REF: digests[0]}
+    assert names[REF] == digests[0]
     skopeo = require_tool("skopeo")
     exported = json.loads(run_tool([skopeo, "inspect", f"oci:{home / 'export'}:v1"]).stdout)
     assert exported["Digest"] == digests[0]
