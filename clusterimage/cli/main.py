@@ -65,6 +65,7 @@ _COMMAND_MODULES = (
     "save",
     "load",
     "merge",
+    "registry",
 )
 
 

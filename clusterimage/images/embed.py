@@ -88,7 +88,7 @@ def embed(
     settings: EmbedSettings,
     on_event: Callable[[CopyEvent], None] | None = None,
 ) -> EmbedResult:
-    """Lay ``items`` out in ``folder`` (a registry folder: the build's ``registry/``)."""
+    """Lay ``items`` out in ``folder`` (the build's ``registry/``), replacing what it held."""
     ctx.platform = settings.platform
     key = _key(items, settings)
     marker = folder.parent / _MARKER
@@ -96,30 +96,54 @@ def embed(
     if unchanged and _read_marker(marker).get("key") == key:
         images = {k: Digest.parse(v) for k, v in _read_marker(marker)["images"].items()}
         return EmbedResult(folder, images, 0, True)
-    options = CopyOptions(all_platforms=settings.all_platforms, on_event=on_event)
-    fetch = [
-        item for item in items if item.cache_key is not None and _wanted(item, cache, ctx, settings)
-    ]
-    _run(
-        [CopyJob(item.source, _cached(item, cache), options, _label(item)) for item in fetch],
-        ctx,
-        settings,
-    )
+    fetched = fetch(items, cache, ctx, settings, on_event)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".registry-", dir=folder.parent))
     try:
-        jobs = []
-        for item in items:
-            source = _cached(item, cache) if item.cache_key is not None else item.source
-            target = RegistryDirReference(staging, item.repository, item.tag, item.digest)
-            jobs.append(CopyJob(source, target, options, _label(item)))
-        results = _run(jobs, ctx, settings)
-        images = {item.name: result.digest for item, result in zip(items, results, strict=True)}
+        images = lay_out(items, staging, cache, ctx, settings, on_event)
         _swap(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _write_marker(marker, {"key": key, "images": {k: str(v) for k, v in images.items()}})
-    return EmbedResult(folder, images, len(fetch), False)
+    return EmbedResult(folder, images, fetched, False)
+
+
+def fetch(
+    items: Sequence[EmbedItem],
+    cache: Path,
+    ctx: Context,
+    settings: EmbedSettings,
+    on_event: Callable[[CopyEvent], None] | None = None,
+) -> int:
+    """Copy into the cache the items the pull policy wants; returns how many."""
+    ctx.platform = settings.platform
+    options = CopyOptions(all_platforms=settings.all_platforms, on_event=on_event)
+    wanted = [
+        item for item in items if item.cache_key is not None and _wanted(item, cache, ctx, settings)
+    ]
+    jobs = [CopyJob(item.source, _cached(item, cache), options, _label(item)) for item in wanted]
+    _run(jobs, ctx, settings)
+    return len(wanted)
+
+
+def lay_out(
+    items: Sequence[EmbedItem],
+    target: Path,
+    cache: Path,
+    ctx: Context,
+    settings: EmbedSettings,
+    on_event: Callable[[CopyEvent], None] | None = None,
+) -> dict[str, Digest]:
+    """Copy fetched items (and archives) into the registry folder ``target``, hard-linking
+    blobs from the cache; returns each image's name -> digest."""
+    options = CopyOptions(all_platforms=settings.all_platforms, on_event=on_event)
+    jobs = []
+    for item in items:
+        source = _cached(item, cache) if item.cache_key is not None else item.source
+        destination = RegistryDirReference(target, item.repository, item.tag, item.digest)
+        jobs.append(CopyJob(source, destination, options, _label(item)))
+    results = _run(jobs, ctx, settings)
+    return {item.name: result.digest for item, result in zip(items, results, strict=True)}
 
 
 def _cached(item: EmbedItem, cache: Path) -> RegistryDirReference:

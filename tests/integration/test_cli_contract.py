@@ -39,6 +39,7 @@ COMMANDS = (
     "save",
     "load",
     "merge",
+    "registry",
 )
 
 
