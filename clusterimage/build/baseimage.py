@@ -31,12 +31,14 @@ from clusterimage.build.archive import open_tar, stage_member
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind, sort_key
 from clusterimage.copy import copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
+from clusterimage.image import resolve
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex, ImageManifest
+from clusterimage.oci.manifest import ImageManifest
 from clusterimage.oci.platform import Platform
 from clusterimage.store import Store
+from clusterimage.transports._layout import LayoutSource
 from clusterimage.transports.base import Context
 from clusterimage.transports.store import StoreReference
 
@@ -106,21 +108,9 @@ def ensure_image(
 
 
 def _load(store: Store, name: str, desc: Descriptor, platform: Platform) -> Image:
-    manifest = store.get_manifest(desc.digest, desc.media_type)
-    if isinstance(manifest, ImageIndex):
-        available = []
-        for entry in manifest.manifests:
-            if entry.platform is None:
-                continue
-            available.append(str(entry.platform))
-            if platform.matches(entry.platform) and store.has_blob(entry.digest):
-                return _load(store, name, entry, platform)
-        listed = ", ".join(available) or "none"
-        raise ImageNotFound(f"{name}: no image for platform {platform} in the store ({listed})")
-    config = store.get_config(manifest)
-    return Image(
-        name, Descriptor(manifest.media_type, manifest.digest, manifest.size), manifest, config
-    )
+    # Through clusterimage.image, as every reader: one platform choice, a verified config.
+    found = resolve(LayoutSource(store, desc), platform, where=name)
+    return Image(name, found.descriptor, found.manifest, found.config)
 
 
 class BaseImages:

@@ -9,8 +9,7 @@ import typer
 from clusterimage import transports
 from clusterimage.cli._common import print_json, store_dir
 from clusterimage.errors import UsageError
-from clusterimage.image import resolve
-from clusterimage.oci.config import ImageConfig
+from clusterimage.image import read_image
 from clusterimage.oci.platform import Platform
 from clusterimage.runtime.command import DEFAULT_CLUSTER, DEFAULT_DATA_ROOT, runtime_command
 from clusterimage.transports.base import Context, ImageReference
@@ -76,7 +75,8 @@ def register(app: typer.Typer) -> None:
         ctx = Context(
             store_dir=store_dir(), platform=Platform.parse(platform) if platform else None
         )
-        config = _read_config(ref, ctx, image)
+        # Checked against its digest: the command line is built from what it says.
+        config = read_image(ref, ctx, where=image).config
         result = runtime_command(
             env=config.env,
             entrypoint=config.entrypoint,
@@ -111,8 +111,3 @@ def _app_name(ref: ImageReference) -> str:
     image that names no repository."""
     reference = ref.docker_reference()
     return reference.repository.rsplit("/", 1)[-1] if reference is not None else "app"
-
-
-def _read_config(ref: ImageReference, ctx: Context, where: str) -> ImageConfig:
-    with ref.new_source(ctx) as source:
-        return resolve(source, ctx.platform, where=where).config

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusterimage.errors import ManifestError
+from clusterimage.oci import jsonsafe
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
@@ -22,9 +23,10 @@ def canonical_json(data: Any) -> bytes:
 
 
 def json_object(raw: bytes, where: str) -> dict[str, Any]:
-    """``raw`` parsed as a JSON object; ManifestError naming ``where`` otherwise."""
+    """``raw`` parsed as a JSON object; ManifestError naming ``where`` otherwise (nesting too
+    deep included: see :mod:`clusterimage.oci.jsonsafe`)."""
     try:
-        data = json.loads(raw)
+        data = jsonsafe.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

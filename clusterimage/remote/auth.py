@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from clusterimage.errors import AuthError, RegistryError
+from clusterimage.oci import jsonsafe
 from clusterimage.remote.bodies import API_BODY_LIMIT, read_limited
 from clusterimage.remote.credentials import Credentials
 from clusterimage.remote.tls import is_loopback
@@ -276,7 +277,7 @@ def fetch_token(
             f"{' '.join(scope_list) or '(none)'}"
         )
     try:
-        data = response.json()
+        data = jsonsafe.loads(response.content)  # a hostile token server may nest deeply
     except ValueError:
         raise RegistryError(f"{registry}: token server returned invalid JSON") from None
     value = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
