@@ -21,6 +21,7 @@ import httpx
 
 from clusterimage import __version__
 from clusterimage.errors import AuthError, RegistryError, TransferInterrupted
+from clusterimage.oci import jsonsafe
 from clusterimage.remote import auth, credentials, tls
 from clusterimage.remote.auth import Challenge, Scopes
 from clusterimage.remote.bodies import API_BODY_LIMIT, bound_redirect, discard, read_limited
@@ -530,12 +531,11 @@ class Registry:
 
 def describe_error_body(body: bytes) -> str:
     """Turn distribution's ``{"errors": [{"code", "message"}]}`` into ``: CODE: message``."""
-    import json
 
     if not body:
         return ""
     try:
-        data = json.loads(body)
+        data = jsonsafe.loads(body)
     except ValueError:
         return ""
     errors = data.get("errors") if isinstance(data, dict) else None

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterimage.errors import AuthError, UsageError
+from clusterimage.oci import jsonsafe
 
 DOCKER_HUB = "docker.io"
 # The key `docker login` writes for Docker Hub, and what credential helpers store it under.
@@ -143,7 +144,7 @@ def _read_file(path: Path) -> dict[str, Any] | None:
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
+        data = jsonsafe.loads(text)
     except ValueError as exc:
         raise AuthError(f"{path}: not valid JSON ({exc.args[0]})") from None
     if not isinstance(data, dict):
@@ -230,7 +231,7 @@ def _helper_get(helper: str, server: str) -> Credentials | None:
             f"(exit {result.returncode}) for {server}"
         )
     try:
-        data = json.loads(result.stdout)
+        data = jsonsafe.loads(result.stdout)
         username = str(data.get("Username") or "")
         secret = str(data.get("Secret") or "")
     except (ValueError, AttributeError):

@@ -29,6 +29,7 @@ from clusterimage.errors import (
     ManifestError,
     StoreError,
 )
+from clusterimage.oci import jsonsafe
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
@@ -106,7 +107,7 @@ class Layout:
         """What is wrong with ``oci-layout`` or ``index.json``, or None."""
         path = self.root / OCI_LAYOUT_FILE
         try:
-            data = json.loads(path.read_bytes())
+            data = jsonsafe.loads(path.read_bytes())
         except FileNotFoundError:
             return f"{path} is missing"
         except (ValueError, UnicodeDecodeError):
@@ -130,7 +131,7 @@ class Layout:
         """``index.json`` as a dict (unknown fields kept). Readers need no lock: writers rename."""
         path = self.root / INDEX_FILE
         try:
-            data = json.loads(path.read_bytes())
+            data = jsonsafe.loads(path.read_bytes())
         except FileNotFoundError:
             raise StoreError(f"{path} is missing") from None
         except (ValueError, UnicodeDecodeError) as exc:

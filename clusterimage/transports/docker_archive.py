@@ -36,6 +36,7 @@ from clusterimage.errors import (
     ManifestError,
     TransportError,
 )
+from clusterimage.oci import jsonsafe
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
@@ -148,7 +149,7 @@ def _entries(index: TarIndex, where: str) -> list[_Entry]:
     if raw is None:
         raise TransportError(f"{where}: no manifest.json: not a docker archive")
     try:
-        data = json.loads(raw)
+        data = jsonsafe.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{where}: manifest.json is not valid JSON ({exc})") from None
     if not isinstance(data, list) or not data:

@@ -56,3 +56,12 @@ def test_create_and_inspect_refuse_a_config_that_does_not_match_its_digest(
     for command in ("create", "inspect"):
         line = _one_error_line([command, image.transport_ref])
         assert f"config {image.config.digest} does not match its digest" in line
+
+
+def test_a_layout_index_nested_too_deep_is_one_line(ci_home: Path, tmp_path: Path) -> None:
+    layout = tmp_path / "deep"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text("[" * 100_000)
+    line = _one_error_line(["inspect", f"oci:{layout}"])
+    assert "index.json is not valid JSON (nested deeper than" in line
