@@ -65,3 +65,17 @@ def test_bundle_benchmark_runs_against_skopeo(command: str) -> None:
     # Each blob is read once: the bytes read are the image's, give or take the archive's
     # headers and the interpreter's own files.
     assert 1.0 <= data["reads_per_image_byte"] < 3.0
+
+
+def test_build_images_benchmark_runs_against_the_sealos_pipeline() -> None:
+    require_tool("skopeo")
+    require_tool("buildah")
+    require_tool("docker-registry")
+    data = _bench("build-images", "--images", "2", "--image-mib", "3", "--base-mib", "1",
+                  "--binary-mib", "1")  # fmt: skip
+    # 2 configs, 2 layers of their own and the base they share, once.
+    assert data["clusterimage_blob_downloads"] == 5
+    assert data["rebuild_blob_downloads"] == 0 and data["edited_rebuild_blob_downloads"] == 0
+    assert data["ratio_cold"] == pytest.approx(
+        data["clusterimage_cold_s"] / data["sealos_pipeline_s"]
+    )
