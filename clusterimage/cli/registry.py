@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,10 +23,14 @@ from clusterimage.cli._registry_options import (
 )
 from clusterimage.pull import PullPolicy
 
+if TYPE_CHECKING:
+    from clusterimage.runtime.registryfiles import RegistryFiles
+
 registry_app = typer.Typer(
     name="registry",
-    help="Registry folders: fill one with a context's images.\n\nExamples:\n\n"
-    "  clusterimage registry save . --registry-dir ./registry",
+    help="Registry folders: fill one with a context's images, serve one.\n\nExamples:\n\n"
+    "  clusterimage registry save . --registry-dir ./registry\n\n"
+    "  clusterimage registry serve ./registry --address 127.0.0.1:5000",
     no_args_is_help=True,
 )
 
@@ -120,3 +124,90 @@ def save(
         typer.echo(f"{name} {digest}")
     if not quiet:
         info(f"Saved {len(images)} image(s) into {registry_dir} ({fetched} fetched)")
+
+
+@registry_app.command("serve")
+def serve(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="DIR|IMAGE",
+            help="A registry folder (holding docker/registry/v2), or a cluster image in the "
+            "store whose registry/ to serve as it lies in its layers.",
+        ),
+    ],
+    address: Annotated[
+        str, typer.Option("--address", metavar="HOST:PORT", help="Where to listen.")
+    ] = "127.0.0.1:5000",
+    htpasswd: Annotated[
+        Path | None,
+        typer.Option("--htpasswd", metavar="FILE", help="Require these users (bcrypt or {SHA})."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", metavar="FILE", help="Serve HTTPS: certificate.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", metavar="FILE", help="Serve HTTPS: its key.")
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="builtin|distribution",
+            help="builtin (this read-only server) or distribution (the stock registry on PATH, "
+            "configured from the template in registry/, for a folder).",
+        ),
+    ] = "builtin",
+    platform: SelectPlatform = None,
+) -> None:
+    """Serve a registry folder or a cluster image's registry/, read-only, over the OCI
+    distribution API; stops cleanly on SIGTERM.
+
+    Manifests by tag or digest, blobs with Range (sent with sendfile), _catalog and tags/list
+    with pagination, distribution's error codes. Given an IMAGE, its registry/ is served from
+    the store as it lies in the image's layers: nothing is unpacked.
+
+    Examples:
+
+      clusterimage registry serve ./rootfs/registry --address 127.0.0.1:5000
+
+      clusterimage registry serve localhost/apps/app:v1 --address 0.0.0.0:5000
+
+      clusterimage registry serve ./registry --htpasswd htpasswd --tls-cert c.pem --tls-key k.pem
+
+      clusterimage registry serve ./registry --engine distribution
+    """
+    from clusterimage.cli._common import home_dir
+    from clusterimage.errors import UsageError
+    from clusterimage.runtime import serve as server
+
+    options = server.ServeOptions(address, htpasswd, tls_cert, tls_key)
+    path = Path(source)
+    if engine == "distribution":
+        if not path.is_dir():
+            raise UsageError("--engine distribution serves a folder: unpack the image first")
+        status = server.run_distribution(path, options, home_dir() / "tmp" / "registry-serve")
+        raise typer.Exit(status)
+    if engine != "builtin":
+        raise UsageError(f"--engine {engine!r}: choose builtin or distribution")
+    files = _registry_files(source, platform)
+    server.run(files, options, lambda where: info(f"Serving {source} on {where}"))
+
+
+def _registry_files(source: str, platform: str | None) -> RegistryFiles:
+    from clusterimage.cli._common import store_dir
+    from clusterimage.image import resolve
+    from clusterimage.oci.platform import Platform
+    from clusterimage.runtime.registryfiles import FolderFiles, ImageFiles
+    from clusterimage.store import Store
+    from clusterimage.store.store import nothing_stored
+    from clusterimage.transports._layout import LayoutSource
+
+    if Path(source).is_dir():
+        return FolderFiles(Path(source))
+    store = Store.existing(store_dir())
+    if store is None:
+        raise nothing_stored(source, store_dir())
+    want = Platform.parse(platform) if platform else None
+    image = resolve(LayoutSource(store, store.resolve(source)), want, where=source)
+    return ImageFiles(store, image.manifest, source)
