@@ -61,10 +61,14 @@ def test_docker_registry_serves_what_we_wrote_with_our_digests(
             [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{served.host}/{name}"]
         ).stdout
         assert _digest(raw) == digest, name
-    # Pulling every blob back through the registry checks the _layers links too.
-    out = tmp_path / "pulled"
-    run_tool([skopeo, "copy", "--src-tls-verify=false", "--all",
-              f"docker://{served.host}/multi/arch:v3", f"oci:{out}:v3"])  # fmt: skip
+    # Pulling every image back through the registry checks every _layers link too (a stock
+    # registry serves a blob only to a repository that links it).
+    for n, name in enumerate(wanted):
+        out = tmp_path / f"pulled-{n}"
+        run_tool([skopeo, "copy", "--src-tls-verify=false", "--all",
+                  f"docker://{served.host}/{name}", f"oci:{out}:x"])  # fmt: skip
+        index = json.loads((out / "index.json").read_text())
+        assert index["manifests"][0]["digest"] == wanted[name], name
     entries = {(e.repository, e.tag) for e in walk(root)}
     assert ("library/app", "v1") in entries and ("multi/arch", "v3") in entries
     digest_only = [e for e in walk(root) if e.tag is None]
@@ -103,6 +107,16 @@ def test_we_read_what_docker_registry_wrote_when_skopeo_pushed(
         "copy", "--all", f"registry-dir:{registry.root}:pushed/multi:v2", f"oci:{tmp_path}/m:v2"
     )
     assert got.stdout.strip() == multi.index.digest
+    # walk() finds both tags and nothing digest-only (the index's children are its own).
+    entries = [(e.repository, e.tag, str(e.digest)) for e in walk(registry.root)]
+    assert entries == [
+        ("pushed/app", "v1", _digest(remote)),
+        ("pushed/multi", "v2", multi.index.digest),
+    ]
+    for image in multi.images.values():
+        child = f"registry-dir:{registry.root}:pushed/multi@{image.manifest.digest}"
+        got = run_cli("copy", child, f"oci:{tmp_path}/c:x")
+        assert got.stdout.strip() == image.manifest.digest
 
 
 _WORKER = """
@@ -111,22 +125,30 @@ from clusterimage import transports
 from clusterimage.copy import copy_image
 from clusterimage.transports.base import Context
 layout, root, prefix = sys.argv[1:4]
-for n in range(20):
-    copy_image(
-        transports.parse(f"oci:{layout}:img{n}"),
-        transports.parse(f"registry-dir:{root}:{prefix}/img{n}:v1"),
-        Context(jobs=4),
-    )
+order = range(20) if prefix == "a" else reversed(range(20))
+for n in order:
+    for repository in (f"{prefix}/img{n}", f"common/img{n}"):
+        copy_image(
+            transports.parse(f"oci:{layout}:img{n}"),
+            transports.parse(f"registry-dir:{root}:{repository}:v1"),
+            Context(jobs=4),
+        )
 """
 
 
 def test_two_writers_at_once_leave_every_tag_readable_and_every_blob_intact(
     tmp_path: Path, ci_home: Path
 ) -> None:
+    """Two processes write 20 images each, every one into a repository of their own and into
+    one both write (the same tags, links and blobs at once); all share one big layer."""
     layout = tmp_path / "images"
-    shared = {"shared.bin": os.urandom(256 << 10)}
+    shared = {"shared.bin": os.urandom(4 << 20)}
+    digests = {}
     for n in range(20):
-        make_oci_layout(layout, ref=f"img{n}", layers=[shared, {f"{n}.txt": f"{n}\n".encode()}])
+        image = make_oci_layout(
+            layout, ref=f"img{n}", layers=[shared, {f"{n}.txt": f"{n}\n".encode()}]
+        )
+        digests[n] = image.manifest.digest
     root = tmp_path / "registry"
     workers = [
         subprocess.Popen(
@@ -140,12 +162,18 @@ def test_two_writers_at_once_leave_every_tag_readable_and_every_blob_intact(
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err.decode()
     entries = walk(root)
-    assert len(entries) == 40 and all(e.tag == "v1" for e in entries)
+    assert sorted((e.repository, e.tag, str(e.digest)) for e in entries) == sorted(
+        (f"{prefix}/img{n}", "v1", digests[n]) for prefix in ("a", "b", "common") for n in range(20)
+    )
     blobs = root / "docker/registry/v2/blobs/sha256"
-    for data in blobs.glob("*/*/data"):
+    stored = list(blobs.glob("*/*/data"))
+    assert len(stored) == 1 + 20 * 3  # the shared layer; each image's layer, config, manifest
+    for data in stored:
         assert _digest(data.read_bytes()) == f"sha256:{data.parent.name}"
+    assert not (root / "docker/registry/v2/_uploads").exists()
     for entry in entries:
-        run_cli("copy", f"registry-dir:{root}:{entry.repository}:v1", f"oci:{tmp_path}/check:x")
+        got = run_cli("copy", f"registry-dir:{root}:{entry.repository}:v1", f"oci:{tmp_path}/c:x")
+        assert got.stdout.strip() == str(entry.digest)
 
 
 def _one_line_error(args: list[str]) -> str:
@@ -185,5 +213,12 @@ def test_nothing_is_read_or_written_through_a_link_out_of_the_folder(
     line = _one_line_error(["copy", image.transport_ref, f"registry-dir:{root}:evil:v1"])
     assert "symbolic link" in line
     assert list(outside.iterdir()) == []
-    line = _one_line_error(["copy", image.transport_ref, f"registry-dir:{root}:../up:v1"])
-    assert "not a repository name" in line
+    for name in ("../up", "a/../../up", "/etc/up", "UP"):
+        line = _one_line_error(["copy", image.transport_ref, f"registry-dir:{root}:{name}:v1"])
+        assert "not a repository name" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clusterimage-home",
+        "outside",
+        "registry",
+        "src",
+    ]
