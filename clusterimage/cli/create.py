@@ -18,11 +18,12 @@ from clusterimage.transports.base import Context, ImageReference
 def register(app: typer.Typer) -> None:
     @app.command()
     def create(
-        image: Annotated[
-            str,
+        images: Annotated[
+            list[str],
             typer.Argument(
-                metavar="REF",
-                help="An image in the store, or TRANSPORT:REF (oci:DIR:TAG, docker://...).",
+                metavar="REF...",
+                help="Images in the store, or TRANSPORT:REF (oci:DIR:TAG, docker://...), in "
+                "the order the runtime runs them.",
             ),
         ],
         env: Annotated[
@@ -56,43 +57,50 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """Print the command line the runtime would run for image REF.
+        """Print the command line the runtime would run for each image, in the order given.
 
         ENTRYPOINT then CMD, without their /bin/sh and -c elements, each as
         `cd <workdir> && <cmd>`, joined with `; `, after `export K="V";` for each ENV entry.
-        $(V), ${V} and $V are expanded from the image ENV overlaid by --env.
+        $(V), ${V} and $V are expanded from the image ENV overlaid by --env. Several images
+        (as `sealos run A B C` takes them): one line each, in order; --json gives a list.
 
         Examples:
 
           clusterimage create localhost/nginx:v1
+
+          clusterimage create localhost/kubernetes:v1.27 localhost/openebs:v3 localhost/app:v1
 
           clusterimage create localhost/nginx:v1 --env NAMESPACE=web --json
 
           clusterimage create oci:./layout:v1 --cluster prod
         """
         cluster_env = _parse_env(env or [])
-        ref = transports.parse(image, default="store")
         ctx = Context(
             store_dir=store_dir(), platform=Platform.parse(platform) if platform else None
         )
-        # Checked against its digest: the command line is built from what it says.
-        config = read_image(ref, ctx, where=image).config
-        result = runtime_command(
-            env=config.env,
-            entrypoint=config.entrypoint,
-            cmd=config.cmd,
-            labels=config.labels,
-            cluster_env=cluster_env,
-            cluster=cluster,
-            app_name=_app_name(ref),
-            workdir=workdir,
-            data_root=data_root,
-            where=image,
-        )
+        results: list[dict[str, object]] = []
+        for image in images:
+            ref = transports.parse(image, default="store")
+            # Checked against its digest: the command line is built from what it says.
+            config = read_image(ref, ctx, where=image).config
+            command = runtime_command(
+                env=config.env,
+                entrypoint=config.entrypoint,
+                cmd=config.cmd,
+                labels=config.labels,
+                cluster_env=cluster_env,
+                cluster=cluster,
+                app_name=_app_name(ref),
+                workdir=workdir,
+                data_root=data_root,
+                where=image,
+            )
+            results.append({"image": image, **command.to_dict()})
         if json_output:
-            print_json({"image": image, **result.to_dict()})
-        else:
-            typer.echo(result.command_line)
+            print_json(results[0] if len(results) == 1 else results)
+            return
+        for result in results:
+            typer.echo(str(result["commandLine"]))
 
 
 def _parse_env(items: list[str]) -> dict[str, str]:

@@ -211,3 +211,132 @@ def _registry_files(source: str, platform: str | None) -> RegistryFiles:
     want = Platform.parse(platform) if platform else None
     image = resolve(LayoutSource(store, store.resolve(source)), want, where=source)
     return ImageFiles(store, image.manifest, source)
+
+
+@registry_app.command("sync", cls=RegistryCommand)
+def sync(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SRC",
+            help="A registry folder, a cluster image in the store (its registry/), or a "
+            "registry (HOST[:PORT]).",
+        ),
+    ],
+    destination: Annotated[
+        str, typer.Argument(metavar="DST", help="A registry: HOST[:PORT][/PREFIX].")
+    ],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images at once.")] = 4,
+    retry: Retry = DEFAULT_RETRIES,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    creds: Creds = None,
+    authfile: AuthFile = None,
+    tls_verify: TlsVerify = None,
+    cert_dir: CertDir = None,
+    platform: SelectPlatform = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Copy every repository, tag and digest-only manifest of SRC into the registry DST.
+
+    What DST has already is skipped without a blob request; the rest copies in parallel,
+    blobs DST holds elsewhere mounted. Unlike a sync that walks tags, manifests that no tag
+    names (images pinned by digest) arrive too.
+
+    Examples:
+
+      clusterimage registry sync ./rootfs/registry sealos.hub:5000
+
+      clusterimage registry sync localhost/apps/app:v1 127.0.0.1:5000 --tls-verify=false
+
+      clusterimage registry sync 10.0.0.5:5000 127.0.0.1:5000/mirror --json
+    """
+    from clusterimage.runtime import sync as syncing
+
+    syncing.check_destination(destination)
+    ctx = registry_context(
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        authfile=authfile,
+        creds=creds,
+        retry=retry,
+        timeout=timeout,
+    )
+    with CopyProgress(enabled=False if quiet or json_output else None) as progress:
+        if Path(source).is_dir():
+            items = syncing.folder_items(Path(source))
+            result = syncing.sync(items, destination, ctx, parallel=jobs, on_event=progress)
+        elif _is_registry(source):
+            items = syncing.registry_items(source, ctx)
+            result = syncing.sync(items, destination, ctx, parallel=jobs, on_event=progress)
+        else:
+            with syncing.image_items(_registry_files(source, platform)) as items:
+                result = syncing.sync(items, destination, ctx, parallel=jobs, on_event=progress)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    for name in result.copied:
+        typer.echo(name)
+    if not quiet:
+        info(
+            f"Synced {len(result.copied)} image(s) into {destination} "
+            f"({len(result.skipped)} there already; {result.blobs_copied} blobs copied, "
+            f"{result.blobs_mounted} mounted)"
+        )
+
+
+def _is_registry(source: str) -> bool:
+    """HOST[:PORT] with nothing after it: a registry, not an image name."""
+    host = source.split("/", 1)[0]
+    return "/" not in source.rstrip("/") and ("." in host or ":" in host or host == "localhost")
+
+
+@registry_app.command("copy", cls=RegistryCommand)
+def copy(
+    image: Annotated[
+        str, typer.Argument(metavar="IMAGE", help="An image: NAME, or TRANSPORT:REF.")
+    ],
+    destination: Annotated[
+        str, typer.Argument(metavar="DST", help="A registry: HOST[:PORT][/PREFIX].")
+    ],
+    retry: Retry = DEFAULT_RETRIES,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    creds: Creds = None,
+    authfile: AuthFile = None,
+    tls_verify: TlsVerify = None,
+    cert_dir: CertDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Copy one image, every platform of it, into a registry under its own path (sealos's
+    `registry copy`).
+
+    Examples:
+
+      clusterimage registry copy docker.io/library/nginx:1.25 sealos.hub:5000
+
+      clusterimage registry copy store:localhost/app:v1 127.0.0.1:5000/apps --tls-verify=false
+    """
+    from clusterimage import transports
+    from clusterimage.cli._transfer import run_copy
+    from clusterimage.copy import CopyOptions
+    from clusterimage.errors import UsageError
+    from clusterimage.runtime import sync as syncing
+
+    syncing.check_destination(destination)
+    src = transports.parse(image, default="docker")
+    ref = src.docker_reference()
+    if ref is None:
+        raise UsageError(f"{image}: names no repository to copy it under; use `copy` instead")
+    host, _, prefix = destination.partition("/")
+    path = f"{prefix}/{ref.repository}" if prefix else ref.repository
+    suffix = f":{ref.tag}" if ref.tag else f"@{ref.digest}"
+    dst = transports.parse(f"docker://{host}/{path}{suffix}")
+    ctx = registry_context(
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        authfile=authfile,
+        creds=creds,
+        retry=retry,
+        timeout=timeout,
+    )
+    run_copy(src, dst, ctx, CopyOptions(all_platforms=True), verb="Copied to", quiet=quiet)

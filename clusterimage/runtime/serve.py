@@ -100,6 +100,40 @@ class Registry:
         return [t for t in self.files.listdir(folder) if _TAG.fullmatch(t) and _link(
             self.files, f"{folder}/{t}/current/link") is not None]  # fmt: skip
 
+    def entries(self) -> list[tuple[str, str | None, Digest]]:
+        """Every (repository, tag, digest), and (repository, None, digest) for each revision
+        no tag names and no index of its repository lists (what a sync must not lose)."""
+        found: list[tuple[str, str | None, Digest]] = []
+        for name in self.repositories():
+            tagged = {}
+            for tag in self.tags(name):
+                digest = _link(
+                    self.files, f"repositories/{name}/_manifests/tags/{tag}/current/link"
+                )
+                if digest is not None:
+                    tagged[tag] = digest
+            found.extend((name, tag, digest) for tag, digest in tagged.items())
+            revisions = f"repositories/{name}/_manifests/revisions"
+            children: set[Digest] = set()
+            loose: list[Digest] = []
+            for algorithm in self.files.listdir(revisions):
+                for encoded in self.files.listdir(f"{revisions}/{algorithm}"):
+                    digest = _link(self.files, f"{revisions}/{algorithm}/{encoded}/link")
+                    if digest is None:
+                        continue
+                    raw = read_small(self.files, _blob(digest), _MANIFEST_LIMIT) or b"{}"
+                    try:
+                        data = json.loads(raw)
+                    except (ValueError, RecursionError):
+                        data = {}
+                    for entry in data.get("manifests") or [] if isinstance(data, dict) else []:
+                        if isinstance(entry, dict) and _DIGEST.fullmatch(str(entry.get("digest"))):
+                            children.add(Digest.parse(str(entry["digest"])))
+                    loose.append(digest)
+            named = set(tagged.values())
+            found.extend((name, None, d) for d in loose if d not in named and d not in children)
+        return found
+
     def manifest(self, name: str, reference: str) -> tuple[Digest, bytes, str]:
         base = f"repositories/{name}/_manifests"
         if _DIGEST.fullmatch(reference):

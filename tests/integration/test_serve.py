@@ -263,3 +263,67 @@ def test_an_image_in_the_store_is_served_without_unpacking(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+
+
+def _uploads(registry: Registry) -> int:
+    log = registry.log_path.read_text(errors="replace")
+    return sum(1 for line in log.splitlines() if '"PUT /v2/' in line or '"POST /v2/' in line)
+
+
+@pytest.mark.parametrize("kind", ["folder", "image"])
+def test_sync_copies_tags_and_digest_only_manifests_and_the_second_run_uploads_nothing(
+    kind: str,
+    tmp_path: Path,
+    ci_home: Path,
+    registry_factory: Callable[..., Registry],
+    image_mirror: object,
+) -> None:
+    skopeo = require_tool("skopeo")
+    root = tmp_path / "cache"
+    if kind == "folder":
+        images = _fill(root, tmp_path)
+        loose = make_oci_layout(tmp_path / "loose", ref="x", layers=[{"l.txt": b"loose\n"}])
+        digest = run_cli("copy", loose.transport_ref, f"registry-dir:{root}:team/app0").stdout
+        images[f"team/app0@{digest.strip()}"] = digest.strip()
+        source = str(root)
+    else:
+        context = REPO_ROOT / "Kubefile.examples" / "nginx-manifests"
+        built = json.loads(run_cli("build", context, "-t", "localhost/sync:v1", "--json").stdout)
+        images = built["images"]
+        source = "localhost/sync:v1"
+    target = registry_factory()
+    first = json.loads(run_cli("registry", "sync", source, target.host, "--json").stdout)
+    assert sorted(first["copied"]) == sorted(images) and first["skipped"] == []
+    for name, digest in images.items():
+        raw = run_tool([skopeo, "inspect", "--raw", "--tls-verify=false",
+                        f"docker://{target.host}/{name}"]).stdout  # fmt: skip
+        assert _digest(raw) == digest, name
+    mark = _uploads(target)
+    second = json.loads(run_cli("registry", "sync", source, target.host, "--json").stdout)
+    assert second["copied"] == [] and sorted(second["skipped"]) == sorted(images)
+    assert _uploads(target) == mark  # nothing uploaded the second time
+
+
+def test_registry_copy_puts_one_image_under_its_path_and_create_lists_several_in_order(
+    tmp_path: Path, ci_home: Path, registry_factory: Callable[..., Registry], image_mirror: object
+) -> None:
+    image = make_oci_layout(tmp_path / "src", ref="v1", config={"Cmd": ["echo first"]})
+    run_cli("pull", image.transport_ref, "--name", "localhost/team/first:v1", "-q")
+    other = make_oci_layout(tmp_path / "other", ref="v1", config={"Cmd": ["echo second"]})
+    run_cli("pull", other.transport_ref, "--name", "localhost/team/second:v1", "-q")
+    target = registry_factory()
+    run_cli("registry", "copy", "store:localhost/team/first:v1", f"{target.host}/mirror", "-q")
+    skopeo = require_tool("skopeo")
+    raw = run_tool([skopeo, "inspect", "--raw", "--tls-verify=false",
+                    f"docker://{target.host}/mirror/team/first:v1"]).stdout  # fmt: skip
+    assert _digest(raw) == image.manifest.digest
+    lines = run_cli("create", "localhost/team/first:v1", "localhost/team/second:v1").stdout
+    first, second = lines.strip().splitlines()
+    assert first.endswith("echo first") and second.endswith("echo second")
+    listed = json.loads(
+        run_cli("create", "--json", "localhost/team/first:v1", "localhost/team/second:v1").stdout
+    )
+    assert [entry["image"] for entry in listed] == [
+        "localhost/team/first:v1",
+        "localhost/team/second:v1",
+    ]
