@@ -18,36 +18,28 @@ the build cache keys a cached ADD on) all come from the same pass.
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import io
 import lzma
 import os
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final
 
 import zstandard
-from isal import igzip
 
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
 from clusterimage.build.layer import open_content
 from clusterimage.errors import BuildError, KubefileError
-from clusterimage.layers.tarsafe import stream_tar
+from clusterimage.layers.tarsafe import compression_of_head as _compression_of_head
+from clusterimage.layers.tarsafe import decompressed, stream_tar
 
 # Bump when read_archive gives another tree for the same archive: cached ADD layers then miss.
 # 2: members keep their owners.
 UNPACK_RULES: Final = 2
 _CHUNK: Final = 1 << 20
-_MAGICS: Final = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
 _KINDS: Final[dict[bytes, NodeKind]] = {
     tarfile.DIRTYPE: "dir",
     tarfile.SYMTYPE: "symlink",
@@ -55,45 +47,6 @@ _KINDS: Final[dict[bytes, NodeKind]] = {
     tarfile.BLKTYPE: "block",
     tarfile.FIFOTYPE: "fifo",
 }
-
-
-def _compression_of_head(head: bytes) -> str:
-    for magic, name in _MAGICS:
-        if head.startswith(magic):
-            return name
-    return "none"
-
-
-@contextmanager
-def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
-    """``raw`` (an open binary file) decompressed as ``compression`` says, as a stream."""
-    if compression == "gzip":
-        with igzip.IGzipFile(fileobj=raw, mode="rb") as gz:
-            yield cast(IO[bytes], gz)
-    elif compression == "bzip2":
-        with bz2.BZ2File(raw, "rb") as stream:
-            yield stream
-    elif compression == "xz":
-        with lzma.LZMAFile(raw, "rb") as stream:
-            yield stream
-    elif compression == "zstd":
-        with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
-            yield stream  # type: ignore[misc]
-    else:
-        yield raw
-
-
-@contextmanager
-def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
-    """A tar archive or layer blob (an open, seekable binary file), decompressed as its content
-    says, read as a stream."""
-    compression = _compression_of_head(raw.read(8))
-    raw.seek(0)
-    with (
-        decompressed(raw, compression) as stream,
-        stream_tar(stream) as tar,
-    ):
-        yield tar
 
 
 class _HashingReader(io.RawIOBase):

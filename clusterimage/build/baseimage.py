@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from clusterimage import transports
-from clusterimage.build.archive import open_tar, stage_member
+from clusterimage.build.archive import stage_member
 from clusterimage.build.fstree import Content, FsTree, Node, NodeKind, sort_key
 from clusterimage.copy import copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
 from clusterimage.image import resolve
+from clusterimage.layers.tarsafe import open_tar
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest

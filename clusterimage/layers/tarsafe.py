@@ -7,9 +7,16 @@ Every reader of a tar that came from elsewhere (layers, ADD archives, bundles) o
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
+
+import zstandard
+from isal import igzip
 
 # Go's archive/tar (moby, containers/image) caps PAX and GNU long-name headers at 1 MiB.
 MAX_METADATA_HEADER: Final = 1 << 20
@@ -71,3 +78,50 @@ def open_indexed(path: Path) -> tarfile.TarFile:
     """A tar file opened for random access (members found by seeking past their bodies, which
     are never read), its metadata headers bounded."""
     return tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo)
+
+
+_MAGICS: Final = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def compression_of_head(head: bytes) -> str:
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+@contextmanager
+def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
+    """``raw`` (an open binary file) decompressed as ``compression`` says, as a stream."""
+    if compression == "gzip":
+        with igzip.IGzipFile(fileobj=raw, mode="rb") as gz:
+            yield cast(IO[bytes], gz)
+    elif compression == "bzip2":
+        with bz2.BZ2File(raw, "rb") as stream:
+            yield stream
+    elif compression == "xz":
+        with lzma.LZMAFile(raw, "rb") as stream:
+            yield stream
+    elif compression == "zstd":
+        with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
+            yield stream  # type: ignore[misc]
+    else:
+        yield raw
+
+
+@contextmanager
+def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
+    """A tar archive or layer blob (an open, seekable binary file), decompressed as its content
+    says, read as a stream."""
+    compression = compression_of_head(raw.read(8))
+    raw.seek(0)
+    with (
+        decompressed(raw, compression) as stream,
+        stream_tar(stream) as tar,
+    ):
+        yield tar

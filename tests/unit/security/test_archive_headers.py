@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from clusterimage.build.archive import open_tar, read_archive
+from clusterimage.build.archive import read_archive
 from clusterimage.build.fstree import Content, FsTree, stat_key
 from clusterimage.errors import KubefileError
+from clusterimage.layers.tarsafe import open_tar
 
 HUGE = 64 << 20
 
