@@ -66,6 +66,7 @@ _COMMAND_MODULES = (
     "load",
     "merge",
     "registry",
+    "unpack",
 )
 
 

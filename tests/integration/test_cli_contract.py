@@ -40,6 +40,7 @@ COMMANDS = (
     "load",
     "merge",
     "registry",
+    "unpack",
 )
 
 
