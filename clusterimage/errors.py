@@ -60,6 +60,10 @@ class AuthError(RegistryError):
     """Credentials are missing or were refused."""
 
 
+class RegistryBlocked(RegistryError):
+    """registries.conf (``blocked = true``) forbids pulling from the registry a reference names."""
+
+
 class TransferInterrupted(ClusterImageError):
     """A blob transfer broke off (connection lost, server busy); trying it again may succeed.
 
