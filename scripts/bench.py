@@ -1087,6 +1087,257 @@ def _sealos_pipeline(work: Path, context: Path, refs: list[str]) -> dict[str, fl
     return {"skopeo": skopeo, "buildah": built["total"], "total": skopeo + built["total"]}
 
 
+# -- runtime: serve, merge, unpack -----------------------------------------------------------
+
+
+def add_serve_parser(sub: Any) -> None:
+    parser = sub.add_parser("serve", help="registry serve vs docker-registry: 8 parallel pulls")
+    parser.add_argument("--size", type=int, default=1024, metavar="MIB", help="total image bytes")
+    parser.add_argument("--clients", type=int, default=8, help="parallel pulls")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def add_merge_parser(sub: Any) -> None:
+    parser = sub.add_parser("merge", help="clusterimage merge of two large images")
+    parser.add_argument("--size", type=int, default=1024, metavar="MIB", help="each image")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def add_unpack_parser(sub: Any) -> None:
+    parser = sub.add_parser("unpack", help="clusterimage unpack vs umoci unpack")
+    parser.add_argument("--size", type=int, default=1024, metavar="MIB", help="image size")
+    parser.add_argument("--layers", type=int, default=4, help="number of layers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def _print_or_json(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``--clients`` pulls at once (curl: manifest, config, layers to /dev/null, so the client
+    is not what is measured), of the images of one registry folder, served by ``clusterimage
+    registry serve`` and by docker-registry on the same folder, alternating, in one run."""
+    if shutil.which("curl") is None:
+        sys.exit("bench: curl is not installed")
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        home = work / "home"
+        env = {**os.environ, "CLUSTERIMAGE_HOME": str(home)}
+        per_image = max(1, args.size // args.clients)
+        folder = work / "registry"
+        for n in range(args.clients):
+            store = work / f"image-{n}"
+            _write_bench_image(store, f"app-{n}", per_image, 2)
+            _timed([sys.executable, "-m", "clusterimage", "copy", f"oci:{store}:app-{n}",
+                    f"registry-dir:{folder}:bench/app-{n}:v1"], env)  # fmt: skip
+            shutil.rmtree(store)
+        total = sum(p.stat().st_size for p in folder.rglob("data"))
+        ours: list[float] = []
+        theirs: list[float] = []
+        for round_no in range(args.rounds):
+            for tool in ["ours", "stock"] if round_no % 2 == 0 else ["stock", "ours"]:
+                if tool == "ours":
+                    port = _free_port()
+                    host = f"127.0.0.1:{port}"
+                    server = subprocess.Popen(
+                        [sys.executable, "-m", "clusterimage", "registry", "serve", str(folder),
+                         "--address", host],
+                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    _wait_http(host)
+                    try:
+                        ours.append(_parallel_pulls(host, folder, args.clients))
+                    finally:
+                        server.terminate()
+                        server.wait()
+                else:
+                    stock = _BenchRegistry(work, storage=folder)
+                    try:
+                        theirs.append(_parallel_pulls(stock.host, folder, args.clients))
+                    finally:
+                        stock.stop()
+        result = {
+            "command": "serve",
+            "bytes": total,
+            "clients": args.clients,
+            "rounds": args.rounds,
+            "clusterimage_s": _median(ours),
+            "docker_registry_s": _median(theirs),
+            "clusterimage_mib_s": total / MIB / _median(ours),
+            "docker_registry_mib_s": total / MIB / _median(theirs),
+            "throughput_ratio": _median(theirs) / _median(ours),
+            "all": {"clusterimage": ours, "docker_registry": theirs},
+        }
+        _print_or_json(result, args.json, [
+            f"serve: {total / MIB:.0f} MiB, {args.clients} parallel pulls, median of {args.rounds}",
+            f"registry serve:   {_median(ours):6.2f} s ({total / MIB / _median(ours):.0f} MiB/s)",
+            f"docker-registry:  {_median(theirs):6.2f} s "
+            f"({total / MIB / _median(theirs):.0f} MiB/s)",
+            f"throughput ratio: {result['throughput_ratio']:6.2f}    (goal >= 1.0)",
+        ])  # fmt: skip
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(host: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
+            return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.05)
+    sys.exit(f"bench: nothing answers on {host}")
+
+
+def _parallel_pulls(host: str, folder: Path, clients: int) -> float:
+    """Seconds for ``clients`` curl pipelines, each pulling one image's manifest and blobs."""
+    scripts = []
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    for n in range(clients):
+        name = f"bench/app-{n}"
+        raw = subprocess.run(
+            ["curl", "-sf", "-H", f"Accept: {accept}", f"http://{host}/v2/{name}/manifests/v1"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        manifest = json.loads(raw)
+        digests = [manifest["config"]["digest"], *(x["digest"] for x in manifest["layers"])]
+        urls = " ".join(f"http://{host}/v2/{name}/blobs/{d}" for d in digests)
+        scripts.append(f"curl -sf -o /dev/null -H 'Accept: {accept}' "
+                       f"http://{host}/v2/{name}/manifests/v1 && "
+                       f"for u in {urls}; do curl -sf -o /dev/null $u || exit 1; done")  # fmt: skip
+    start = time.perf_counter()
+    running = [subprocess.Popen(["sh", "-c", script]) for script in scripts]
+    for process in running:
+        if process.wait() != 0:
+            sys.exit("bench: a pull failed")
+    return time.perf_counter() - start
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-merge-"))
+    try:
+        home = work / "home"
+        env = _transfer_env(home)
+        _write_bench_image(home / "store", "localhost/bench/a:v1", args.size, 4)
+        _write_bench_image(work / "b", "localhost/bench/b:v1", args.size, 4)
+        _timed(
+            [
+                sys.executable,
+                "-m",
+                "clusterimage",
+                "pull",
+                "-q",
+                f"oci:{work / 'b'}:localhost/bench/b:v1",
+            ],
+            env,
+        )
+        argv = [sys.executable, "-m", "clusterimage", "merge", "-q", "-t", "localhost/bench/ab:v1",
+                "localhost/bench/a:v1", "localhost/bench/b:v1"]  # fmt: skip
+        elapsed, _ = _run_measured(argv, env)
+        inner = _in_process(argv[3:], env)
+        result = {"command": "merge", "image_mib": args.size, "clusterimage_s": elapsed,
+                  "in_process_s": inner, "startup_s": _startup(env)}  # fmt: skip
+        _print_or_json(result, args.json, [
+            f"merge: two images of {args.size} MiB",
+            f"clusterimage merge: {elapsed:6.3f} s (goal <= 0.2 s); warm interpreter {inner:.3f} s",
+        ])  # fmt: skip
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def run_unpack(args: argparse.Namespace) -> int:
+    """``clusterimage unpack`` against ``umoci unpack --rootless`` of the same image (the store is
+    an OCI layout umoci reads), alternating, medians, each into a fresh folder."""
+    umoci = shutil.which("umoci")
+    if umoci is None:
+        sys.exit("bench: umoci is not installed")
+    work = Path(tempfile.mkdtemp(prefix="bench-unpack-"))
+    try:
+        home = work / "home"
+        env = _transfer_env(home)
+        ref = "localhost/bench/app:v1"
+        image = _write_bench_image(home / "store", ref, args.size, args.layers)
+        ours: list[float] = []
+        theirs: list[float] = []
+        rss: list[int] = []
+        for round_no in range(-1, args.rounds):
+            for tool in ["ours", "umoci"] if round_no % 2 == 0 else ["umoci", "ours"]:
+                target = work / f"{tool}-{round_no}"
+                if tool == "ours":
+                    elapsed, peak = _run_measured(
+                        [sys.executable, "-m", "clusterimage", "unpack", "-q", ref, str(target)],
+                        env,
+                    )
+                    if round_no >= 0:
+                        ours.append(elapsed)
+                        rss.append(peak)
+                else:
+                    elapsed, _ = _run_measured(
+                        [
+                            umoci,
+                            "unpack",
+                            "--rootless",
+                            "--image",
+                            f"{home / 'store'}:{ref}",
+                            str(target),
+                        ],
+                        dict(os.environ),
+                    )
+                    if round_no >= 0:
+                        theirs.append(elapsed)
+                shutil.rmtree(target, ignore_errors=True)
+        result = {
+            "command": "unpack", "image_bytes": image["bytes"], "layers": args.layers,
+            "rounds": args.rounds, "clusterimage_s": _median(ours), "umoci_s": _median(theirs),
+            "ratio": _median(ours) / _median(theirs), "peak_rss_mib": max(rss) / MIB,
+            "all": {"clusterimage": ours, "umoci": theirs},
+        }  # fmt: skip
+        _print_or_json(result, args.json, [
+            f"unpack: {image['bytes'] / MIB:.0f} MiB, {args.layers} layers, "
+            f"median of {args.rounds}",
+            f"clusterimage unpack: {_median(ours):6.2f} s (peak RSS {max(rss) / MIB:.0f} MiB)",
+            f"umoci unpack:        {result['umoci_s']:6.2f} s",
+            f"ratio:               {result['ratio']:6.2f}    (goal <= 0.5)",
+        ])  # fmt: skip
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 # -- registry of subcommands ---------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
@@ -1096,6 +1347,9 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "save": (add_save_parser, run_save),
     "load": (add_load_parser, run_load),
     "build-images": (add_build_images_parser, run_build_images),
+    "serve": (add_serve_parser, run_serve),
+    "merge": (add_merge_parser, run_merge),
+    "unpack": (add_unpack_parser, run_unpack),
 }
 
 

@@ -79,3 +79,23 @@ def test_build_images_benchmark_runs_against_the_sealos_pipeline() -> None:
     assert data["ratio_cold"] == pytest.approx(
         data["clusterimage_cold_s"] / data["sealos_pipeline_s"]
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("serve", ["--size", "8", "--clients", "2", "--rounds", "1"]),
+        ("merge", ["--size", "4"]),
+        ("unpack", ["--size", "8", "--layers", "2", "--rounds", "1"]),
+    ],
+)
+def test_runtime_benchmarks_run(command: str, args: list[str]) -> None:
+    require_tool("docker-registry" if command == "serve" else "umoci")
+    data = _bench(command, *args)
+    assert data["command"] == command
+    if command == "serve":
+        assert data["throughput_ratio"] > 0 and data["bytes"] > 8 * (1 << 20) * 0.9
+    elif command == "merge":
+        assert 0 < data["in_process_s"] < data["clusterimage_s"]
+    else:
+        assert data["ratio"] == pytest.approx(data["clusterimage_s"] / data["umoci_s"])

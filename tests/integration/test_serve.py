@@ -327,3 +327,23 @@ def test_registry_copy_puts_one_image_under_its_path_and_create_lists_several_in
         "localhost/team/first:v1",
         "localhost/team/second:v1",
     ]
+
+
+def test_the_distribution_engine_serves_the_folder_with_the_template_config(
+    tmp_path: Path, ci_home: Path
+) -> None:
+    require_tool("docker-registry")
+    skopeo = require_tool("skopeo")
+    root = tmp_path / "cache"
+    images = _fill(root, tmp_path)
+    process, host = _start([str(root), "--engine", "distribution"])
+    try:
+        for name, digest in images.items():
+            raw = run_tool([skopeo, "inspect", "--raw", "--tls-verify=false",
+                            f"docker://{host}/{name}"]).stdout  # fmt: skip
+            assert _digest(raw) == digest
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    config = (ci_home / "tmp" / "registry-serve" / "registry-config.yml").read_text()
+    assert str(root.resolve()) in config and "auth" not in config and "prometheus" in config
