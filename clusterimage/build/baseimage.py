@@ -32,6 +32,7 @@ from clusterimage.build.fstree import Content, FsTree, Node, NodeKind, sort_key
 from clusterimage.copy import copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
 from clusterimage.image import resolve
+from clusterimage.layers.extract import OPAQUE, WHITEOUT
 from clusterimage.layers.tarsafe import open_tar
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
@@ -43,8 +44,6 @@ from clusterimage.transports._layout import LayoutSource
 from clusterimage.transports.base import Context
 from clusterimage.transports.store import StoreReference
 
-_WHITEOUT: Final = ".wh."
-_OPAQUE: Final = ".wh..wh..opq"
 # 2: file records carry their content digest, whoever wrote the layer (version 1 listings of
 # other layers had none, so a base image's files were keyed by origin, then by digest).
 _LISTING_VERSION: Final = 2
@@ -247,10 +246,10 @@ def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) ->
         if path is None:
             continue
         parent, _, base = path.rpartition("/")
-        if base == _OPAQUE:
+        if base == OPAQUE:
             tree.clear_dir(parent)
-        elif base.startswith(_WHITEOUT):
-            hidden = base[len(_WHITEOUT) :]
+        elif base.startswith(WHITEOUT):
+            hidden = base[len(WHITEOUT) :]
             tree.remove(f"{parent}/{hidden}" if parent else hidden)
     for record in records:
         name, kind, mode, uid, gid, size, linkname, devmajor, devminor = record[:9]
@@ -260,7 +259,7 @@ def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) ->
             if kind == "dir":
                 tree.set("", Node("dir", mode, uid, gid))
             continue
-        if posixpath.basename(path).startswith(_WHITEOUT):
+        if posixpath.basename(path).startswith(WHITEOUT):
             continue
         if kind == "hardlink":
             target_path = _clean(linkname)

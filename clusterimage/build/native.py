@@ -63,10 +63,9 @@ from clusterimage.build.plan import (
 from clusterimage.errors import BuildError, ClusterImageError
 from clusterimage.kubefile.instructions import Location
 from clusterimage.oci import mediatypes as mt
-from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageManifest
+from clusterimage.oci.mutate import ImageParts, assemble
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 
@@ -428,22 +427,19 @@ class _Build:
 
     def _commit(self, state: _State, target: StagePlan) -> Descriptor:
         plan = self.plan
-        platform = target.platform
-        data: dict[str, Any] = {"created": self.created}
-        if plan.config.author:
-            data["author"] = plan.config.author
-        data["architecture"] = platform.architecture
-        data["os"] = platform.os
-        if platform.variant:
-            data["variant"] = platform.variant
-        data["config"] = plan.config.to_oci()
-        data["rootfs"] = {"type": "layers", "diff_ids": [str(d) for d in state.diff_ids]}
-        data["history"] = state.history
-        config = ImageConfig.build(data)
+        config, manifest = assemble(
+            ImageParts(
+                platform=target.platform,
+                layers=state.layers,
+                diff_ids=state.diff_ids,
+                container=plan.config.to_oci(),
+                history=state.history,
+                created=self.created,
+                author=plan.config.author or None,
+                annotations=self.request.annotations or None,
+            )
+        )
         self.store.put_bytes(config.raw, expected=config.digest)
-        config_desc = Descriptor(mt.OCI_CONFIG, config.digest, config.size)
-        annotations = dict(self.request.annotations) or None
-        manifest = ImageManifest.build(config_desc, state.layers, annotations=annotations)
         self.store.put_bytes(manifest.raw, expected=manifest.digest)
         desc = self.store.describe(manifest)
         if not self.tags:

@@ -31,6 +31,7 @@ from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageManifest
+from clusterimage.oci.mutate import ImageParts, assemble
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.runtime.command import ROOTFS, TYPE_LABELS
@@ -92,7 +93,7 @@ def merged(inputs: Sequence[MergeInput]) -> tuple[ImageManifest, ImageConfig]:
                 f"{first}; merge images of one platform"
             )
     layers: list[Descriptor] = []
-    diff_ids: list[str] = []
+    diff_ids: list[Digest] = []
     history: list[dict[str, Any]] = []
     seen: set[Digest] = set()
     labels: dict[str, str] = {}
@@ -113,7 +114,7 @@ def merged(inputs: Sequence[MergeInput]) -> tuple[ImageManifest, ImageConfig]:
                 continue
             seen.add(layer.digest)
             layers.append(_oci_layer(layer))
-            diff_ids.append(str(diff_id))
+            diff_ids.append(diff_id)
         history.extend(config.history)
         labels.update(config.labels)
         if any(config.labels.get(key) == ROOTFS for key in TYPE_LABELS):
@@ -133,21 +134,18 @@ def merged(inputs: Sequence[MergeInput]) -> tuple[ImageManifest, ImageConfig]:
         container["Cmd"] = cmd
     if labels:
         container["Labels"] = dict(sorted(labels.items()))
-    data: dict[str, Any] = {
-        "created": max((i.config.created or "" for i in inputs), default="") or None,
-        "architecture": first.architecture,
-        "os": first.os,
-        "config": container,
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": history,
-    }
-    if first.variant:
-        data["variant"] = first.variant
-    if data["created"] is None:
-        del data["created"]
-    config_doc = ImageConfig.build(data)
-    manifest = ImageManifest.build(config_doc.descriptor(), layers)
-    return manifest, config_doc
+    created = max((i.config.created or "" for i in inputs), default="") or None
+    config, manifest = assemble(
+        ImageParts(
+            platform=first,
+            layers=layers,
+            diff_ids=diff_ids,
+            container=container,
+            history=history,
+            created=created,
+        )
+    )
+    return manifest, config
 
 
 def _oci_layer(layer: Descriptor) -> Descriptor:
