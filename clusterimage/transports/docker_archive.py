@@ -1,48 +1,79 @@
 """The ``docker-archive`` transport: ``docker-archive:FILE[:REF]``, what ``docker save`` writes
-and ``docker load`` reads.
+and ``docker load`` reads, one image or several in one tar file.
 
 FILE ends at the first colon. Reading, REF picks an image by one of its ``RepoTags``
-(``nginx:1.25``, normalised as Docker does) or ``@N`` for the N-th ``manifest.json`` entry;
-without REF the archive must hold one image. Both layouts are read through ``manifest.json``:
-the legacy one (``<hex>.json`` configs, ``<hex>.tar`` or ``<id>/layer.tar`` layers) and the
-OCI-layout one Docker 25 writes (``blobs/sha256/...``). Writing makes what skopeo writes:
-``<hex>.json`` configs, ``<hex>.tar`` layers and ``manifest.json``, in a hidden temporary file
-renamed into place once whole (see :mod:`clusterimage.transports._tararchive`); several
-images share one file through :meth:`DockerArchiveReference.new_writer`.
+(``nginx:1.25``, compared normalised, so ``docker.io/library/nginx:1.25`` is the same) or by
+``@N``, the N-th ``manifest.json`` entry (containers/image's syntax); without REF the archive
+must hold one image. Writing, REF is the name the image is stored under (none: untagged).
+Digests name no image in an archive: ``NAME@sha256:...`` is refused.
 
-Docker archives hold plain (uncompressed) tar layers, and no manifest: a source describes the
-image with a Docker schema2 manifest made from the archive (layers ``...rootfs.diff.tar``, each
-digest the config's diff_id), and the copy engine gzips each layer once on its way to a store
-or registry. A destination takes layers decompressed and returns the schema2 manifest of what it
-wrote. So the manifest digest changes across a round trip (gzip in a store, plain tar in the
-archive), while the config, and with it the image ID and every diff_id, stays the same.
+Format. ``manifest.json`` lists the images: ``[{"Config", "RepoTags", "Layers"}]``, paths of
+members. Both layouts are read through it, by member offsets, never unpacked: the legacy one
+(``<id>.json`` configs, ``<v1-id>/layer.tar`` or ``<hex>.tar`` layers; ``docker save`` makes a
+layer it already wrote a symlink to the first copy) and the OCI-layout one Docker 25 writes
+(``blobs/sha256/<hex>``, with ``index.json`` and ``oci-layout`` that are not needed). Symlinks
+and hard links among members are followed inside the archive only; one that points outside,
+as a path that does, is an error naming it. ``repositories`` is not read. Written is the
+layout skopeo writes (``<hex>.json`` configs and ``<hex>.tar`` layers at the top, each once
+however many images share it) less its legacy per-layer folders, which only Docker before 1.10
+read, with ``manifest.json`` (RepoTags in Docker's short form, ``nginx:1.25``, as docker save
+writes them) and ``repositories`` as Docker 25 writes it (name → tag → top layer), streamed into
+a hidden file beside FILE and renamed into place once whole (see
+:mod:`clusterimage.transports._tararchive`); blobs go in as they come, one at a time.
+:meth:`DockerArchiveReference.new_writer` puts several images into one file.
+
+Layers and digests. An archive holds no manifest: a source describes its image with the Docker
+schema2 manifest containers/image makes (config ``...container.image.v1+json``, each layer's
+digest its diff_id and size that of the tar, Go's field order), with one difference: skopeo
+labels those plain tars ``...rootfs.diff.tar.gzip`` (its constant for schema2 layers), we label
+them ``...rootfs.diff.tar``, what they are; so ``skopeo inspect --raw`` gives other bytes and
+another digest for the same image. The copy engine gzips each plain layer once (python-isal)
+on its way into the store or a registry; a plain layer that does not match its diff_id is
+refused there, before anything becomes visible. A gzip layer inside an archive (docker loads
+those) keeps its bytes and its media type; a bzip2, xz or zstd one is served decompressed.
+Any compressed layer is checked against its diff_id when the source opens (one pass). A
+destination takes every layer decompressed (``layer_compression = "decompress"``), one
+platform only (``accepts_index = False``), and returns the manifest of what it wrote, as a
+source reading the archive makes it, so a copy reports the digest a later read gives.
+
+So the manifest digest changes across a round trip: an image pulled from a registry (gzip
+layers) and saved to a docker archive holds plain tars; loaded back it is gzipped anew (isal
+level 1, not the registry's compressor), so its manifest digest differs from the registry's.
+The config, and with it the image ID and every diff_id, stays the same.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import io
+import lzma
+import posixpath
 import re
+import tarfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from clusterimage.errors import (
     BlobNotFound,
+    ClusterImageError,
+    DigestMismatch,
     ImageNotFound,
     InvalidReference,
     ManifestError,
     TransportError,
 )
+from clusterimage.layers.tarsafe import compression_of_head, decompressed, open_indexed
 from clusterimage.oci import jsonsafe
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
-from clusterimage.oci.digest import Digest, hash_stream
-from clusterimage.oci.manifest import ImageManifest, Manifest
+from clusterimage.oci.digest import Digest, Hasher
+from clusterimage.oci.manifest import ImageManifest, Manifest, canonical_json
 from clusterimage.oci.reference import Reference
+from clusterimage.recompress import zlib_error, zstd_error
 from clusterimage.transports import register
 from clusterimage.transports._tararchive import Member, TarIndex, TarWriter
 from clusterimage.transports.base import (
@@ -55,9 +86,10 @@ from clusterimage.transports.base import (
     ProgressFn,
 )
 
-_POSITION = re.compile(r"^@(\d+)$")
-_GZIP = b"\x1f\x8b"
-_ZSTD = b"\x28\xb5\x2f\xfd"
+_POSITION: Final = re.compile(r"^@(\d+)$")
+_LINK_DEPTH: Final = 8  # links followed from one manifest.json path (docker save makes one)
+_CHUNK: Final = 1 << 20
+_CONFIGS: Final = frozenset({mt.DOCKER_CONFIG, mt.OCI_CONFIG})
 
 
 @dataclass(frozen=True)
@@ -85,9 +117,14 @@ class DockerArchiveReference(ImageReference):
             )
         if name and not _POSITION.match(name):
             try:
-                Reference.parse(name)
+                reference = Reference.parse(name)
             except InvalidReference as exc:
                 raise TransportError(f"invalid reference docker-archive:{value}: {exc}") from None
+            if reference.digest is not None:
+                raise TransportError(
+                    f"invalid reference docker-archive:{value}: images in a docker archive are "
+                    "named NAME:TAG or @N, never by digest"
+                )
         return cls(Path(path), name or None)
 
     def new_source(self, ctx: Context) -> DockerArchiveSource:
@@ -96,6 +133,10 @@ class DockerArchiveReference(ImageReference):
         return DockerArchiveSource(index, self._pick(entries), str(self))
 
     def new_destination(self, ctx: Context) -> ImageDestination:
+        if self.name is not None and _POSITION.match(self.name):
+            raise TransportError(
+                f"{self}: @N picks an image to read; name the image to write NAME:TAG"
+            )
         writer = DockerArchiveWriter(self.path)
         return _SoleDestination(writer, writer.new_destination(self.docker_reference()))
 
@@ -162,10 +203,36 @@ def _entries(index: TarIndex, where: str) -> list[_Entry]:
         config, tags, layers = item.get("Config"), item.get("RepoTags") or [], item.get("Layers")
         if not isinstance(config, str) or not isinstance(layers, list):
             raise ManifestError(f"{what} lacks Config or Layers")
-        if not all(isinstance(x, str) for x in [*tags, *layers]) or not isinstance(tags, list):
+        if not isinstance(tags, list) or not all(isinstance(x, str) for x in [*tags, *layers]):
             raise ManifestError(f"{what}: RepoTags and Layers must be lists of strings")
         entries.append(_Entry(config, list(tags), list(layers)))
     return entries
+
+
+def _schema2(config: Descriptor, layers: list[Descriptor]) -> ImageManifest:
+    """The schema2 manifest of an image in a docker archive, in containers/image's shape (Go's
+    field order: mediaType, size, digest); layers carry their own media types."""
+
+    def described(desc: Descriptor) -> dict[str, Any]:
+        return {"mediaType": desc.media_type, "size": desc.size, "digest": str(desc.digest)}
+
+    data: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": mt.DOCKER_MANIFEST,
+        "config": described(config),
+        "layers": [described(layer) for layer in layers],
+    }
+    return ImageManifest(canonical_json(data), mt.DOCKER_MANIFEST, data)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Blob:
+    what: str  # "layer PATH" or "config PATH", as manifest.json names it
+    member: Member
+    compression: str  # what open_blob undoes; "none": the member's bytes as they are
 
 
 class DockerArchiveSource(ImageSource):
@@ -175,51 +242,9 @@ class DockerArchiveSource(ImageSource):
     def __init__(self, index: TarIndex, entry: _Entry, where: str) -> None:
         self._index = index
         self._where = where
-        self._members: dict[Digest, Member] = {}
+        self._blobs: dict[Digest, _Blob] = {}
+        self._links: dict[str, str] | None = None  # link member -> its target, read on demand
         self._manifest = self._describe(entry)
-
-    def _member(self, name: str, what: str) -> Member:
-        cleaned = name.removeprefix("./")
-        if cleaned.startswith("/") or ".." in cleaned.split("/"):
-            raise TransportError(f"{self._where}: {what} path {name!r} points outside the archive")
-        member = self._index.get(cleaned, self._where)
-        if member is None:
-            raise BlobNotFound(f"{self._where}: {what} {name} is not in the archive")
-        return member
-
-    def _describe(self, entry: _Entry) -> ImageManifest:
-        member = self._member(entry.config, "config")
-        raw = self._index.read_small(member.name, self._where)
-        assert raw is not None
-        config = ImageConfig.parse(raw, mt.DOCKER_CONFIG, f"{self._where}: config {entry.config}")
-        self._members[config.digest] = member
-        diff_ids = config.diff_ids
-        if len(diff_ids) != len(entry.layers):
-            raise ManifestError(
-                f"{self._where}: {len(entry.layers)} layers listed, the config has "
-                f"{len(diff_ids)} diff_ids"
-            )
-        layers = []
-        for path, diff_id in zip(entry.layers, diff_ids, strict=True):
-            layer = self._member(path, "layer")
-            with self._index.open(layer) as stream:
-                head = stream.read(4)
-            if head.startswith(_ZSTD):
-                raise TransportError(f"{self._where}: layer {path} is zstd, which Docker lacks")
-            if head.startswith(_GZIP):
-                # A compressed layer (docker load takes them): its digest is its own.
-                with self._index.open(layer) as stream:
-                    digest = hash_stream(stream).digest()
-                desc = Descriptor(mt.DOCKER_LAYER_GZIP, digest, layer.size)
-            else:
-                desc = Descriptor(mt.DOCKER_LAYER, diff_id, layer.size)
-            self._members[desc.digest] = layer
-            layers.append(desc)
-        return ImageManifest.build(
-            Descriptor(mt.DOCKER_CONFIG, config.digest, config.size),
-            layers,
-            media_type=mt.DOCKER_MANIFEST,
-        )
 
     def get_manifest(self, digest: Digest | None = None) -> Manifest:
         if digest is not None and digest != self._manifest.digest:
@@ -228,54 +253,164 @@ class DockerArchiveSource(ImageSource):
 
     @contextlib.contextmanager
     def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
-        member = self._members.get(desc.digest)
-        if member is None:
+        blob = self._blobs.get(desc.digest)
+        if blob is None:
             raise BlobNotFound(f"{self._where}: blob {desc.digest} is not in the archive")
-        with self._index.open(member, offset) as stream:
+        try:
+            with self._open(blob, offset) as stream:
+                yield stream
+        except DigestMismatch as exc:  # found by whoever read the stream: say which member
+            raise DigestMismatch(f"{self._where}: {blob.what}: {exc}") from None
+
+    @contextlib.contextmanager
+    def _open(self, blob: _Blob, offset: int) -> Iterator[IO[bytes]]:
+        if blob.compression == "none":
+            with self._index.open(blob.member, offset) as stream:
+                yield stream
+            return
+        with self._index.open(blob.member) as raw, decompressed(raw, blob.compression) as stream:
+            while offset > 0:  # a resumed copy: decompressed bytes cannot be seeked to
+                skipped = len(stream.read(min(offset, _CHUNK)))
+                if not skipped:
+                    break
+                offset -= skipped
             yield stream
 
-
-def repo_tag(reference: Reference) -> str:
-    """How ``docker save`` writes a name: Docker Hub's short form (``nginx:1.25``)."""
-    return reference.familiar()
-
-
-class DockerArchiveWriter(ImageWriter):
-    """Several images into one docker archive; blobs they share are written once."""
-
-    def __init__(self, target: Path) -> None:
-        self._tar = TarWriter(target)
-        self._lock = threading.Lock()
-        self._entries: list[dict[str, Any]] = []
-
-    @property
-    def tar(self) -> TarWriter:
-        return self._tar
-
-    def new_destination(self, name: Reference | None) -> DockerArchiveDestination:
-        if name is not None and name.tag is None:
-            name = None  # a digest-only name is no RepoTag
-        return DockerArchiveDestination(self, repo_tag(name) if name is not None else None)
-
-    def add_entry(self, config: str, layers: list[str], tag: str | None) -> None:
-        with self._lock:
-            for entry in self._entries:
-                if entry["Config"] == config and entry["Layers"] == layers:
-                    if tag is not None and tag not in entry["RepoTags"]:
-                        entry["RepoTags"].append(tag)
-                    return
-            self._entries.append(
-                {"Config": config, "RepoTags": [tag] if tag else [], "Layers": layers}
+    def _describe(self, entry: _Entry) -> ImageManifest:
+        member = self._resolve(entry.config, "config")
+        raw = self._index.read_small(member.name, self._where)
+        assert raw is not None  # _resolve found it
+        what = f"{self._where}: config {entry.config}"
+        config = ImageConfig.parse(raw, mt.DOCKER_CONFIG, what)
+        try:
+            diff_ids = config.diff_ids
+        except ClusterImageError as exc:
+            raise ManifestError(f"{what}: {exc}") from None
+        self._blobs[config.digest] = _Blob(f"config {entry.config}", member, "none")
+        if len(diff_ids) != len(entry.layers):
+            raise ManifestError(
+                f"{self._where}: manifest.json lists {len(entry.layers)} layers, config "
+                f"{entry.config} has {len(diff_ids)} diff_ids"
             )
+        layers: list[Descriptor] = []
+        described: dict[Digest, Descriptor] = {}
+        paths: dict[str, Digest] = {}
+        for path, diff_id in zip(entry.layers, diff_ids, strict=True):
+            if diff_id in described:  # one layer twice (docker save links the second copy)
+                layers.append(described[diff_id])
+                continue
+            layer = self._resolve(path, "layer")
+            if paths.setdefault(layer.name, diff_id) != diff_id:
+                raise ManifestError(f"{self._where}: layer {path} is listed for two diff_ids")
+            described[diff_id] = self._layer(path, layer, diff_id)
+            layers.append(described[diff_id])
+        return _schema2(Descriptor(mt.DOCKER_CONFIG, config.digest, config.size), layers)
 
-    def commit(self) -> None:
-        with self._lock:
-            data = json.dumps(self._entries, separators=(",", ":")).encode()
-        self._tar.add_bytes("manifest.json", data)
-        self._tar.commit()
+    def _layer(self, path: str, member: Member, diff_id: Digest) -> Descriptor:
+        with self._index.open(member) as stream:
+            compression = compression_of_head(stream.read(8))
+        what = f"layer {path}"
+        if compression == "none":
+            desc = Descriptor(mt.DOCKER_LAYER, diff_id, member.size)
+            self._blobs[diff_id] = _Blob(what, member, "none")
+            return desc
+        packed, plain = self._measure(path, member, compression, diff_id.hasher())
+        if plain.digest() != diff_id:
+            raise DigestMismatch(
+                f"{self._where}: {what}: its {compression} content hashes to "
+                f"{plain.digest()}, the config's diff_id is {diff_id}"
+            )
+        if compression == "gzip":  # kept as it is: schema2 has a media type for it
+            desc = Descriptor(mt.DOCKER_LAYER_GZIP, packed.digest(), member.size)
+            self._blobs[desc.digest] = _Blob(what, member, "none")
+        else:
+            desc = Descriptor(mt.DOCKER_LAYER, diff_id, plain.size)
+            self._blobs[diff_id] = _Blob(what, member, compression)
+        return desc
 
-    def close(self) -> None:
-        self._tar.close()
+    def _measure(
+        self, path: str, member: Member, compression: str, plain: Hasher
+    ) -> tuple[Hasher, Hasher]:
+        """Hashes of a compressed layer as stored and decompressed (into ``plain``), one pass."""
+        packed = Hasher()
+        try:
+            with self._index.open(member) as raw:
+                tee = _Hashing(raw, packed)
+                with decompressed(tee, compression) as stream:  # type: ignore[arg-type]
+                    while data := stream.read(_CHUNK):
+                        plain.update(data)
+                while tee.read(_CHUNK):  # bytes after the data still count in its digest
+                    pass
+        except (OSError, EOFError, ValueError, lzma.LZMAError, zlib_error(), zstd_error()) as exc:
+            raise TransportError(
+                f"{self._where}: layer {path}: not valid {compression} data ({exc})"
+            ) from None
+        return packed, plain
+
+    def _resolve(self, name: str, what: str) -> Member:
+        """The regular file a ``manifest.json`` path names, through links that stay inside."""
+        path = name
+        for _ in range(_LINK_DEPTH):
+            path = posixpath.normpath(path)
+            if path.startswith("/") or path == ".." or path.startswith("../"):
+                via = "" if path == posixpath.normpath(name) else f" (through a link to {path})"
+                raise TransportError(
+                    f"{self._where}: {what} {name} points outside the archive{via}"
+                )
+            member = self._index.members.get(path)
+            if member is None:
+                raise BlobNotFound(f"{self._where}: {what} {name} is not in the archive")
+            if member.kind == "file":
+                return member
+            if member.kind == "symlink":
+                path = posixpath.join(posixpath.dirname(path), self._link(path))
+            elif member.kind == "hardlink":
+                path = self._link(path)  # named from the archive's root
+            else:
+                raise TransportError(f"{self._where}: {what} {name} is a {member.kind}, not a file")
+        raise TransportError(f"{self._where}: {what} {name}: more than {_LINK_DEPTH} links")
+
+    def _link(self, name: str) -> str:
+        if self._links is None:
+            self._links = _link_targets(self._index.path, self._where)
+        target = self._links.get(name)
+        if target is None:  # the file changed since it was indexed
+            raise TransportError(f"{self._where}: member {name} is no longer a link")
+        return target
+
+
+def _link_targets(path: Path, where: str) -> dict[str, str]:
+    """Where each link member of the tar at ``path`` points (headers only, bodies skipped)."""
+    targets: dict[str, str] = {}
+    try:
+        with open_indexed(path) as tar:
+            for info in tar:
+                if info.issym() or info.islnk():
+                    targets[posixpath.normpath("/" + info.name).lstrip("/")] = info.linkname
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise TransportError(f"{where}: not a readable tar archive ({exc})") from None
+    return targets
+
+
+class _Hashing(io.RawIOBase):
+    """``raw`` read through, every byte hashed into ``hasher``."""
+
+    def __init__(self, raw: IO[bytes], hasher: Hasher) -> None:
+        super().__init__()
+        self._raw = raw
+        self._hasher = hasher
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self._raw.read(len(buffer))
+        self._hasher.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+# -- writing ------------------------------------------------------------------------------------
 
 
 def _config_member(digest: Digest) -> str:
@@ -286,14 +421,87 @@ def _layer_member(digest: Digest) -> str:
     return f"{digest.hex}.tar"
 
 
+@dataclass
+class _Image:
+    config: Digest
+    layers: list[Digest]
+    tags: list[Reference] = field(default_factory=list)
+
+
+class DockerArchiveWriter(ImageWriter):
+    """Several images into one docker archive; blobs they share are written once, an image
+    given twice is listed once with every tag, and a tag given twice names the later image
+    (as ``docker tag`` would)."""
+
+    def __init__(self, target: Path) -> None:
+        self._tar = TarWriter(target)
+        self._lock = threading.Lock()
+        self._images: list[_Image] = []
+
+    @property
+    def tar(self) -> TarWriter:
+        return self._tar
+
+    def new_destination(self, name: Reference | None) -> DockerArchiveDestination:
+        if name is not None and name.tag is None:
+            name = None  # a digest-only name is no RepoTag
+        return DockerArchiveDestination(self, name)
+
+    def add_image(self, config: Digest, layers: list[Digest], tag: Reference | None) -> None:
+        with self._lock:
+            if tag is not None:
+                for other in self._images:
+                    other.tags = [t for t in other.tags if t != tag]
+            image = next((i for i in self._images if i.config == config), None)
+            if image is None:
+                image = _Image(config, layers)
+                self._images.append(image)
+            if tag is not None:
+                image.tags.append(tag)
+
+    def commit(self) -> None:
+        with self._lock:
+            manifest, repositories = _manifest_json(self._images)
+        self._tar.add_bytes("manifest.json", manifest)
+        if repositories is not None:
+            self._tar.add_bytes("repositories", repositories)
+        self._tar.commit()
+
+    def close(self) -> None:
+        self._tar.close()
+
+
+def _manifest_json(images: list[_Image]) -> tuple[bytes, bytes | None]:
+    """``manifest.json``, and ``repositories`` as Docker 25 writes it (familiar name -> tag ->
+    the hex of the top layer; None when no image is tagged)."""
+    items: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    for image in images:
+        items.append(
+            {
+                "Config": _config_member(image.config),
+                "RepoTags": [tag.familiar() for tag in image.tags],
+                "Layers": [_layer_member(layer) for layer in image.layers],
+            }
+        )
+        for tag in image.tags:
+            if image.layers and tag.tag is not None:
+                name = Reference(tag.registry, tag.repository).familiar()
+                repositories.setdefault(name, {})[tag.tag] = image.layers[-1].hex
+    return canonical_json(items), canonical_json(repositories) if repositories else None
+
+
 class DockerArchiveDestination(ImageDestination):
+    """One image of a :class:`DockerArchiveWriter`."""
+
+    supported_manifest_types = None  # the archive keeps its own manifest, whatever it is given
     accepts_index = False
     layer_compression = "decompress"
 
-    def __init__(self, writer: DockerArchiveWriter, tag: str | None) -> None:
+    def __init__(self, writer: DockerArchiveWriter, tag: Reference | None) -> None:
         self._writer = writer
         self._tag = tag
-        self._top: tuple[str, list[str]] | None = None
+        self._image: tuple[Digest, list[Digest]] | None = None
 
     def has_blob(self, desc: Descriptor) -> bool:
         tar = self._writer.tar
@@ -320,28 +528,37 @@ class DockerArchiveDestination(ImageDestination):
         if not isinstance(manifest, ImageManifest):
             raise TransportError(f"{self}: holds no multi-platform image; choose --platform")
         config = manifest.config
-        layers = [Descriptor(mt.DOCKER_LAYER, x.digest, x.size) for x in manifest.layers]
-        stored = ImageManifest.build(
-            Descriptor(mt.DOCKER_CONFIG, config.digest, config.size),
-            layers,
-            media_type=mt.DOCKER_MANIFEST,
-        )
-        self._top = (_config_member(config.digest), [_layer_member(x.digest) for x in layers])
-        return stored
+        if config.media_type not in _CONFIGS:
+            raise TransportError(
+                f"{self}: {config.media_type} is no container image config; "
+                "a docker archive holds container images only"
+            )
+        layers = [_written_layer(layer, str(self)) for layer in manifest.layers]
+        self._image = (config.digest, [layer.digest for layer in layers])
+        return _schema2(Descriptor(mt.DOCKER_CONFIG, config.digest, config.size), layers)
 
     def commit(self) -> None:
-        if self._top is None:
+        if self._image is None:
             raise TransportError(f"{self}: no image was written")
-        config, layers = self._top
-        self._writer.add_entry(config, layers, self._tag)
+        self._writer.add_image(*self._image, self._tag)
 
     def __str__(self) -> str:
         return f"docker-archive:{self._writer.tar.target}"
 
 
+def _written_layer(layer: Descriptor, where: str) -> Descriptor:
+    """A layer as the archive holds it: a plain tar (the engine decompressed it), or gzip
+    left as it came (a foreign layer)."""
+    compression = mt.layer_compression(layer.media_type)
+    if compression not in ("none", "gzip"):
+        raise TransportError(f"{where}: layer {layer.digest} is {compression}, not a Docker layer")
+    return Descriptor(mt.layer_media_type(compression, docker=True), layer.digest, layer.size)
+
+
 class _SoleDestination(ImageDestination):
     """A destination that owns its archive: ``copy ... docker-archive:FILE`` writes one image."""
 
+    supported_manifest_types = None
     accepts_index = False
     layer_compression = "decompress"
 
