@@ -37,6 +37,7 @@ tools=(
     "dockerd:docker.io"
     "htpasswd:apache2-utils"
     "busybox:busybox-static"
+    "curl:curl"
 )
 have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
 
