@@ -104,6 +104,10 @@ def pick_challenge(challenges: Iterable[Challenge]) -> Challenge | None:
     return found.get("bearer") or found.get("basic")
 
 
+class CredentialsRefused(AuthError):
+    """The token server said no to the credentials it was given (not to anonymous access)."""
+
+
 class Scopes:
     """A set of ``repository:NAME:ACTIONS`` scopes, actions merged per resource."""
 
@@ -266,7 +270,7 @@ def fetch_token(
             raise AuthError(
                 f"{registry}: authentication required; run `clusterimage login {registry}`"
             )
-        raise AuthError(
+        raise CredentialsRefused(
             f"{registry}: the token server refused the credentials for "
             f"{credentials.username or 'the identity token'}; "
             f"run `clusterimage login {registry}`"

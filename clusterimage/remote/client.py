@@ -305,14 +305,19 @@ class Registry:
             with auth.TOKENS.key_lock(key):
                 token = auth.TOKENS.get(key)
                 if token is None:
-                    token = auth.fetch_token(
-                        self._client,
-                        challenge,
-                        creds,
-                        scopes,
-                        registry=self.name,
-                        registry_url=self.base_url,
-                    )
+                    try:
+                        token = auth.fetch_token(
+                            self._client,
+                            challenge,
+                            creds,
+                            scopes,
+                            registry=self.name,
+                            registry_url=self.base_url,
+                        )
+                    except auth.CredentialsRefused:
+                        if self.options.creds is None:
+                            raise
+                        raise self._refused_creds() from None
                     auth.TOKENS.put(key, token)
         return f"Bearer {token.value}", token.value
 
@@ -482,7 +487,14 @@ class Registry:
                 self.policy.sleep(attempt, retry_after)
                 attempt += 1
                 continue
-            raise self.error_for(response, what, shown, missing=missing)
+            raise self.error_for(
+                response,
+                what,
+                shown,
+                missing=missing,
+                scopes=scopes,
+                bearer=token_value is not None,
+            )
 
     def _error_detail(self, response: httpx.Response) -> str:
         """``: CODE: message`` from the registry's JSON error body, if any. Closes the response."""
@@ -501,6 +513,13 @@ class Registry:
             response.close()
         return describe_error_body(body)
 
+    def _refused_creds(self) -> AuthError:
+        # `login` would not help: the command line's credentials are used, not saved ones.
+        return AuthError(
+            f"{self.name}: the registry refused the credentials for "
+            f"{self.credentials.username} given with --creds; check the user name and password"
+        )
+
     def error_for(
         self,
         response: httpx.Response,
@@ -508,9 +527,20 @@ class Registry:
         shown: str,
         *,
         missing: type[Exception] | None = None,
+        scopes: Scopes | None = None,
+        bearer: bool = False,
     ) -> Exception:
         status = response.status_code
         detail = self._error_detail(response)
+        if status == 401 and bearer and scopes and not self.credentials.anonymous:
+            # A token was issued and the registry still says no: it does not grant what the
+            # request needs (the account may read but not push, say), whatever the password.
+            return AuthError(
+                f"{self.name}: {what}: the token the registry's token server issued does not "
+                f"grant {' '.join(scopes.as_list())}; the account may lack that permission"
+            )
+        if status == 401 and self.options.creds is not None:
+            return self._refused_creds()
         if status == 401:
             if self.credentials.anonymous:
                 return AuthError(
