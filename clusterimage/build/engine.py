@@ -119,10 +119,31 @@ def first_run(plan: BuildPlan) -> RunStep | None:
     return None
 
 
+def check_shell(plan: BuildPlan) -> None:
+    """A shell-form RUN in a stage FROM scratch that nothing has been copied into yet has no
+    /bin/sh to run it: say so at its line before anything runs (buildah would fail later, its
+    message glued to the next one). Exec form, or files copied in first, may bring one."""
+    for stage in plan.stages_to_build():
+        if stage.base.kind != "scratch":
+            continue
+        for step in stage.steps:
+            if isinstance(step, RunStep):
+                if step.shell_form:
+                    raise step.location.error(
+                        "RUN needs a base image with a shell; FROM scratch has none (start "
+                        "FROM an image that has /bin/sh, copy one in first, or use the exec "
+                        'form RUN ["/path/to/tool", ...])'
+                    )
+                break
+            if step.kind == "copy":
+                break  # something was copied in (COPY or ADD): it may be a shell
+
+
 def select_engine(name: str, plan: BuildPlan) -> Engine:
     """``auto`` is buildah when the plan needs RUN, else native."""
     if name not in ENGINES:
         raise UsageError(f"unknown engine {name!r} (choose {', '.join(ENGINES)})")
+    check_shell(plan)
     if name == "auto":
         name = "buildah" if plan.needs_run else "native"
     if name == "native":

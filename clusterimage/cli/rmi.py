@@ -61,17 +61,20 @@ def register(app: typer.Typer) -> None:
                     seen.append(str(entry.digest))
             names, force = seen, True
         failures: list[ClusterImageError] = []
+        removed = False
         for name in names:
             try:
                 result = store.remove(name, force=force)
             except ClusterImageError as exc:
                 failures.append(exc)
                 continue
+            removed = True
             for untagged in result.untagged:
                 typer.echo(f"Untagged: {untagged}")
             if result.deleted is not None:
                 typer.echo(f"Deleted: {result.deleted.hex}")
-        _free(store)
+        if removed:  # nothing removed: nothing of ours to free (prune frees the rest)
+            _free(store)
         _raise_first(failures)
 
 

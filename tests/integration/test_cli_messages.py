@@ -65,3 +65,24 @@ def test_a_layout_index_nested_too_deep_is_one_line(ci_home: Path, tmp_path: Pat
     (layout / "index.json").write_text("[" * 100_000)
     line = _one_error_line(["inspect", f"oci:{layout}"])
     assert "index.json is not valid JSON (nested deeper than" in line
+
+
+def test_rmi_of_an_unknown_name_collects_no_garbage(ci_home: Path, tmp_path: Path) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    run_cli("pull", image.transport_ref, "--name", "localhost/kept:v1", "-q")
+    stray = ci_home / "store" / "blobs" / "sha256" / ("ab" * 32)
+    stray.write_bytes(b"")  # an unreferenced blob: prune's to free, not a failed rmi's
+    line = _one_error_line(["rmi", "localhost/nope:v1"])
+    assert "image not known" in line
+    assert stray.exists()
+
+
+def test_run_after_from_scratch_is_named_at_its_line_before_anything_runs(
+    ci_home: Path, tmp_path: Path
+) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Kubefile").write_text("FROM scratch\nLABEL a=b\nRUN echo hello\n")
+    line = _one_error_line(["build", str(context), "-t", "localhost/x:v1", "--save-image=false"])
+    assert "Kubefile:3: RUN needs a base image with a shell; FROM scratch has none" in line
+    assert "fork/exec" not in line
