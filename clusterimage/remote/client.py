@@ -377,9 +377,24 @@ class Registry:
     @staticmethod
     def location(response: httpx.Response) -> str | None:
         """The response's Location as an absolute URL: a relative one is resolved against the
-        URL of the request it answers (RFC 9110), not against the registry's root."""
+        URL of the request it answers (RFC 9110), not against the registry's root. One that is
+        no URL at all is a one-line RegistryError (not httpx's InvalidURL)."""
         value = response.headers.get("Location")
-        return str(response.request.url.join(value)) if value else None
+        if not value:
+            return None
+        try:
+            joined = response.request.url.join(value)
+        except httpx.InvalidURL as exc:
+            where = redact_url(response.request.url).split("://", 1)[-1]
+            raise RegistryError(
+                f"{where}: the registry answered with a Location that is not a URL ({exc})"
+            ) from None
+        if joined.scheme not in ("http", "https") or not joined.host:
+            raise RegistryError(
+                f"{joined.host or 'registry'}: the registry answered with a Location that is "
+                f"not an http(s) URL"
+            )
+        return str(joined)
 
     def request(
         self,

@@ -535,6 +535,22 @@ def test_a_relative_upload_location_resolves_against_the_request_url(
     assert uploader.start().location == expected
 
 
+@pytest.mark.parametrize("location", ["http://[::1", "\x00bad", "ftp://files.example/x"])
+def test_an_upload_location_that_is_no_url_is_a_one_line_registry_error(location: str) -> None:
+    fake = FakeRegistry()
+
+    def opened(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": location})
+        return None
+
+    fake.faults.append(opened)
+    uploader = BlobUploader(Repository(client(fake), "app", push=True))
+    with pytest.raises(RegistryError, match="a Location that is not") as caught:
+        uploader.start()
+    assert "\n" not in str(caught.value)
+
+
 def test_registry_digest_refusal_is_a_digest_mismatch() -> None:
     fake = FakeRegistry()
     uploader = BlobUploader(Repository(client(fake), "app", push=True))
