@@ -23,10 +23,25 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from clusterimage import __version__
+
+        typer.echo(f"clusterimage version {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks and debug output.")
+        bool,
+        typer.Option("--debug", help="Show tracebacks and debug output (anywhere on the line)."),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
     ] = False,
     store: Annotated[
         Path | None,
@@ -101,11 +116,23 @@ def _register_commands(argv: list[str] | None = None) -> None:
         importlib.import_module(f"clusterimage.cli.{name}").register(app)
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` after the command word means the global option too (as podman takes it):
+    moved before the word, where the app reads it. Not past a ``--``, where it is an argument."""
+    index = _command_index(args)
+    if index is None:
+        return args
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[index + 1 : end]:
+        return args
+    rest = [a for a in args[index:end] if a != "--debug"]
+    return ["--debug", *args[:index], *rest, *args[end:]]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
-    args = list(argv if argv is not None else sys.argv[1:])
+    args = _debug_first(list(argv if argv is not None else sys.argv[1:]))
     _register_commands(args)
-    # A global option: after the command word it is a usage error, and no request for one.
     debug = "--debug" in args[: _command_index(args)]
     try:
         # Not standalone: typer's own usage errors (unknown option, missing argument, bad
