@@ -34,7 +34,7 @@ from clusterimage.build.fstree import Content, FsTree, Node, NodeKind
 from clusterimage.build.layer import open_content
 from clusterimage.errors import BuildError, KubefileError
 from clusterimage.layers.tarsafe import compression_of_head as _compression_of_head
-from clusterimage.layers.tarsafe import decompressed, stream_tar
+from clusterimage.layers.tarsafe import decompressed, read_member, stream_tar
 
 # Bump when read_archive gives another tree for the same archive: cached ADD layers then miss.
 # 2: members keep their owners.
@@ -180,15 +180,6 @@ def _read_members(
 
 def stage_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> Content:
     """Stream a regular member to ``target``, hashing it on the way; a short member is an error."""
-    source = tar.extractfile(member)
-    assert source is not None
-    hasher = hashlib.sha256()
-    size = 0
     with open(target, "wb") as out:
-        while chunk := source.read(_CHUNK):
-            hasher.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-    if size != member.size:
-        raise tarfile.ReadError(f"member {member.name!r} is truncated")
-    return Content(target, size, digest=f"sha256:{hasher.hexdigest()}")
+        digest = read_member(tar, member, out)
+    return Content(target, member.size, digest=digest)

@@ -19,21 +19,21 @@ import dataclasses
 import hashlib
 import json
 import os
-import posixpath
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from clusterimage import transports
 from clusterimage.build.archive import stage_member
-from clusterimage.build.fstree import Content, FsTree, Node, NodeKind, sort_key
+from clusterimage.build.fstree import Content, FsTree, Node, sort_key
 from clusterimage.copy import copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
 from clusterimage.image import resolve
-from clusterimage.layers.extract import OPAQUE, WHITEOUT
+from clusterimage.layers.listing import Record, list_layer, member_path
 from clusterimage.layers.tarsafe import open_tar
+from clusterimage.layers.whiteout import apply_whiteouts, is_whiteout
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
@@ -47,16 +47,6 @@ from clusterimage.transports.store import StoreReference
 # 2: file records carry their content digest, whoever wrote the layer (version 1 listings of
 # other layers had none, so a base image's files were keyed by origin, then by digest).
 _LISTING_VERSION: Final = 2
-_KINDS: Final[dict[bytes, NodeKind]] = {
-    tarfile.REGTYPE: "file",
-    tarfile.AREGTYPE: "file",
-    tarfile.CONTTYPE: "file",
-    tarfile.DIRTYPE: "dir",
-    tarfile.SYMTYPE: "symlink",
-    tarfile.CHRTYPE: "char",
-    tarfile.BLKTYPE: "block",
-    tarfile.FIFOTYPE: "fifo",
-}
 
 
 @dataclass(frozen=True)
@@ -141,46 +131,6 @@ class BaseImages:
 
 # -- listings and trees ---------------------------------------------------------------------------
 
-# [name, kind, mode, uid, gid, size, linkname, devmajor, devminor] (kind "hardlink": linkname is
-# the linked member), and for a regular file its content digest last.
-Record = list[Any]
-
-
-def _member_digest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
-    # The stream is decompressed to reach the next header anyway; hashing on the way gives the
-    # build cache the file's identity without extracting it (the same whoever wrote the layer).
-    source = tar.extractfile(member)
-    assert source is not None
-    hasher = hashlib.sha256()
-    while chunk := source.read(1 << 20):
-        hasher.update(chunk)
-    return f"sha256:{hasher.hexdigest()}"
-
-
-def _list_layer(blob: IO[bytes]) -> list[Record]:
-    records: list[Record] = []
-    with open_tar(blob) as tar:
-        for member in tar:
-            hardlink = member.islnk()
-            kind = _KINDS.get(member.type)
-            if kind is None and not hardlink:
-                continue
-            record = [
-                member.name,
-                "hardlink" if hardlink else kind,
-                member.mode & 0o7777,
-                member.uid,
-                member.gid,
-                member.size if kind == "file" else 0,
-                member.linkname,
-                member.devmajor,
-                member.devminor,
-            ]
-            if kind == "file":
-                record.append(_member_digest(tar, member))
-            records.append(record)
-    return records
-
 
 def layer_listing(store: Store, layer: Descriptor, cache_dir: Path) -> list[Record]:
     """The tar headers of a layer blob (cached by digest: a blob never changes)."""
@@ -194,7 +144,7 @@ def layer_listing(store: Store, layer: Descriptor, cache_dir: Path) -> list[Reco
     try:
         # open_blob, not blob_path: it refuses a FIFO or device instead of blocking on it.
         with store.open_blob(layer.digest) as blob:
-            records = _list_layer(blob)
+            records = list_layer(blob)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BuildError(f"cannot read layer {layer.digest}: {exc}") from None
     save_listing(cache_dir, layer.digest, records)
@@ -233,36 +183,22 @@ def entries_listing(entries: Mapping[str, Node]) -> list[Record]:
     return records
 
 
-def _clean(name: str) -> str | None:
-    rel = posixpath.normpath("/" + name).lstrip("/")
-    return rel or None
-
-
 def apply_listing(tree: FsTree, layer: Descriptor, records: Iterable[Record]) -> None:
     """Lay one layer over ``tree``: whiteouts first (they refer to lower layers), then entries."""
     records = list(records)
-    for record in records:
-        path = _clean(record[0])
-        if path is None:
-            continue
-        parent, _, base = path.rpartition("/")
-        if base == OPAQUE:
-            tree.clear_dir(parent)
-        elif base.startswith(WHITEOUT):
-            hidden = base[len(WHITEOUT) :]
-            tree.remove(f"{parent}/{hidden}" if parent else hidden)
+    apply_whiteouts(tree, [path for record in records if (path := member_path(record[0]))])
     for record in records:
         name, kind, mode, uid, gid, size, linkname, devmajor, devminor = record[:9]
         digest = record[9] if len(record) > 9 else None
-        path = _clean(name)
+        path = member_path(name)
         if path is None:
             if kind == "dir":
                 tree.set("", Node("dir", mode, uid, gid))
             continue
-        if posixpath.basename(path).startswith(WHITEOUT):
+        if is_whiteout(path):
             continue
         if kind == "hardlink":
-            target_path = _clean(linkname)
+            target_path = member_path(linkname)
             target = tree.get(target_path) if target_path else None
             if target is None or target.kind != "file":
                 continue  # a link to nothing: unpacking would fail the same way

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from clusterimage.layers.writer import sort_key as sort_key  # the writer's order, re-exported
+
 NodeKind = Literal["file", "dir", "symlink", "char", "block", "fifo"]
 
 _MAX_SYMLINKS = 40  # as Linux's path resolution (ELOOP)
@@ -94,11 +96,6 @@ def parents(path: str) -> list[str]:
     """Ancestors of ``path`` from the top down, root excluded: ``a/b/c`` → ``["a", "a/b"]``."""
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def sort_key(path: str) -> tuple[str, ...]:
-    """Order of a directory walk (parents first, siblings by name), as Docker writes layers."""
-    return tuple(path.split("/"))
 
 
 class FsTree:

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import IO, Final
 
 from clusterimage.errors import LayerError
+from clusterimage.layers.whiteout import is_opaque, is_whiteout, whiteout_target
 
 _CHUNK: Final = 1 << 20
-WHITEOUT: Final = ".wh."
-OPAQUE: Final = ".wh..wh..opq"
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -90,7 +90,7 @@ def extract_layer(
                 states[target_root] = state
             _apply(tar, member, name, state, stats, where)
         for state in states.values():
-            _finish_dirs(state)
+            _finish_dirs(state, where)
     except tarfile.TarError as exc:
         raise LayerError(f"{where}: not a readable layer ({exc})") from None
     finally:
@@ -103,29 +103,51 @@ def _open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
+def _walk(state: _State, name: str, folders: list[str], where: str, *, create: bool) -> int | None:
+    """An fd on the folder ``folders`` (the parts of a path below the root), each opened
+    relative to the one before without following a link. Missing folders are made when
+    ``create``; otherwise a missing folder, or one that is a link or a file, gives None (nothing
+    there to change). With ``create``, a link or a file on the way is a LayerError naming the
+    member ``name``."""
+    fd = os.dup(state.root_fd)
+    for index, part in enumerate(folders):
+        try:
+            child = _open_folder(fd, part, create=create)
+        except OSError as exc:
+            os.close(fd)
+            blocked = exc.errno in (errno.ELOOP, errno.ENOTDIR)
+            if not create and (blocked or exc.errno == errno.ENOENT):
+                return None
+            if blocked:
+                below = "/".join(folders[: index + 1])
+                raise LayerError(
+                    f"{where}: member {name!r} would be written through {below!r}, which is "
+                    "not a folder (a symbolic link or a file)"
+                ) from None
+            raise
+        os.close(fd)
+        fd = child
+    return fd
+
+
+def _open_folder(fd: int, part: str, *, create: bool) -> int:
+    try:
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+        os.mkdir(part, 0o755, dir_fd=fd)
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+
+
 @contextlib.contextmanager
 def _parent(state: _State, name: str, where: str) -> Iterator[tuple[int, str]]:
     """The folder ``name`` goes in, opened without following links (made when missing), and
     the last part of ``name``."""
     parts = name.split("/")
-    fd = os.dup(state.root_fd)
+    fd = _walk(state, name, parts[:-1], where, create=True)
+    assert fd is not None
     try:
-        for index, part in enumerate(parts[:-1]):
-            try:
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                os.mkdir(part, 0o755, dir_fd=fd)
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    below = "/".join(parts[: index + 1])
-                    raise LayerError(
-                        f"{where}: member {name!r} would be written through {below!r}, which is "
-                        "not a folder (a symbolic link or a file)"
-                    ) from None
-                raise
-            os.close(fd)
-            fd = child
         yield fd, parts[-1]
     finally:
         os.close(fd)
@@ -137,7 +159,7 @@ def _remove(fd: int, base: str) -> bool:
     except FileNotFoundError:
         return False
     if stat.S_ISDIR(st.st_mode):
-        child = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        child = os.open(base, _DIR_FLAGS, dir_fd=fd)
         try:
             _empty(child)
         finally:
@@ -148,10 +170,27 @@ def _remove(fd: int, base: str) -> bool:
     return True
 
 
-def _empty(fd: int, keep: Callable[[str], bool] = lambda _: False) -> None:
+def _empty(fd: int) -> None:
     for entry in os.listdir(fd):
-        if not keep(entry):
+        _remove(fd, entry)
+
+
+def _clear_lower(fd: int, prefix: str, written: set[str]) -> None:
+    """Remove what is in the folder ``fd`` (``prefix`` below the root) but what this layer
+    wrote; a folder this layer wrote into is cleared the same way, as it may hold older files."""
+    for entry in os.listdir(fd):
+        path = f"{prefix}{entry}"
+        if path not in written:
             _remove(fd, entry)
+            continue
+        try:
+            child = os.open(entry, _DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            continue  # a file or a link of this layer
+        try:
+            _clear_lower(child, f"{path}/", written)
+        finally:
+            os.close(child)
 
 
 def _apply(
@@ -162,20 +201,12 @@ def _apply(
     stats: ExtractStats,
     where: str,
 ) -> None:
-    base = posixpath.basename(name)
-    if base == OPAQUE:
-        folder = posixpath.dirname(name)
-        with _parent(state, f"{folder}/x" if folder else "x", where) as (fd, _):
-            prefix = f"{folder}/" if folder else ""
-            _empty(fd, keep=lambda entry: f"{prefix}{entry}" in state.written)
-        return
-    if base.startswith(WHITEOUT):
-        with _parent(state, name, where) as (fd, last):
-            if _remove(fd, last[len(WHITEOUT) :]):
-                stats.removed += 1
+    if is_whiteout(name):
+        _whiteout(name, state, stats, where)
         return
     with _parent(state, name, where) as (fd, last):
         state.written.add(name)
+        state.written.update(_ancestors(name))  # folders made on the way count as this layer's
         if member.isdir():
             try:
                 st = os.lstat(last, dir_fd=fd)
@@ -194,19 +225,7 @@ def _apply(
         if member.issym():
             os.symlink(member.linkname, last, dir_fd=fd)
         elif member.islnk():
-            target = clean_name(member.linkname, where)
-            if target is None:
-                raise LayerError(f"{where}: hard link {name!r} to the folder itself")
-            with _parent(state, target, where) as (source_fd, source_last):
-                try:
-                    os.link(
-                        source_last, last, src_dir_fd=source_fd, dst_dir_fd=fd,
-                        follow_symlinks=False,
-                    )  # fmt: skip
-                except FileNotFoundError:
-                    raise LayerError(
-                        f"{where}: hard link {name!r} to {member.linkname!r}, which is not there"
-                    ) from None
+            _hardlink(member, name, fd, last, state, where)
             stats.files += 1
             return
         elif member.isfifo():
@@ -223,6 +242,68 @@ def _apply(
         if not member.issym():
             os.chmod(last, member.mode & 0o7777, dir_fd=fd)
         _mtime(fd, last, member)
+
+
+def _whiteout(name: str, state: _State, stats: ExtractStats, where: str) -> None:
+    """``.wh.NAME`` removes NAME, the opaque marker empties its folder of what earlier layers
+    left; a folder that is missing (or a link) holds nothing to remove. AUFS metadata
+    (``.wh..wh.*``) is skipped."""
+    try:
+        hidden = whiteout_target(name)
+    except LayerError as exc:
+        raise LayerError(f"{where}: {exc}") from None
+    if hidden is None and not is_opaque(name):
+        return
+    folder = posixpath.dirname(name)
+    fd = _walk(state, name, folder.split("/") if folder else [], where, create=False)
+    if fd is None:
+        return
+    try:
+        if hidden is not None:
+            if _remove(fd, posixpath.basename(hidden)):
+                stats.removed += 1
+        else:
+            prefix = f"{folder}/" if folder else ""
+            _clear_lower(fd, prefix, state.written)
+    finally:
+        os.close(fd)
+
+
+def _hardlink(
+    member: tarfile.TarInfo, name: str, fd: int, last: str, state: _State, where: str
+) -> None:
+    """``last`` in ``fd`` as another name of the member's link target, found below the root
+    without following a link (the target itself may be one: it is linked, not followed)."""
+    try:
+        target = clean_name(member.linkname, where)
+    except LayerError:
+        raise LayerError(
+            f"{where}: hard link {name!r} to {member.linkname!r} points outside the folder"
+        ) from None
+    if target is None:
+        raise LayerError(f"{where}: hard link {name!r} to the folder itself")
+    folder, _, base = target.rpartition("/")
+    source_fd = _walk(state, name, folder.split("/") if folder else [], where, create=False)
+    try:
+        if source_fd is None:
+            raise FileNotFoundError
+        os.link(base, last, src_dir_fd=source_fd, dst_dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise LayerError(
+            f"{where}: hard link {name!r} to {member.linkname!r}, which is not there"
+        ) from None
+    except OSError as exc:  # a folder (EPERM), another file system (EXDEV)
+        raise LayerError(
+            f"{where}: hard link {name!r} to {member.linkname!r}: {exc.strerror}"
+        ) from None
+    finally:
+        if source_fd is not None:
+            os.close(source_fd)
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:index]) for index in range(1, len(parts))]
 
 
 def _file(
@@ -242,7 +323,15 @@ def _file(
         _remove(fd, last)
         st = None
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    out = os.open(last, flags, 0o600, dir_fd=fd)
+    try:
+        out = os.open(last, flags, 0o600, dir_fd=fd)
+    except PermissionError:
+        if st is None:
+            raise
+        # A read-only file an earlier unpack left (not running as root): replaced.
+        _remove(fd, last)
+        st = None
+        out = os.open(last, flags, 0o600, dir_fd=fd)
     try:
         source = tar.extractfile(member)
         same = _patch(source, out) if source is not None else st is None or st.st_size == 0
@@ -292,21 +381,17 @@ def _mtime(fd: int, last: str, member: tarfile.TarInfo) -> None:
         os.utime(last, ns=(ns, ns), dir_fd=fd, follow_symlinks=False)
 
 
-def _finish_dirs(state: _State) -> None:
+def _finish_dirs(state: _State, where: str) -> None:
     """Folder modes and mtimes last: a read-only folder would refuse what goes in it, and
-    every write in a folder moves its mtime."""
+    every write in a folder moves its mtime. Each folder is opened again without following a
+    link: a later member of the layer may have replaced it by one (its target is left alone)."""
     for name, mode, mtime in reversed(state.dir_modes):
-        parent, _, last = name.rpartition("/")
-        fd = os.dup(state.root_fd)
+        fd = _walk(state, name, name.split("/"), where, create=False)
+        if fd is None:
+            continue  # removed or replaced by a later member of the same layer
         try:
-            for part in parent.split("/") if parent else []:
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = child
-            os.chmod(last, mode & 0o7777, dir_fd=fd)
+            os.fchmod(fd, mode & 0o7777)
             with contextlib.suppress(OSError):
-                os.utime(last, ns=(int(mtime) * 10**9, int(mtime) * 10**9), dir_fd=fd)
-        except FileNotFoundError:
-            pass  # removed by a later whiteout of the same layer
+                os.utime(fd, ns=(int(mtime) * 10**9, int(mtime) * 10**9))
         finally:
             os.close(fd)

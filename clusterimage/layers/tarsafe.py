@@ -8,6 +8,7 @@ Every reader of a tar that came from elsewhere (layers, ADD archives, bundles) o
 from __future__ import annotations
 
 import bz2
+import hashlib
 import lzma
 import tarfile
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import IO, Any, Final, cast
 import zstandard
 from isal import igzip
 
+_CHUNK: Final = 1 << 20
 # Go's archive/tar (moby, containers/image) caps PAX and GNU long-name headers at 1 MiB.
 MAX_METADATA_HEADER: Final = 1 << 20
 _METADATA_HEADERS: Final = {
@@ -69,6 +71,24 @@ class _CappedReads:
         return getattr(self._stream, name)
 
 
+def read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: IO[bytes] | None = None) -> str:
+    """``sha256:<hex>`` of a regular member's body, read from ``tar`` in large chunks and
+    written to ``out`` when given; a body shorter than its header says is a ReadError."""
+    source = tar.extractfile(member)
+    if source is None:
+        raise tarfile.ReadError(f"member {member.name!r} is not a regular file")
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := source.read(_CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
+        if out is not None:
+            out.write(chunk)
+    if size != member.size:
+        raise tarfile.ReadError(f"member {member.name!r} is truncated")
+    return f"sha256:{hasher.hexdigest()}"
+
+
 def stream_tar(stream: IO[bytes]) -> tarfile.TarFile:
     """A tar archive read as a stream, its metadata headers bounded (:class:`BoundedTarInfo`)."""
     return tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo)
@@ -108,7 +128,9 @@ def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
         with lzma.LZMAFile(raw, "rb") as stream:
             yield stream
     elif compression == "zstd":
-        with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
+        # closefd=False: ``raw`` stays the caller's to close, as with the other codecs.
+        decompressor = zstandard.ZstdDecompressor()
+        with decompressor.stream_reader(raw, read_across_frames=True, closefd=False) as stream:
             yield stream  # type: ignore[misc]
     else:
         yield raw

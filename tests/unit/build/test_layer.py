@@ -14,7 +14,7 @@ import zstandard
 
 from clusterimage.build.fstree import Content, Node, stat_key
 from clusterimage.build.layer import write_layer
-from clusterimage.errors import BuildError
+from clusterimage.errors import BuildError, LayerError
 from clusterimage.oci import mediatypes as mt
 
 
@@ -167,11 +167,11 @@ def test_file_changed_since_walk_is_an_error(tmp_path: Path) -> None:
 
 
 def test_duplicate_paths_and_bad_options_are_errors(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match="twice"):
+    with pytest.raises(LayerError, match="twice"):
         write_layer([("d", Node("dir")), ("d", Node("dir"))], io.BytesIO())
-    with pytest.raises(BuildError, match="unknown compression"):
+    with pytest.raises(LayerError, match="unknown compression"):
         write_layer([], io.BytesIO(), compression="lz4")
-    with pytest.raises(BuildError, match="timestamp"):
+    with pytest.raises(LayerError, match="timestamp"):
         write_layer([], io.BytesIO(), timestamp=-1)
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from clusterimage.build import archive as archive_module
-from clusterimage.build import layer as layer_module
 from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.engine import BuildEvent, BuildRequest, select_engine
 from clusterimage.build.plan import plan_build
 from clusterimage.errors import BuildError, KubefileError
+from clusterimage.layers import writer as writer_module
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.manifest import ImageManifest
@@ -153,7 +153,7 @@ def test_unchanged_rebuild_reads_no_file(tmp_path: Path, monkeypatch: pytest.Mon
     def no_reading(*args: object) -> None:
         raise AssertionError("a cached rebuild must not read file contents")
 
-    monkeypatch.setattr(layer_module, "_copy_content", no_reading)
+    monkeypatch.setattr(writer_module, "_copy_content", no_reading)
     again = _build(context, tmp_path / "home")
     assert again.kinds == ["cached"] * 4
     assert again.descriptor.digest == first.descriptor.digest
@@ -370,7 +370,7 @@ def test_unchanged_rebuild_with_add_neither_reads_nor_decompresses_the_archive(
 
     monkeypatch.setattr(archive_module, "decompressed", forbidden)
     monkeypatch.setattr(archive_module, "open_content", forbidden)
-    monkeypatch.setattr(layer_module, "_copy_content", forbidden)
+    monkeypatch.setattr(writer_module, "_copy_content", forbidden)
     again = _build(context, tmp_path / "home")
     # The stage still knows what the archive holds (from the layer's listing): the COPY above it
     # and the COPY --from of the unpacked files are cached too, with the same image digest.
@@ -440,7 +440,8 @@ def test_add_url_is_refused_offline(tmp_path: Path) -> None:
 
 
 def test_run_needs_buildah(tmp_path: Path) -> None:
-    context = _context(tmp_path / "ctx", "FROM scratch\nRUN true\n")
+    # Exec form: FROM scratch has no shell, but a binary copied in could run.
+    context = _context(tmp_path / "ctx", 'FROM scratch\nRUN ["/bin/true"]\n')
     with pytest.raises(KubefileError, match=r"Kubefile:2: RUN needs the buildah engine"):
         _build(context, tmp_path / "home", engine="native")
 
@@ -535,7 +536,8 @@ def test_whiteouts_in_a_base_image(tmp_path: Path) -> None:
 
 
 def test_auto_picks_buildah_for_run(tmp_path: Path) -> None:
-    context = _context(tmp_path / "ctx", "FROM scratch\nRUN true\n")
+    context = _context(tmp_path / "ctx", "FROM scratch\nCOPY sh /bin/sh\nRUN true\n")
+    (context / "sh").write_text("#!/bin/sh\n")
     plan = plan_build(context)
     assert select_engine("auto", plan).name == "buildah"
     assert select_engine("auto", plan_build(_context(tmp_path / "c2", APP, FILES))).name == (
@@ -547,14 +549,14 @@ def test_interrupted_layer_write_leaves_nothing_visible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     context = _context(tmp_path / "ctx", APP, FILES)
-    real = layer_module._copy_content
+    real = writer_module._copy_content
 
     def failing(path: str, *args: Any) -> None:
         if path.endswith("tool"):
             raise BuildError("disk on fire")
         real(path, *args)
 
-    monkeypatch.setattr(layer_module, "_copy_content", failing)
+    monkeypatch.setattr(writer_module, "_copy_content", failing)
     with pytest.raises(BuildError, match="disk on fire"):
         _build(context, tmp_path / "home")
     store = Store(tmp_path / "home" / "store")
