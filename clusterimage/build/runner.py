@@ -242,9 +242,11 @@ def registry_folder(context: Path) -> Path:
     return home_dir() / "cache" / "registry" / key / "registry"
 
 
-def image_cache() -> Path:
-    """Every image fetched for a registry/, as a registry folder shared by all builds."""
-    return home_dir() / "cache" / "images"
+def image_cache(all_platforms: bool = False) -> Path:
+    """Every image fetched for a registry/, as a registry folder shared by all builds. Builds
+    with --all keep their own: there a tag holds the whole index, elsewhere one platform's
+    manifest, and a cache must never answer one for the other."""
+    return home_dir() / "cache" / ("images-all" if all_platforms else "images")
 
 
 def discover_images(settings: BuildSettings) -> Discovery:
@@ -268,4 +270,5 @@ def _embed(
     )
     items = items_for(discovery, settings.context)
     folder = registry_folder(settings.context)
-    return embed(items, folder, image_cache(), ctx, embed_settings, on_copy)
+    cache = image_cache(settings.all_platforms)
+    return embed(items, folder, cache, ctx, embed_settings, on_copy)

@@ -109,8 +109,9 @@ def save(
     )
     items = items_for(discover(context), context)
     with CopyProgress(enabled=False if quiet or json_output else None) as progress:
-        fetched = fetch(items, image_cache(), ctx, settings, progress)
-        images = lay_out(items, registry_dir, image_cache(), ctx, settings, progress)
+        cache = image_cache(all_platforms)
+        fetched = fetch(items, cache, ctx, settings, progress)
+        images = lay_out(items, registry_dir, cache, ctx, settings, progress)
     if json_output:
         print_json(
             {

@@ -158,8 +158,11 @@ def _wanted(item: EmbedItem, cache: Path, ctx: Context, settings: EmbedSettings)
     try:
         with _cached(item, cache).new_source(ctx) as source:
             top = source.get_manifest()
-            if not settings.all_platforms:
-                resolve(source, settings.platform, where=item.name, top=top)
+            if not settings.all_platforms:  # --all builds keep a cache of their own
+                want = settings.platform or Platform.host()
+                found = resolve(source, want, where=item.name, top=top)
+                if not want.matches(found.platform):
+                    raise ClusterImageError(f"{item.name}: cached for {found.platform}")
     except ClusterImageError:
         if settings.policy is PullPolicy.never:
             raise ClusterImageError(

@@ -136,3 +136,26 @@ def test_a_build_killed_while_fetching_leaves_the_cache_whole_and_the_next_compl
     )
     assert result.stdout.startswith("sha256:")
     assert [(e.repository, e.tag) for e in walk(cache)] == [("docker.io/library/big", "v1")]
+
+
+def test_registry_holds_the_build_platform_only_unless_all(
+    tmp_path: Path, ci_home: Path, registry_factory: Callable[..., Registry]
+) -> None:
+    from tests.helpers.images import make_index_layout
+
+    source = registry_factory()
+    multi = make_index_layout(tmp_path / "multi", ref="v3")
+    run_cli("copy", "--all", multi.transport_ref, f"docker://{source.host}/team/multi:v3")
+    context = _context(
+        tmp_path / "ctx", "FROM scratch\nCOPY . .\n", f"image: {source.host}/team/multi:v3\n"
+    )
+    arm = json.loads(
+        run_cli(
+            "build", context, "-t", "localhost/arm:v1", "--platform", "linux/arm64", "--json"
+        ).stdout
+    )
+    assert arm["images"] == {"team/multi:v3": multi.images["linux/arm64"].manifest.digest}
+    every = json.loads(
+        run_cli("build", context, "-t", "localhost/all:v1", "--all", "--json").stdout
+    )
+    assert every["images"] == {"team/multi:v3": multi.index.digest}
