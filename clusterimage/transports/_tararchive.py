@@ -9,10 +9,13 @@ link where a blob or document should be is an error naming it.
 
 Writing streams: :class:`TarWriter` appends members to a hidden temporary file beside the
 target (blobs as they arrive, each header carrying the size its descriptor announced, the body
-hashed while it is written) and renames it into place at :meth:`TarWriter.commit`. A blob
+hashed while it is written) and renames it into place at :meth:`TarWriter.commit`, or into an
+open binary stream the caller owns (standard output: no rename, nothing taken back). A blob
 whose bytes do not match its digest has already gone into the stream, so the whole archive
-fails and nothing appears at the target. Blobs are written one at a time (a lock): a tar is
-one sequential stream, and from a local store the disk is the limit anyway.
+fails and nothing appears at the target. A blob whose transfer breaks off is cut back off a
+file (the copy engine may try it again); a stream cannot be cut, so there it spoils the whole.
+Blobs are written one at a time (a lock): a tar is one sequential stream, and measured from a
+local store (1 GiB, 4 layers, 4 jobs) hashing and the disk are the limit, not the waiting.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from clusterimage.errors import DigestMismatch, TransportError
+from clusterimage.errors import ClusterImageError, DigestMismatch, TransportError
 from clusterimage.layers.tarsafe import open_indexed
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
+from clusterimage.store.blobs import fsync_dir
 from clusterimage.transports.base import ProgressFn
 
 DOCUMENT_LIMIT: Final = 4 << 20  # index.json, manifest.json, manifests and configs
@@ -69,6 +73,10 @@ class TarIndex:
                     if info.isfile() and info.offset_data + info.size > size:
                         raise TransportError(f"{where}: truncated in member {name}")
                     members[name] = Member(name, info.offset_data, info.size, _kind(info))
+                # tarfile ends quietly at a cut or damaged header past the first; Go's
+                # archive/tar (skopeo, docker) refuses it, and so do we.
+                if not _ends_cleanly(tar, size):
+                    raise TransportError(f"{where}: truncated or damaged at byte {tar.offset}")
         except FileNotFoundError:
             raise TransportError(f"{where}: no such file") from None
         except IsADirectoryError:
@@ -104,6 +112,17 @@ class TarIndex:
         with open(self.path, "rb") as raw:
             raw.seek(member.offset + offset)
             yield _Window(raw, member.size - offset)  # type: ignore[misc]
+
+
+def _ends_cleanly(tar: tarfile.TarFile, size: int) -> bool:
+    """Whether the archive ends where tarfile stopped: at the end of the file, or at a zero
+    block (the end-of-archive marker)."""
+    left = size - tar.offset
+    if left == 0:
+        return True
+    assert tar.fileobj is not None
+    tar.fileobj.seek(tar.offset)
+    return bool(left >= _BLOCK and tar.fileobj.read(_BLOCK) == bytes(_BLOCK))
 
 
 class _Window(io.RawIOBase):
@@ -155,20 +174,34 @@ def blob_member(digest: Digest) -> str:
 
 
 class TarWriter:
-    """A tar file written as a stream into a temporary file, renamed into place at commit."""
+    """A tar file written as a stream into a temporary file, renamed into place at commit; or
+    into ``target`` itself when it is an open binary stream (its owner closes it; ``target``
+    then reads ``-`` in messages)."""
 
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        parent = target.parent if str(target.parent) else Path(".")
-        if target.is_dir():
-            raise TransportError(f"{target}: a folder; name the archive file to write")
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=parent)
-        self._temp = Path(name)
-        self._file = os.fdopen(fd, "wb")
+    def __init__(self, target: Path | IO[bytes]) -> None:
+        self._temp: Path | None = None
+        if isinstance(target, Path):
+            self.target = target
+            self._file, self._temp = self._create_temp(target)
+        else:
+            self.target = Path("-")
+            self._file = target
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
         self.written: set[str] = set()
         self.failed: str | None = None
+        # What a write after a failure raises: the failure's own kind, so that whichever
+        # thread of a copy reports first, the cause is what the user sees.
+        self._failure: type[ClusterImageError] = TransportError
+
+    @staticmethod
+    def _create_temp(target: Path) -> tuple[IO[bytes], Path]:
+        if target.is_dir():
+            raise TransportError(f"{target}: a folder; name the archive file to write")
+        if not target.parent.is_dir():
+            raise TransportError(f"{target}: no folder {target.parent} to write it in")
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        return os.fdopen(fd, "wb"), Path(name)
 
     def has(self, name: str) -> bool:
         with self._lock:
@@ -197,6 +230,8 @@ class TarWriter:
             self._check()
             if name in self.written:
                 return
+            self._parents(name)
+            start = self._file.tell() if self._temp is not None else None
             self._header(name, desc.size)
             hasher = desc.digest.hasher()
             done = 0
@@ -212,10 +247,15 @@ class TarWriter:
                         progress(len(data))
                 extra = stream.read(1)
             except BaseException:
-                self.failed = f"writing {name} broke off"
+                if start is None:
+                    self.failed = f"writing {name} broke off"
+                else:  # cut it off: the archive stays whole, and the blob may come again
+                    self._file.seek(start)
+                    self._file.truncate()
                 raise
             if done != desc.size or extra or hasher.digest() != desc.digest:
                 self.failed = f"blob {desc.digest} did not match its digest"
+                self._failure = DigestMismatch
                 raise DigestMismatch(
                     f"blob {desc.digest}: the bytes read do not match its digest and size "
                     f"({done}{'+' if extra else ''} of {desc.size} bytes)"
@@ -228,15 +268,21 @@ class TarWriter:
             self._check()
             self._file.write(b"\0" * (2 * _BLOCK))
             self._file.flush()
+            self.failed = "committed"
+            if self._temp is None:
+                return
             # mkstemp made it 0600; an archive is meant to be read by others (cp, scp, docker).
             os.fchmod(self._file.fileno(), 0o644)
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._temp, self.target)
-            self.failed = "committed"
+            fsync_dir(self.target.parent)
 
     def close(self) -> None:
         with self._lock:
+            if self._temp is None:  # the caller's stream: theirs to close
+                self.failed = self.failed or "closed"
+                return
             if not self._file.closed:
                 self._file.close()
             with contextlib.suppress(FileNotFoundError):
@@ -244,12 +290,15 @@ class TarWriter:
 
     def _check(self) -> None:
         if self.failed is not None:
-            raise TransportError(f"{self.target}: cannot write more: {self.failed}")
+            raise self._failure(f"{self.target}: cannot write more: {self.failed}")
 
-    def _header(self, name: str, size: int) -> None:
+    def _parents(self, name: str) -> None:
         parent = posixpath.dirname(name)
         if parent and parent not in self._dirs:
             self._directory(parent)
+
+    def _header(self, name: str, size: int) -> None:
+        self._parents(name)
         info = tarfile.TarInfo(name)
         info.size = size
         info.mode = 0o644
@@ -258,9 +307,7 @@ class TarWriter:
         self._file.write(info.tobuf(format=tarfile.PAX_FORMAT))
 
     def _directory(self, name: str) -> None:
-        parent = posixpath.dirname(name)
-        if parent and parent not in self._dirs:
-            self._directory(parent)
+        self._parents(name)
         info = tarfile.TarInfo(name + "/")
         info.type = tarfile.DIRTYPE
         info.mode = 0o755

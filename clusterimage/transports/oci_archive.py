@@ -1,14 +1,33 @@
-"""The ``oci-archive`` transport: ``oci-archive:FILE[:REF]``, a tar of an OCI image layout, as
-skopeo, podman, buildah and ``sealos save`` write it.
+"""The ``oci-archive`` transport: ``oci-archive:FILE[:REF]``, a tar of an OCI image layout
+(``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``), as skopeo, podman, buildah and ``sealos
+save`` write it.
 
-FILE ends at the first colon, as in skopeo. Reading, REF is an ``index.json`` entry's
-``org.opencontainers.image.ref.name`` (taken literally), or ``@N`` for the N-th entry (from 0);
-without REF the archive must hold one image. Reading never unpacks the tar: its members are
-indexed once and blobs stream from their offsets, each digest-checked by whoever receives it
-(manifests here). Writing streams into a hidden temporary file beside FILE, renamed into place
-once the whole archive is written (see :mod:`clusterimage.transports._tararchive`); REF
-becomes the image's ref name. ``save`` writes several images into one archive through
-:meth:`OciArchiveReference.new_writer`, each named by its whole reference, each blob once.
+Syntax. FILE ends at the first colon, as in skopeo (``oci-archive:b.tar:docker.io/x/y:v1`` is
+FILE ``b.tar``, REF ``docker.io/x/y:v1``). REF is an ``index.json`` entry's
+``org.opencontainers.image.ref.name``, taken literally, that must match the OCI ref.name
+grammar; or ``@N``, the N-th entry from 0 (an unnamed image). Reading without REF takes the
+archive's only image. :meth:`OciArchiveReference.list_images` names each entry by its ref name,
+or ``@N`` when it has none (or one that is not usable: shared with another entry, or outside the
+grammar).
+
+Reading never unpacks the tar: its headers are walked once (bounded PAX and long-name headers)
+and each blob streams from its offset through a handle of its own, so several threads read at
+once and a resumed transfer starts mid-blob. Members whose names climb out (``../``, absolute)
+refuse the archive; links are never followed, and a link where a blob or document should be is
+an error naming the member. Blobs are digest-checked by whoever receives them (manifests here).
+
+Writing streams one tar, in order: ``oci-layout``, each blob as the copy delivers it (its header
+carries the descriptor's size, the body is hashed on the way), manifests, and ``index.json``
+last, into a hidden temporary file beside FILE that is fsynced and renamed into place at
+commit; closing without a commit deletes it. A blob that does not match its digest spoils the
+whole archive (its bytes are already in the stream): the copy fails and nothing appears at FILE.
+REF becomes the ref name, literally (as skopeo writes it); without REF the entry has none.
+:meth:`OciArchiveReference.new_writer` puts several images in one archive, each blob once, each
+image named by its whole normalised reference (``docker.io/library/nginx:1.25``): what ``podman
+save --format oci-archive`` writes for an image named by name (podman and sealos write one image
+per oci-archive; ``-m`` is theirs for docker-archive only). :class:`OciArchiveWriter` also
+writes into an open binary stream (standard output): no rename then, and a failed write leaves
+a stream without ``index.json``, which no reader takes for an archive.
 """
 
 from __future__ import annotations
@@ -21,7 +40,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from clusterimage.errors import BlobNotFound, ImageNotFound, ManifestError, TransportError
+from clusterimage.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    ImageNotFound,
+    ManifestError,
+    TransportError,
+)
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
@@ -38,7 +63,7 @@ from clusterimage.transports.base import (
     ImageWriter,
     ProgressFn,
 )
-from clusterimage.transports.oci_layout import whole_reference
+from clusterimage.transports.oci_layout import _REF_NAME_RE, whole_reference
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _POSITION = re.compile(r"^@(\d+)$")
@@ -57,6 +82,11 @@ class OciArchiveReference(ImageReference):
         if not path:
             raise TransportError(
                 f"invalid reference oci-archive:{value}: expected oci-archive:FILE[:REF]"
+            )
+        if name and not _usable_name(name) and not _POSITION.match(name):
+            raise TransportError(
+                f"invalid reference oci-archive:{value}: {name!r} is neither a valid ref name "
+                "nor @N"
             )
         return cls(Path(path), name or None)
 
@@ -77,13 +107,14 @@ class OciArchiveReference(ImageReference):
     def list_images(self, ctx: Context) -> list[ImageReference]:
         entries = _entries(TarIndex.read(self.path, str(self)), str(self))
         names = [_ref_name(entry) for entry in entries]
-        named_once = {n for n in names if n and names.count(n) == 1}
+        named_once = {n for n in names if n and names.count(n) == 1 and _usable_name(n)}
         return [
             OciArchiveReference(self.path, name if name in named_once else f"@{position}")
             for position, name in enumerate(names)
         ]
 
     def _top(self, entries: list[Descriptor]) -> Descriptor:
+        names = ", ".join(sorted({n for e in entries if (n := _ref_name(e))})) or "none"
         if self.name is not None:
             position = _POSITION.match(self.name)
             if position is not None:
@@ -94,7 +125,6 @@ class OciArchiveReference(ImageReference):
             for entry in entries:
                 if _ref_name(entry) == self.name:
                     return entry
-            names = ", ".join(sorted({n for e in entries if (n := _ref_name(e))})) or "none"
             raise ImageNotFound(f"{self}: no image named {self.name!r} (ref names: {names})")
         if len(entries) == 1:
             return entries[0]
@@ -102,7 +132,7 @@ class OciArchiveReference(ImageReference):
             raise ImageNotFound(f"{self}: the archive holds no image")
         raise ImageNotFound(
             f"{self}: the archive holds {len(entries)} images; choose one with "
-            "oci-archive:FILE:REF or oci-archive:FILE:@N"
+            f"oci-archive:FILE:REF or oci-archive:FILE:@N (ref names: {names})"
         )
 
     def __str__(self) -> str:
@@ -111,6 +141,10 @@ class OciArchiveReference(ImageReference):
 
 def _ref_name(entry: Descriptor) -> str | None:
     return (entry.annotations or {}).get(REF_NAME)
+
+
+def _usable_name(name: str) -> bool:
+    return _REF_NAME_RE.match(name) is not None
 
 
 def _entries(index: TarIndex, where: str) -> list[Descriptor]:
@@ -144,7 +178,12 @@ class OciArchiveSource(ImageSource):
         if raw is None:
             raise BlobNotFound(f"{self._where}: manifest {wanted} is not in the archive")
         if Digest.of(raw, wanted.algorithm) != wanted:
-            raise ManifestError(f"{self._where}: manifest {wanted} does not match its digest")
+            raise DigestMismatch(f"{self._where}: manifest {wanted} does not match its digest")
+        if desc is not None and desc.size != len(raw):
+            raise DigestMismatch(
+                f"{self._where}: manifest {wanted} has {len(raw)} bytes, index.json says "
+                f"{desc.size}"
+            )
         media_type = desc.media_type if desc is not None else None
         return parse_manifest(raw, media_type, where=f"{self._where}: manifest {wanted}")
 
@@ -154,18 +193,26 @@ class OciArchiveSource(ImageSource):
         if member is None:
             raise BlobNotFound(f"{self._where}: blob {desc.digest} is not in the archive")
         if member.size != desc.size:
-            raise BlobNotFound(
+            raise DigestMismatch(
                 f"{self._where}: blob {desc.digest} has {member.size} bytes, "
                 f"its descriptor says {desc.size}"
             )
         with self._index.open(member, offset) as stream:
-            yield stream
+            try:
+                yield stream
+            except DigestMismatch as exc:
+                # The receiver hashed the bytes (base.py's contract) but knows not where they
+                # came from: name the archive.
+                if str(exc).startswith(self._where):
+                    raise
+                raise DigestMismatch(f"{self._where}: {exc}") from None
 
 
 class OciArchiveWriter(ImageWriter):
-    """Several images into one OCI archive; blobs they share are written once."""
+    """Several images into one OCI archive at ``target``, a path or an open binary stream
+    (which the caller closes); blobs they share are written once."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path | IO[bytes]) -> None:
         self._tar = TarWriter(target)
         self._tar.add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
         self._lock = threading.Lock()
