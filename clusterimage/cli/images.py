@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import print_json, store_dir
+from clusterimage.cli._common import print_json, store_dir, warn
 from clusterimage.cli._humanize import human_ago, human_size, parse_time
 from clusterimage.errors import BlobNotFound, ManifestError, StoreError
 from clusterimage.oci.digest import Digest
@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
             Reference.parse(filter_, default_tag=False)  # InvalidReference even with no images
         store = Store.existing(store_dir())
         rows = _rows(store, filter_) if store is not None else []  # None: nothing stored yet
+        damaged = sorted({row.repository + ":" + row.tag for row in rows if _damaged(row)})
         if json_output:
             print_json([_json(row) for row in rows])
         elif quiet:
@@ -81,6 +82,11 @@ def register(app: typer.Typer) -> None:
                     typer.echo(_image_id(row.entry.digest, no_trunc))
         else:
             _print_table(rows, digests=digests, no_trunc=no_trunc)
+        if damaged:
+            warn(
+                f"{len(damaged)} image(s) miss blobs or are damaged ({', '.join(damaged)}); "
+                "run `clusterimage fsck` to see what, `clusterimage pull` again to repair"
+            )
 
 
 def _rows(store: Store, filter_: str | None) -> list[_Row]:
@@ -97,6 +103,10 @@ def _rows(store: Store, filter_: str | None) -> list[_Row]:
     return rows
 
 
+def _damaged(row: _Row) -> bool:
+    return row.summary.missing > 0 or row.summary.size == 0
+
+
 def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:
     try:
         return store.summarize(entry.descriptor)
@@ -104,7 +114,7 @@ def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:
         # A damaged image still gets its row (fsck says what is wrong with it); StoreError: a
         # blob that is not a regular file.
         desc = entry.descriptor
-        return ImageSummary(desc.digest, desc.media_type, 0, None)
+        return ImageSummary(desc.digest, desc.media_type, 0, None, missing=1)
 
 
 def _matches(entry: ImageEntry, value: str) -> bool:

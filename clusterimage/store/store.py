@@ -70,6 +70,7 @@ class ImageSummary:
     size: int  # manifests + configs + layers, each blob counted once
     created: str | None
     platforms: tuple[Platform, ...] = ()
+    missing: int = 0  # blobs its image manifests name that the store lacks (fsck repairs)
 
 
 @dataclass
@@ -300,15 +301,20 @@ class Store(Layout):
         """
         seen: set[Digest] = set()
         size = 0
+        missing = 0
         created: str | None = None
         platforms: list[Platform] = []
         want = platform or Platform.host()
 
         def count(d: Descriptor) -> None:
-            nonlocal size
-            if d.digest not in seen and self.has_blob(d.digest):
-                seen.add(d.digest)
+            nonlocal size, missing
+            if d.digest in seen:
+                return
+            seen.add(d.digest)
+            if self.has_blob(d.digest):
                 size += d.size
+            else:
+                missing += 1
 
         top = self.get_manifest(desc.digest, desc.media_type)
         # Counted by the digests they are stored under: a manifest's own .digest is the
@@ -341,7 +347,7 @@ class Store(Layout):
             matches = child.platform is not None and want.matches(child.platform)
             if created is None or (matches and not created_matches):
                 created, created_matches = config.created, matches
-        return ImageSummary(desc.digest, top.media_type, size, created, tuple(platforms))
+        return ImageSummary(desc.digest, top.media_type, size, created, tuple(platforms), missing)
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -86,3 +86,14 @@ def test_run_after_from_scratch_is_named_at_its_line_before_anything_runs(
     line = _one_error_line(["build", str(context), "-t", "localhost/x:v1", "--save-image=false"])
     assert "Kubefile:3: RUN needs a base image with a shell; FROM scratch has none" in line
     assert "fork/exec" not in line
+
+
+def test_images_warns_about_missing_blobs_and_points_at_fsck(ci_home: Path, tmp_path: Path) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    run_cli("pull", image.transport_ref, "--name", "localhost/broken:v1", "-q")
+    layer = image.layers[0].digest
+    (ci_home / "store" / "blobs" / "sha256" / layer[7:]).unlink()
+    result = run_cli("images")
+    assert result.returncode == 0 and "localhost/broken" in result.stdout
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
+    assert "localhost/broken:v1" in line and "clusterimage fsck" in line
