@@ -226,3 +226,51 @@ class ImageWriter(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SoleDestination(ImageDestination):
+    """The one image of a writer (``copy ... oci-archive:FILE``): the copy's commit commits the
+    whole place, its close closes it. It accepts what the writer's destination accepts."""
+
+    def __init__(self, writer: ImageWriter, dest: ImageDestination) -> None:
+        self._writer = writer
+        self._dest = dest
+        self.supported_manifest_types = dest.supported_manifest_types
+        self.accepts_index = dest.accepts_index
+        self.layer_compression = dest.layer_compression
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self._dest.has_blob(desc)
+
+    def blob_scope(self) -> str | None:
+        return self._dest.blob_scope()
+
+    def blob_offset(self, desc: Descriptor) -> int:
+        return self._dest.blob_offset(desc)
+
+    def try_mount(self, desc: Descriptor, source: ImageSource) -> bool:
+        return self._dest.try_mount(desc, source)
+
+    def put_blob(
+        self,
+        desc: Descriptor,
+        stream: IO[bytes],
+        offset: int = 0,
+        progress: ProgressFn | None = None,
+        *,
+        kind: BlobKind = "layer",
+    ) -> None:
+        self._dest.put_blob(desc, stream, offset, progress, kind=kind)
+
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
+        return self._dest.put_manifest(manifest, top=top)
+
+    def commit(self) -> None:
+        self._dest.commit()
+        self._writer.commit()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __str__(self) -> str:
+        return str(self._dest)

@@ -84,6 +84,7 @@ from clusterimage.transports.base import (
     ImageSource,
     ImageWriter,
     ProgressFn,
+    SoleDestination,
 )
 
 _POSITION: Final = re.compile(r"^@(\d+)$")
@@ -138,7 +139,7 @@ class DockerArchiveReference(ImageReference):
                 f"{self}: @N picks an image to read; name the image to write NAME:TAG"
             )
         writer = DockerArchiveWriter(self.path)
-        return _SoleDestination(writer, writer.new_destination(self.docker_reference()))
+        return SoleDestination(writer, writer.new_destination(self.docker_reference()))
 
     def new_writer(self, ctx: Context) -> DockerArchiveWriter:
         return DockerArchiveWriter(self.path)
@@ -553,45 +554,6 @@ def _written_layer(layer: Descriptor, where: str) -> Descriptor:
     if compression not in ("none", "gzip"):
         raise TransportError(f"{where}: layer {layer.digest} is {compression}, not a Docker layer")
     return Descriptor(mt.layer_media_type(compression, docker=True), layer.digest, layer.size)
-
-
-class _SoleDestination(ImageDestination):
-    """A destination that owns its archive: ``copy ... docker-archive:FILE`` writes one image."""
-
-    supported_manifest_types = None
-    accepts_index = False
-    layer_compression = "decompress"
-
-    def __init__(self, writer: DockerArchiveWriter, dest: DockerArchiveDestination) -> None:
-        self._writer = writer
-        self._dest = dest
-
-    def has_blob(self, desc: Descriptor) -> bool:
-        return self._dest.has_blob(desc)
-
-    def put_blob(
-        self,
-        desc: Descriptor,
-        stream: IO[bytes],
-        offset: int = 0,
-        progress: ProgressFn | None = None,
-        *,
-        kind: BlobKind = "layer",
-    ) -> None:
-        self._dest.put_blob(desc, stream, offset, progress, kind=kind)
-
-    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
-        return self._dest.put_manifest(manifest, top=top)
-
-    def commit(self) -> None:
-        self._dest.commit()
-        self._writer.commit()
-
-    def close(self) -> None:
-        self._writer.close()
-
-    def __str__(self) -> str:
-        return str(self._dest)
 
 
 register("docker-archive", DockerArchiveReference.parse)

@@ -62,6 +62,7 @@ from clusterimage.transports.base import (
     ImageSource,
     ImageWriter,
     ProgressFn,
+    SoleDestination,
 )
 from clusterimage.transports.oci_layout import _REF_NAME_RE, whole_reference
 
@@ -96,7 +97,7 @@ class OciArchiveReference(ImageReference):
 
     def new_destination(self, ctx: Context) -> ImageDestination:
         writer = OciArchiveWriter(self.path)
-        return _SoleDestination(writer, writer.new_named(self.name))
+        return SoleDestination(writer, writer.new_named(self.name))
 
     def new_writer(self, ctx: Context) -> OciArchiveWriter:
         return OciArchiveWriter(self.path)
@@ -293,41 +294,6 @@ class OciArchiveDestination(ImageDestination):
 
     def __str__(self) -> str:
         return f"oci-archive:{self._writer.tar.target}"
-
-
-class _SoleDestination(ImageDestination):
-    """A destination that owns its archive: ``copy ... oci-archive:FILE`` writes one image."""
-
-    def __init__(self, writer: OciArchiveWriter, dest: OciArchiveDestination) -> None:
-        self._writer = writer
-        self._dest = dest
-
-    def has_blob(self, desc: Descriptor) -> bool:
-        return self._dest.has_blob(desc)
-
-    def put_blob(
-        self,
-        desc: Descriptor,
-        stream: IO[bytes],
-        offset: int = 0,
-        progress: ProgressFn | None = None,
-        *,
-        kind: BlobKind = "layer",
-    ) -> None:
-        self._dest.put_blob(desc, stream, offset, progress, kind=kind)
-
-    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
-        return self._dest.put_manifest(manifest, top=top)
-
-    def commit(self) -> None:
-        self._dest.commit()
-        self._writer.commit()
-
-    def close(self) -> None:
-        self._writer.close()
-
-    def __str__(self) -> str:
-        return str(self._dest)
 
 
 register("oci-archive", OciArchiveReference.parse)
