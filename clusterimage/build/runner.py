@@ -8,7 +8,6 @@ flags into :class:`BuildSettings` and prints what comes back.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from clusterimage.build.layer import COMPRESSIONS
 from clusterimage.build.plan import BuildPlan, plan_build
 from clusterimage.copy import CopyEvent
 from clusterimage.errors import ClusterImageError, UsageError
-from clusterimage.images.embed import EmbedResult
+from clusterimage.images.embed import IMAGES_ANNOTATION, EmbedResult, images_annotation
 from clusterimage.images.found import Discovery
 from clusterimage.kubefile.parser import find_kubefile
 from clusterimage.oci.descriptor import Descriptor
@@ -225,15 +224,6 @@ def build(
             request.annotations = {IMAGES_ANNOTATION: images_annotation(embedded.images)}
     descriptor = engine.build(the_plan, request)
     return BuildOutcome(descriptor, the_plan, engine.name, tags, embedded)
-
-
-#: The built manifest's record of the images its registry/ carries: {name: digest} as JSON,
-#: so ``inspect`` lists them without unpacking anything.
-IMAGES_ANNOTATION = "io.clusterimage.images"
-
-
-def images_annotation(images: Mapping[str, Digest]) -> str:
-    return json.dumps({name: str(digest) for name, digest in sorted(images.items())})
 
 
 def registry_folder(context: Path) -> Path:

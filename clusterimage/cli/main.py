@@ -82,6 +82,7 @@ _COMMAND_MODULES = (
     "merge",
     "registry",
     "unpack",
+    "diff",
 )
 
 

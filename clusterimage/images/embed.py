@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ from clusterimage.transports.base import Context, ImageReference
 from clusterimage.transports.registry_dir import RegistryDirReference
 
 REGISTRY = "registry"  # the folder the build overlays onto its context
+#: The built manifest's record of the images its registry/ carries: {name: digest} as JSON,
+#: so ``inspect`` and ``diff`` list them without unpacking anything.
+IMAGES_ANNOTATION = "io.clusterimage.images"
 _MARKER = "embedded.json"
 
 
@@ -73,6 +76,10 @@ class EmbedResult:
     images: dict[str, Digest] = field(default_factory=dict)  # name in registry/ -> digest
     fetched: int = 0  # images copied into the cache by this run
     reused: bool = False  # the folder was already laid out for this set of images
+
+
+def images_annotation(images: Mapping[str, Digest]) -> str:
+    return json.dumps({name: str(digest) for name, digest in sorted(images.items())})
 
 
 def cache_repository(registry: str, repository: str) -> str:

@@ -41,6 +41,7 @@ COMMANDS = (
     "merge",
     "registry",
     "unpack",
+    "diff",
 )
 
 
