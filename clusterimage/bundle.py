@@ -235,3 +235,65 @@ def _spool(stream: IO[bytes], out: IO[bytes]) -> None:
     shutil.copyfileobj(stream, out, _COPY_BUFFER)
     out.flush()
     os.fsync(out.fileno())
+
+
+@dataclass
+class VerifyResult:
+    format: BundleFormat
+    images: int = 0
+    blobs: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "format": self.format.value,
+            "images": self.images,
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "problems": self.problems,
+        }
+
+
+def verify(path: Path, ctx: Context) -> VerifyResult:
+    """Hash every manifest and blob of every image of the bundle at ``path``."""
+    from clusterimage.errors import ClusterImageError
+    from clusterimage.oci.digest import hash_stream
+    from clusterimage.oci.manifest import ImageIndex, ImageManifest
+
+    format = detect_format(path)
+    bundle = transports.parse(f"{format.transport}:{path}")
+    result = VerifyResult(format)
+    seen: set[str] = set()
+    for image in bundle.list_images(ctx):
+        result.images += 1
+        try:
+            with image.new_source(ctx) as source:
+                pending = [source.get_manifest()]  # digest-checked by every source
+                while pending:
+                    manifest = pending.pop()
+                    if isinstance(manifest, ImageIndex):
+                        pending.extend(source.get_manifest(e.digest) for e in manifest.manifests)
+                        continue
+                    assert isinstance(manifest, ImageManifest)
+                    for blob in manifest.blobs:
+                        if str(blob.digest) in seen:
+                            continue
+                        seen.add(str(blob.digest))
+                        with source.open_blob(blob) as stream:
+                            hashed = hash_stream(stream, blob.digest.algorithm)
+                        result.blobs += 1
+                        result.bytes += hashed.size
+                        if hashed.digest() != blob.digest or hashed.size != blob.size:
+                            result.problems.append(
+                                f"{image}: blob {blob.digest} is damaged: content hashes to "
+                                f"{hashed.digest()} ({hashed.size} of {blob.size} bytes)"
+                            )
+        except ClusterImageError as exc:
+            result.problems.append(f"{image}: {exc}")
+    return result

@@ -83,6 +83,7 @@ _COMMAND_MODULES = (
     "registry",
     "unpack",
     "diff",
+    "bundle",
 )
 
 

@@ -299,3 +299,40 @@ def test_from_takes_each_new_place(fmt: str, tmp_path: Path, ci_home: Path) -> N
     config = json.loads(run_cli("inspect", "-t", "config", "localhost/from-place:v1").stdout)
     assert config["rootfs"]["diff_ids"][0] == image.diff_ids[0]
     assert len(config["rootfs"]["diff_ids"]) == 2
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bundle_verify_passes_a_whole_bundle_and_names_a_flipped_byte(
+    fmt: str, tmp_path: Path, ci_home: Path
+) -> None:
+    images = _store_two(tmp_path)
+    bundle = tmp_path / ("bundle" if fmt == "oci-dir" else "bundle.tar")
+    run_cli("save", "-m", "--format", fmt, "-o", bundle, *(r for r, _ in images))
+    ok = run_cli("bundle", "verify", bundle)
+    assert ok.stdout.startswith("ok: 2 images, ") and fmt in ok.stdout
+    data = json.loads(run_cli("bundle", "verify", bundle, "--json").stdout)
+    assert data["ok"] and data["images"] == 2 and data["blobs"] >= 5
+    # Flip one byte of the layer only the second image has.
+    own = images[1][1].layers[1]
+    if fmt == "oci-dir":
+        path = bundle / "blobs" / "sha256" / own.digest[7:]
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        wanted = own.digest
+    else:
+        raw = bytearray(bundle.read_bytes())
+        content = bundle.read_bytes()
+        marker = b"only in b\n" if fmt == "docker-archive" else None
+        if marker is None:  # gzip layers in an oci-archive: flip inside the blob's bytes
+            blob = (images[1][1].layout / "blobs" / "sha256" / own.digest[7:]).read_bytes()
+            at = content.index(blob) + len(blob) // 2
+            wanted = own.digest
+        else:
+            at = content.index(marker)
+            wanted = images[1][1].diff_ids[1]  # a plain layer's digest is its diff_id
+        raw[at] ^= 0xFF
+        bundle.write_bytes(bytes(raw))
+    bad = run_cli("bundle", "verify", bundle, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert wanted in bad.stderr and ("damaged" in bad.stderr or "match" in bad.stderr)

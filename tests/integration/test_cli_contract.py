@@ -42,6 +42,7 @@ COMMANDS = (
     "registry",
     "unpack",
     "diff",
+    "bundle",
 )
 
 
