@@ -10,7 +10,9 @@ what lets Kubefiles hand ``$(NAME)`` to the cluster runtime.
 
 This is hand-written rather than taken from a library because no Python library implements
 BuildKit's dialect (it is neither POSIX sh nor ``os.path.expandvars``); it follows lex.go
-function by function so the two can be compared.
+function by function so the two can be compared. Unlike lex.go it has limits, so that no
+Kubefile can exhaust the stack or memory: ``${...}`` nests at most :data:`MAX_NESTING` deep and
+one word expands to at most :data:`MAX_WORD_BYTES`.
 
 >>> ShellLex().process_word('init.sh \\\\$registryDomain ${A:-"x y"}', {})
 'init.sh $registryDomain x y'
@@ -25,9 +27,29 @@ from dataclasses import dataclass
 
 _EOF = ""
 
+#: How deep ``${...}`` may nest. Each level is a few Python frames (Go's stack just grows), so an
+#: unbounded depth ends in RecursionError; real Kubefiles nest two or three deep.
+MAX_NESTING = 64
+#: The most one word may expand to, in UTF-8 bytes. ARGs that reference each other
+#: (``ARG b=$a$a``) grow exponentially without it.
+MAX_WORD_BYTES = 1 << 20
+
+_SHOWN = 60  # characters of a word an error message quotes
+
 
 class ExpansionError(ValueError):
     """A word could not be expanded (bad substitution, unterminated quote, ``${V:?}``...)."""
+
+
+def utf8_length(text: str) -> int:
+    """``len(text.encode())`` without encoding ASCII text (``isascii`` is a flag lookup)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_big() -> ExpansionError:
+    return ExpansionError(
+        f"expands to more than {MAX_WORD_BYTES >> 20} MiB (the limit for one word)"
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,14 @@ class ShellLex:
         self.raw_escapes = raw_escapes
         self.skip_process_quotes = skip_process_quotes
         self.skip_unset_env = skip_unset_env
+        # Runs of characters with no meaning to the scanner, taken in one slice rather than one
+        # character at a time (what makes long words and heredoc bodies fast).
+        special = "$" + escape + ("" if skip_process_quotes else "'\"")
+        in_double_quotes = '$"' + escape
+        self.plain = {
+            stop: re.compile(f"[^{re.escape(special + stop)}]+") for stop in (_EOF, "}", "/")
+        }
+        self.plain_in_double_quotes = re.compile(f"[^{re.escape(in_double_quotes)}]+")
 
     def process(self, word: str, env: Mapping[str, str]) -> LexResult:
         return _ShellWord(self, word, env).run()
@@ -82,40 +112,55 @@ class ShellLex:
         return list(self.process(word, env).words)
 
 
+_SPACES_OR_TEXT = re.compile(r"\s+|\S+")  # \s is str.isspace(), as add_char tests it
+
+
 class _Words:
-    """lex.go's ``wordsStruct``: splits on whitespace that did not come from quotes/escapes."""
+    """lex.go's ``wordsStruct``: splits on whitespace that did not come from quotes/escapes.
+
+    The current word is a list of pieces joined once it ends: growing a string attribute by
+    ``+=`` copies it every time (quadratic in the word's length).
+    """
 
     def __init__(self) -> None:
-        self.word = ""
+        self.pieces: list[str] = []
         self.words: list[str] = []
         self.in_word = False
 
+    def _end_word(self) -> None:
+        word = "".join(self.pieces)
+        if word:
+            self.words.append(word)
+        self.pieces = []
+        self.in_word = False
+
     def add_char(self, ch: str) -> None:
-        if ch.isspace() and self.in_word:
-            if self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
-        elif not ch.isspace():
-            self.add_raw_char(ch)
+        if ch.isspace():
+            if self.in_word and self.pieces:
+                self._end_word()
+        else:
+            self.add_raw_string(ch)
 
     def add_raw_char(self, ch: str) -> None:
-        self.word += ch
-        self.in_word = True
+        self.add_raw_string(ch)
 
     def add_string(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        # add_char for each character; a run of whitespace acts as one.
+        for match in _SPACES_OR_TEXT.finditer(text):
+            chunk = match.group()
+            if chunk[0].isspace():
+                self.add_char(chunk[0])
+            else:
+                self.add_raw_string(chunk)
 
     def add_raw_string(self, text: str) -> None:
-        self.word += text
+        if text:
+            self.pieces.append(text)
         self.in_word = True
 
     def get_words(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
+        if self.pieces:
+            self._end_word()
         return self.words
 
 
@@ -130,6 +175,7 @@ class _ShellWord:
         self.raw_escapes = lex.raw_escapes
         self.matches: set[str] = set()
         self.nonmatches: set[str] = set()
+        self.depth = 0  # ${...} levels open at pos
 
     # -- scanner ---------------------------------------------------------------------------
     def peek(self) -> str:
@@ -142,21 +188,42 @@ class _ShellWord:
         self.pos += 1
         return ch
 
+    def take(self, plain: re.Pattern[str]) -> str:
+        """The run of characters ``plain`` matches at pos (maybe empty), consumed."""
+        found = plain.match(self.source, self.pos)
+        if found is None:
+            return ""
+        self.pos = found.end()
+        return found.group()
+
     # -- lex.go ----------------------------------------------------------------------------
     def run(self) -> LexResult:
         try:
             result, words = self.process_stop_on(_EOF, self.raw_escapes)
+            if utf8_length(result) > MAX_WORD_BYTES:
+                raise _too_big()
         except ExpansionError as exc:
-            raise ExpansionError(f"failed to process {self.source!r}: {exc}") from None
+            shown = self.source if len(self.source) <= _SHOWN else self.source[:_SHOWN] + "..."
+            raise ExpansionError(f"failed to process {shown!r}: {exc}") from None
         return LexResult(result, tuple(words), frozenset(self.matches), frozenset(self.nonmatches))
 
     def process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
         result: list[str] = []
+        size = 0  # characters in result: checked as it grows, so no word gets huge first
         words = _Words()
         saved = self.raw_escapes
         self.raw_escapes = raw_escapes
+        plain = self.lex.plain[stop]
         try:
             while self.peek() != _EOF:
+                if size > MAX_WORD_BYTES:  # characters <= UTF-8 bytes
+                    raise _too_big()
+                text = self.take(plain)
+                if text:
+                    result.append(text)
+                    size += len(text)
+                    words.add_string(text)
+                    continue
                 ch = self.peek()
                 if stop != _EOF and ch == stop:
                     self.next()
@@ -164,11 +231,13 @@ class _ShellWord:
                 if ch == "$":
                     text = self.process_dollar()
                     result.append(text)
+                    size += len(text)
                     words.add_string(text)
                     continue
                 if not self.lex.skip_process_quotes and ch in "'\"":
                     text = self.process_single_quote() if ch == "'" else self.process_double_quote()
                     result.append(text)
+                    size += len(text)
                     words.add_raw_string(text)
                     continue
                 ch = self.next()
@@ -183,37 +252,43 @@ class _ShellWord:
                 else:
                     words.add_char(ch)
                 result.append(ch)
+                size += 2  # at most the escape and its character
         finally:
             self.raw_escapes = saved
+        if size > MAX_WORD_BYTES:
+            raise _too_big()
         if stop != _EOF:
             raise ExpansionError(f"unexpected end of statement while looking for matching {stop}")
         return "".join(result), words.get_words()
 
     def process_single_quote(self) -> str:
         # Everything up to the next ' is literal; a ' cannot be escaped inside (sh semantics).
-        out: list[str] = []
-        ch = self.next()
-        if self.lex.raw_quotes:
-            out.append(ch)
-        while True:
-            ch = self.next()
-            if ch == _EOF:
-                raise ExpansionError(
-                    "unexpected end of statement while looking for matching single-quote"
-                )
-            if ch == "'":
-                if self.lex.raw_quotes:
-                    out.append(ch)
-                return "".join(out)
-            out.append(ch)
+        opening = self.next()
+        end = self.source.find("'", self.pos)
+        if end < 0:
+            self.pos = len(self.source)
+            raise ExpansionError(
+                "unexpected end of statement while looking for matching single-quote"
+            )
+        text = self.source[self.pos : end]
+        self.pos = end + 1
+        return opening + text + "'" if self.lex.raw_quotes else text
 
     def process_double_quote(self) -> str:
         # Literal except $ (expanded) and the escape token, which escapes only " $ and itself.
         out: list[str] = []
+        size = 0
         ch = self.next()
         if self.lex.raw_quotes:
             out.append(ch)
         while True:
+            if size > MAX_WORD_BYTES:
+                raise _too_big()
+            text = self.take(self.lex.plain_in_double_quotes)
+            if text:
+                out.append(text)
+                size += len(text)
+                continue
             nxt = self.peek()
             if nxt == _EOF:
                 raise ExpansionError(
@@ -225,7 +300,9 @@ class _ShellWord:
                     out.append(ch)
                 return "".join(out)
             if nxt == "$":
-                out.append(self.process_dollar())
+                text = self.process_dollar()
+                out.append(text)
+                size += len(text)
                 continue
             ch = self.next()
             if ch == self.lex.escape:
@@ -237,6 +314,7 @@ class _ShellWord:
                 if following in ('"', "$", self.lex.escape):
                     ch = self.next()
             out.append(ch)
+            size += 2  # at most the escape and its character
 
     def process_dollar(self) -> str:
         self.next()  # the $
@@ -249,6 +327,16 @@ class _ShellWord:
                 return "$" + name
             return value
         self.next()  # the {
+        if self.depth >= MAX_NESTING:
+            raise ExpansionError(f"${{...}} nested more than {MAX_NESTING} deep (the limit)")
+        self.depth += 1
+        try:
+            return self.process_braces()
+        finally:
+            self.depth -= 1
+
+    def process_braces(self) -> str:
+        """The rest of ``${...}``, after the brace."""
         first = self.peek()
         if first == _EOF:
             raise ExpansionError("syntax error: missing '}'")
@@ -311,12 +399,7 @@ class _ShellWord:
             if self.lex.skip_unset_env and not found:
                 return "${" + name + "/" + pattern + "/" + replacement + "}"
             regex = _shell_pattern_to_regex(pattern, greedy=True, anchored=False)
-            if replace_all:
-                return regex.sub(lambda _m: replacement, value)
-            found_at = regex.search(value)
-            if found_at:
-                return value[: found_at.start()] + replacement + value[found_at.end() :]
-            return value
+            return _replace(regex, value, replacement, replace_all)
         raise ExpansionError(f"unsupported modifier ({modifier}) in substitution")
 
     def _scan_word_to_brace(self, *, raw: bool) -> str:
@@ -382,6 +465,24 @@ def _shell_pattern_to_regex(pattern: str, *, greedy: bool, anchored: bool) -> re
             continue
         out.append(re.escape(tok) if tok in "[]{}.+()|^$" else tok)
     return re.compile("".join(out))
+
+
+def _replace(regex: re.Pattern[str], value: str, replacement: str, replace_all: bool) -> str:
+    """``${V/pat/repl}`` and ``${V//pat/repl}``, stopping once the result is too big (every
+    character of a 1 MiB value replaced by a 1 MiB word would be a TiB)."""
+    pieces: list[str] = []
+    size = 0
+    end = 0
+    for found in regex.finditer(value):
+        pieces += (value[end : found.start()], replacement)
+        size += found.start() - end + len(replacement)
+        if size > MAX_WORD_BYTES:
+            raise _too_big()
+        end = found.end()
+        if not replace_all:
+            break
+    pieces.append(value[end:])
+    return "".join(pieces)
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:

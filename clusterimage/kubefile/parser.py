@@ -7,7 +7,7 @@ does (argument counts, flags, stage names) and turns each command into a typed i
 :mod:`clusterimage.kubefile.instructions`. Every error is a :class:`KubefileError` naming
 ``file:line``.
 
-Two places where we are stricter than Docker, on purpose (``--dry-run`` is a linter):
+Places where we are stricter than Docker, on purpose (``--dry-run`` is a linter):
 
 - An exec form that is not valid JSON (``CMD ["a", "b"``, ``CMD ['a']``, ``CMD ["a",]``) is an
   error. Docker silently runs such a line as a shell command. Shell commands that merely start
@@ -15,6 +15,9 @@ Two places where we are stricter than Docker, on purpose (``--dry-run`` is a lin
   quoted strings counts as an attempted exec form. Text after a valid JSON array is an error too
   (Docker drops it).
 - CMD, ENTRYPOINT and RUN with nothing after them are errors (Docker accepts them).
+- A NUL character is an error (the ``dockerfile`` package would stop reading there), and so is
+  ``${...}`` nested more than 64 deep in any instruction, RUN included (the package's own scan
+  of such a line slows down faster than quadratically).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from clusterimage.kubefile.instructions import (
     Volume,
     Workdir,
 )
+from clusterimage.kubefile.lexer import MAX_NESTING
 
 #: Names looked up in the context when no ``-f`` is given, in this order.
 KUBEFILE_NAMES = ("Kubefile", "Sealfile", "Dockerfile", "Containerfile")
@@ -122,19 +126,27 @@ def parse_file(path: str | os.PathLike[str], *, display: str | None = None) -> K
 
 def parse_string(text: str, path: str = "Kubefile") -> Kubefile:
     """Parse Kubefile source; ``path`` is only used in error messages and locations."""
+    nul = text.find("\0")
+    if nul >= 0:
+        # The dockerfile package reads a C string: it would silently drop the rest.
+        raise KubefileError(
+            "contains a NUL character (a Kubefile is text)", path, text.count("\n", 0, nul) + 1
+        )
     escape = _escape_token(text)
-    try:
-        commands = dockerfile.parse_string(text)
-    except dockerfile.GoParseError as exc:
-        if str(exc) == "file with no instructions":
-            commands = ()
-        else:
-            raise KubefileError(str(exc), path, _error_line(text, str(exc), escape)) from None
-    if not commands:
+    _check_nesting(text, path, escape)
+    commands, unreadable = _parse_commands(text, path, escape)
+    if not commands and unreadable is None:
         raise KubefileError("the Kubefile is empty: it has no instructions", path)
     meta_args: list[Arg] = []
     stages: list[tuple[From, list[Instruction]]] = []
     for command in commands:
+        if not command.cmd:
+            raise KubefileError(
+                f"the Kubefile ends with a line continuation '{escape}' and no instruction to "
+                "continue",
+                path,
+                command.start_line,
+            )
         instruction = _convert(command, path)
         if isinstance(instruction, From):
             stages.append((instruction, []))
@@ -146,6 +158,8 @@ def parse_string(text: str, path: str = "Kubefile") -> Kubefile:
             meta_args.append(instruction)
         else:
             stages[-1][1].append(instruction)
+    if unreadable is not None:
+        raise unreadable  # after the errors of the instructions before it
     if not stages:
         raise KubefileError("no FROM instruction: the Kubefile has no build stage", path)
     _check_stage_names([frm for frm, _ in stages])
@@ -155,6 +169,84 @@ def parse_string(text: str, path: str = "Kubefile") -> Kubefile:
         meta_args=tuple(meta_args),
         stages=tuple(Stage(index, frm, tuple(body)) for index, (frm, body) in enumerate(stages)),
     )
+
+
+def _check_nesting(text: str, path: str, escape: str) -> None:
+    """Refuse ``${...}`` nested deeper than the lexer allows before the parser sees it.
+
+    The dockerfile package scans RUN, COPY and ADD words for heredocs with BuildKit's lexer,
+    whose time grows faster than the square of the nesting (1,000 levels: 2 s). Counted per
+    logical line with quotes and escapes ignored: that can only count more than the lexer does,
+    and only in text no real Kubefile holds.
+    """
+    depth = 0
+    line = 1
+    tokens = re.compile(rf"{re.escape(escape)}[ \t\r]*\n|\n|\$\{{|\}}")
+    for token in tokens.finditer(text):
+        found = token.group()
+        if found.endswith("\n"):
+            line += 1
+            if found == "\n":
+                depth = 0  # the end of a logical line
+        elif found == "}":
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise KubefileError(
+                    f"${{...}} nested more than {MAX_NESTING} deep (the limit)", path, line
+                )
+
+
+def _parse_commands(
+    text: str, path: str, escape: str
+) -> tuple[tuple[Any, ...], KubefileError | None]:
+    """The ``dockerfile`` package's commands, and the error of an instruction it cannot return.
+
+    The package returns no text it cannot decode: Go's HEALTHCHECK parser splits its first word
+    at bytes (``unicode.IsSpace(rune(b))``), and a UTF-8 continuation byte 0x85 or 0xa0 reads as
+    a space, so ``HEALTHCHECK Å`` comes back cut inside the character. Then the commands before
+    that instruction are returned with its error.
+    """
+    try:
+        return tuple(dockerfile.parse_string(text)), None
+    except dockerfile.GoParseError as exc:
+        if str(exc) == "file with no instructions":
+            return (), None
+        raise KubefileError(str(exc), path, _error_line(text, str(exc), escape)) from None
+    except UnicodeDecodeError:
+        pass
+    lines = text.splitlines(keepends=True)
+    failing = _shortest_failing(lines, _UNDECODABLE) or len(lines)
+    start = _instruction_start(lines, failing, escape)
+    words = lines[start - 1].split() if start <= len(lines) else []
+    keyword = words[0].upper() if words else ""
+    if keyword in _UNSUPPORTED:
+        error = KubefileError(
+            f"unsupported instruction {keyword}: {_UNSUPPORTED[keyword]}", path, start
+        )
+    else:
+        error = KubefileError(
+            f"{keyword}: the dockerfile parser cannot read a non-ASCII character here", path, start
+        )
+    try:
+        return tuple(dockerfile.parse_string("".join(lines[: start - 1]))), error
+    except (dockerfile.GoParseError, UnicodeDecodeError):
+        return (), error  # nothing but comments before it
+
+
+_UNDECODABLE = "\0undecodable"  # no parser message has a NUL
+
+
+def _parse_error(text: str) -> str | None:
+    """The parser's error message for ``text`` (None when it parses)."""
+    try:
+        dockerfile.parse_string(text)
+    except dockerfile.GoParseError as exc:
+        return str(exc)
+    except UnicodeDecodeError:
+        return _UNDECODABLE
+    return None
 
 
 def _escape_token(text: str) -> str:
@@ -173,23 +265,48 @@ def _error_line(text: str, message: str, escape: str) -> int | None:
     """The line a parser error belongs to: where the shortest failing prefix's instruction starts.
 
     The ``dockerfile`` package reports parse errors without a line; re-parsing prefixes finds
-    the instruction that causes it (only on the error path, and Kubefiles are short).
+    the instruction that causes it (only on the error path).
     """
     lines = text.splitlines(keepends=True)
-    for count in range(1, len(lines) + 1):
-        try:
-            dockerfile.parse_string("".join(lines[:count]))
-        except dockerfile.GoParseError as exc:
-            if str(exc) == message:
-                return _instruction_start(lines, count, escape)
-    return None
+    count = _shortest_failing(lines, message)
+    return _instruction_start(lines, count, escape) if count is not None else None
+
+
+def _shortest_failing(lines: list[str], message: str) -> int | None:
+    """The fewest of ``lines`` whose parse fails with ``message``.
+
+    Found by doubling, then halving: the parser stops at its first error, so a failing prefix
+    keeps failing as lines are added. (Parsing every prefix in turn took a minute for an error
+    at the end of 5,000 lines.)
+    """
+
+    def fails(count: int) -> bool:
+        return _parse_error("".join(lines[:count])) == message
+
+    low, high = 0, 1  # fails(low) is false (or low is 0); fails(high) is not known yet
+    while True:
+        high = min(high, len(lines))
+        if high == 0:
+            return None
+        if fails(high):
+            break
+        if high == len(lines):
+            return None
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fails(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def _instruction_start(lines: list[str], failing: int, escape: str) -> int:
     """First line of the instruction that ends on line ``failing``."""
     try:
         before = dockerfile.parse_string("".join(lines[: failing - 1])) if failing > 1 else ()
-    except dockerfile.GoParseError:
+    except (dockerfile.GoParseError, UnicodeDecodeError):
         return failing
     after = 0
     if before:

@@ -57,7 +57,7 @@ from clusterimage.kubefile.instructions import (
     Volume,
     Workdir,
 )
-from clusterimage.kubefile.lexer import ExpansionError, ShellLex
+from clusterimage.kubefile.lexer import ExpansionError, ShellLex, utf8_length
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 
@@ -101,6 +101,11 @@ _SIGNALS = frozenset(
 )
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _OCTAL_MODE = re.compile(r"^[0-7]+$")
+
+#: All expansions of one Kubefile together may produce this much, in UTF-8 bytes. One word is
+#: capped by the lexer, but ARGs that each extend the one before (``ARG b=${a}x``) grow
+#: quadratically in total: 20,000 such lines would hold 200 MB.
+MAX_TOTAL_EXPANSION = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,7 @@ class _Walker:
         self.scopes: list[dict[str, str]] = []
         self.names: dict[str, int] = {}
         self.global_args: dict[str, str] = {}
+        self.expanded = 0  # UTF-8 bytes all expansions so far produced
 
     # -- whole file ---------------------------------------------------------------------------
     def run(self, target: str | None) -> Evaluation:
@@ -421,9 +427,20 @@ class _Walker:
 
     def _expand(self, instruction: Instruction, word: str, scope: Mapping[str, str]) -> str:
         try:
-            return self.lex.process_word(word, scope)
+            result = self.lex.process_word(word, scope)
         except ExpansionError as exc:
             raise instruction.error(f"{instruction.keyword}: {exc}") from None
+        self.count_expansion(instruction, result)
+        return result
+
+    def count_expansion(self, instruction: Instruction, *results: str) -> None:
+        """Add ``results`` to the Kubefile's total; beyond :data:`MAX_TOTAL_EXPANSION`, fail."""
+        self.expanded += sum(utf8_length(text) for text in results)
+        if self.expanded > MAX_TOTAL_EXPANSION:
+            raise instruction.error(
+                f"{instruction.keyword}: the Kubefile's expansions total more than "
+                f"{MAX_TOTAL_EXPANSION >> 20} MiB (the limit)"
+            )
 
 
 class _StageWalk:
@@ -573,9 +590,11 @@ class _StageWalk:
         words: list[str] = []
         for port in expose.ports:
             try:
-                words.extend(self.walker.lex.process_words(port, self.scope))
+                expanded = self.walker.lex.process_words(port, self.scope)
             except ExpansionError as exc:
                 raise expose.error(f"EXPOSE: {exc}") from None
+            self.walker.count_expansion(expose, *expanded)
+            words.extend(expanded)
         ports: list[str] = []
         for word in words:
             ports.extend(_port_spec(expose, word))
@@ -673,9 +692,11 @@ class _StageWalk:
         # BuildKit expands unquoted heredoc bodies with quotes left alone (SkipProcessQuotes).
         lex = ShellLex("\\", skip_process_quotes=True)
         try:
-            return lex.process_word(content, self.scope)
+            expanded = lex.process_word(content, self.scope)
         except ExpansionError as exc:
             raise copy.error(f"{copy.name} heredoc: {exc}") from None
+        self.walker.count_expansion(copy, expanded)
+        return expanded
 
     def _resolve_from(self, copy: Copy) -> tuple[int | None, str | None]:
         value = copy.from_

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from clusterimage.kubefile.lexer import ExpansionError, ShellLex
+from clusterimage.kubefile.lexer import MAX_NESTING, MAX_WORD_BYTES, ExpansionError, ShellLex
 
 ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}
 
@@ -343,3 +343,55 @@ def test_error_message_names_the_word() -> None:
 def test_escape_must_be_one_character() -> None:
     with pytest.raises(ValueError):
         ShellLex("ab")
+
+
+# -- limits (issue 12) -------------------------------------------------------------------------
+
+
+def nested(depth: int, open_: str = "${a:-", close: str = "}") -> str:
+    return open_ * depth + "x" + close * depth
+
+
+def test_nesting_up_to_the_cap() -> None:
+    assert ShellLex().process_word(nested(MAX_NESTING), {}) == "x"
+    with pytest.raises(ExpansionError, match=r"nested more than 64 deep \(the limit\)"):
+        ShellLex().process_word(nested(MAX_NESTING + 1), {})
+
+
+def test_nesting_through_quotes_is_capped() -> None:
+    # Each level is ${, a double quote and the scan of both: no RecursionError on the way.
+    word = nested(1000, open_='"${a:-', close='}"')
+    with pytest.raises(ExpansionError, match="nested more than 64 deep"):
+        ShellLex().process_word(word, {})
+
+
+def test_error_message_shortens_a_long_word() -> None:
+    with pytest.raises(ExpansionError) as caught:
+        ShellLex().process_word("x" * 10_000 + "${", {})
+    assert (
+        str(caught.value) == f"failed to process {'x' * 60 + '...'!r}: syntax error: missing '}}'"
+    )
+
+
+def test_word_cap_counts_utf8_bytes() -> None:
+    half = {"A": "x" * (MAX_WORD_BYTES // 2), "E": "é" * (MAX_WORD_BYTES // 2)}
+    assert len(ShellLex().process_word("$A$A", half)) == MAX_WORD_BYTES
+    assert len(ShellLex().process_word("$E", half)) == MAX_WORD_BYTES // 2  # 1 MiB of UTF-8
+    for word in ("$A$A$A", "$A${A}x", '"$A$A$A"', "$E$A$A", "${E}x", "${A:-}$A$A"):
+        with pytest.raises(ExpansionError, match=r"expands to more than 1 MiB \(the limit"):
+            ShellLex().process_word(word, half)
+
+
+def test_replacement_is_capped_as_it_grows() -> None:
+    env = {"A": "y" * 4096}
+    assert ShellLex().process_word("${A//y/ab}", env) == "ab" * 4096
+    assert ShellLex().process_word("${A/y/ab}", env) == "ab" + "y" * 4095
+    with pytest.raises(ExpansionError, match="more than 1 MiB"):
+        ShellLex().process_word("${A//?/$A}", env)  # 16 MiB if made
+
+
+def test_long_words_split_as_str_split() -> None:
+    text = "a  bb\tccc\n" * 50_000
+    assert ShellLex().process_words(text, {}) == text.split()
+    assert ShellLex().process_words("$T", {"T": text}) == text.split()
+    assert ShellLex().process_words("'x y'\"\" z\\ w", {}) == ["x y", "z w"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -369,3 +370,35 @@ def test_parse_file_errors(tmp_path: Path) -> None:
     with pytest.raises(KubefileError) as caught:
         parse_file(empty, display="shown/Empty")
     assert str(caught.value).startswith("shown/Empty: ")
+
+
+# -- limits and what the dockerfile package cannot read (issue 12) ------------------------------
+
+
+def test_nesting_is_capped_before_parsing() -> None:
+    # Across continuation lines too: the parser joins them into one.
+    text = "FROM scratch\nRUN x \\\n" + "${a:-\\\n" * 65 + "y\n"
+    with pytest.raises(KubefileError, match=r"^Kubefile:67: \$\{\.\.\.\} nested more than 64"):
+        parse_string(text)
+
+
+def test_unclosed_references_on_separate_lines_do_not_add_up() -> None:
+    kubefile = parse_string("FROM scratch\n" + "RUN echo ${\n" * 100)
+    assert len(kubefile.stages[0].instructions) == 100
+
+
+def test_an_unreadable_instruction_comes_after_earlier_errors() -> None:
+    with pytest.raises(KubefileError, match=r"^Kubefile:2: CMD requires at least one argument"):
+        parse_string("FROM scratch\nCMD\nHEALTHCHECK Å\n")
+    with pytest.raises(KubefileError, match=r"^Kubefile:3: unsupported instruction HEALTHCHECK"):
+        parse_string("# c\nFROM scratch\nHEALTHCHECK  ǅ\n")
+    with pytest.raises(KubefileError, match=r"^Kubefile:1: unsupported instruction ONBUILD"):
+        parse_string("ONBUILD HEALTHCHECK Å\nFROM scratch\n")
+
+
+def test_error_line_of_a_long_kubefile_is_found_quickly() -> None:
+    text = "FROM scratch\n" + "ENV a=b\n" * 5000 + "LABEL a\n" + "ENV c=d\n" * 100
+    start = time.perf_counter()
+    with pytest.raises(KubefileError, match=r"^Kubefile:5002: LABEL must have two arguments"):
+        parse_string(text)
+    assert time.perf_counter() - start < 2  # every prefix in turn: a minute

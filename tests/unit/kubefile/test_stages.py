@@ -9,6 +9,7 @@ import pytest
 
 from clusterimage.errors import KubefileError, UsageError
 from clusterimage.kubefile import DEFAULT_PATH, Copy, Env, Label, evaluate, parse_string
+from clusterimage.kubefile.config import ConfigState, ExecConfig
 from clusterimage.kubefile.stages import Evaluation, copy_destination, normalize_workdir
 from clusterimage.oci.platform import Platform
 
@@ -530,3 +531,15 @@ def test_cli_env_not_visible_inside_its_stage() -> None:
     env = env_of(run("FROM scratch\nENV X=$E1\n", envs={"E1": "v"}))
     assert env["X"] == ""
     assert env["E1"] == "v"
+
+
+def test_config_env_keeps_order_and_duplicates_of_the_base() -> None:
+    config = ConfigState(ExecConfig(env=("A=1", "B=2", "A=3")))
+    config.set_env("A", "x")  # the first A, in place
+    config.set_env("C", "4")
+    assert config.env == [("A", "x"), ("B", "2"), ("A", "3"), ("C", "4")]
+    config.override_env("A", "y")  # every A gone, one appended
+    config.set_env("A", "z")
+    config.set_env("B", "5")
+    assert config.env == [("B", "5"), ("C", "4"), ("A", "z")]
+    assert config.has_env("C") and not config.has_env("D")
