@@ -13,6 +13,11 @@ _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
+def count(number: int, noun: str) -> str:
+    """``1 blob``, ``2 blobs``, ``0 images``: the noun agrees with the number."""
+    return f"{number} {noun if number == 1 else noun + 's'}"
+
+
 def human_size(size: int) -> str:
     """``123 B``, ``1.23 kB``, ``12.3 MB`` (decimal units, three significant digits)."""
     value = float(size)

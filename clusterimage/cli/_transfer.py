@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from clusterimage.cli._common import CopyProgress, print_json
+from clusterimage.cli._humanize import count
 from clusterimage.copy import CopyOptions, CopyResult, copy_image
 from clusterimage.errors import UsageError
 from clusterimage.transports.base import Context, ImageReference
@@ -64,7 +65,8 @@ def run_copy(
         return result
     if not quiet:
         typer.echo(
-            f"{verb} {dst}: {result.blobs_copied} blobs copied, {result.blobs_mounted} mounted, "
+            f"{verb} {dst}: {count(result.blobs_copied, 'blob')} copied, "
+            f"{result.blobs_mounted} mounted, "
             f"{result.blobs_skipped} already there",
             err=True,
         )

@@ -12,6 +12,7 @@ from clusterimage.build.engine import BuildEvent
 from clusterimage.build.plan import BuildPlan, parse_assignments
 from clusterimage.build.runner import BuildSettings
 from clusterimage.cli._common import CopyProgress, print_json, stderr, store_dir
+from clusterimage.cli._humanize import count
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -243,7 +244,7 @@ def register(app: typer.Typer) -> None:
             )
         if outcome.images and not quiet and not json_output:
             stderr.print(
-                f"registry/ holds {len(outcome.images)} image(s): "
+                f"registry/ holds {count(len(outcome.images), 'image')}: "
                 + ", ".join(sorted(outcome.images)),
                 markup=False,
                 highlight=False,
@@ -265,7 +266,7 @@ def _print_plan(plan: BuildPlan, discovery: Discovery | None, json_output: bool)
     if discovery is None:
         return
     found = [*discovery.images, *discovery.archives]
-    typer.echo(f"registry/: {len(found)} image(s)")
+    typer.echo(f"registry/: {count(len(found), 'image')}")
     for image in discovery.images:
         where = ", ".join(str(origin) for origin in image.origins)
         typer.echo(f"  {image.stored_path}  <- {image.reference}  ({where})")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from clusterimage.cli._common import error, print_json
+from clusterimage.cli._humanize import count
 
 bundle_app = typer.Typer(
     name="bundle",
@@ -46,7 +47,8 @@ def verify(
         print_json(result.to_dict())
     elif result.ok:
         typer.echo(
-            f"ok: {result.images} images, {result.blobs} blobs, {result.bytes} bytes verified "
+            f"ok: {count(result.images, 'image')}, {count(result.blobs, 'blob')}, "
+            f"{count(result.bytes, 'byte')} verified "
             f"({result.format.value})"
         )
     else:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage.cli._common import error, print_json, store_dir
+from clusterimage.cli._humanize import count
 from clusterimage.store import FsckReport, Store
 
 
@@ -36,7 +37,9 @@ def register(app: typer.Typer) -> None:
         if json_output:
             print_json(report.to_dict())
         elif report.ok:
-            typer.echo(f"ok: {report.blobs} blobs, {report.images} images checked")
+            typer.echo(
+                f"ok: {count(report.blobs, 'blob')}, {count(report.images, 'image')} checked"
+            )
         else:
             for problem in report.problems:
                 error(str(problem))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from clusterimage.cli._common import print_json, store_dir, warn
-from clusterimage.cli._humanize import human_ago, human_size, parse_time
+from clusterimage.cli._humanize import count, human_ago, human_size, parse_time
 from clusterimage.errors import BlobNotFound, ManifestError, StoreError
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.reference import Reference
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             _print_table(rows, digests=digests, no_trunc=no_trunc)
         if damaged:
             warn(
-                f"{len(damaged)} image(s) miss blobs or are damaged ({', '.join(damaged)}); "
+                f"{count(len(damaged), 'image')} miss blobs or are damaged ({', '.join(damaged)}); "
                 "run `clusterimage fsck` to see what, `clusterimage pull` again to repair"
             )
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage.cli._common import print_json, store_dir
-from clusterimage.cli._humanize import human_size
+from clusterimage.cli._humanize import count, human_size
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.store import GcResult, Store
 
@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Removed blob {digest} ({human_size(size)})")
         partial = ""
         if result.partial_files:
-            partial = f", {result.partial_files} partial download(s)"
+            partial = f", {count(result.partial_files, 'partial download')}"
         typer.echo(
-            f"Freed {human_size(result.freed)}: {len(dangling)} image(s), "
-            f"{len(result.blobs)} blob(s){partial}"
+            f"Freed {human_size(result.freed)}: {count(len(dangling), 'image')}, "
+            f"{count(len(result.blobs), 'blob')}{partial}"
         )

@@ -8,6 +8,7 @@ import typer
 
 from clusterimage import transports
 from clusterimage.cli._common import CopyProgress, info, print_json, warn
+from clusterimage.cli._humanize import count
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -114,7 +115,7 @@ def register(app: typer.Typer) -> None:
         if not quiet:
             if outcome.pulled:
                 info(
-                    f"Stored {outcome.name} ({outcome.result.blobs_copied} blobs copied, "
+                    f"Stored {outcome.name} ({count(outcome.result.blobs_copied, 'blob')} copied, "
                     f"{outcome.result.blobs_skipped} already present)"
                 )
             else:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clusterimage.cli._common import CopyProgress, info, print_json
+from clusterimage.cli._humanize import count
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -124,7 +125,7 @@ def save(
     for name, digest in sorted(images.items()):
         typer.echo(f"{name} {digest}")
     if not quiet:
-        info(f"Saved {len(images)} image(s) into {registry_dir} ({fetched} fetched)")
+        info(f"Saved {count(len(images), 'image')} into {registry_dir} ({fetched} fetched)")
 
 
 @registry_app.command("serve")
@@ -280,8 +281,8 @@ def sync(
         typer.echo(name)
     if not quiet:
         info(
-            f"Synced {len(result.copied)} image(s) into {destination} "
-            f"({len(result.skipped)} there already; {result.blobs_copied} blobs copied, "
+            f"Synced {count(len(result.copied), 'image')} into {destination} "
+            f"({len(result.skipped)} there already; {count(result.blobs_copied, 'blob')} copied, "
             f"{result.blobs_mounted} mounted)"
         )
 

@@ -178,7 +178,7 @@ def test_tag_rmi_prune_fsck(ci_home: Path, tmp_path: Path, image: OciImage) -> N
     assert none.returncode == 2 and none.stderr.startswith("error: ")
 
     run_cli("pull", "-q", image.transport_ref)
-    assert "ok: 4 blobs, 1 images checked" in run_cli("fsck").stdout
+    assert "ok: 4 blobs, 1 image checked" in run_cli("fsck").stdout
     assert json.loads(run_cli("fsck", "--json").stdout) == {
         "ok": True,
         "blobs": 4,
@@ -199,7 +199,7 @@ def test_tag_rmi_prune_fsck(ci_home: Path, tmp_path: Path, image: OciImage) -> N
     assert pruned[0] == f"Deleted: {digest_hex}"
     removed = {line.split()[2] for line in pruned if line.startswith("Removed blob sha256:")}
     assert removed == {image.manifest.digest, *image.blob_digests()}
-    assert pruned[-1].startswith("Freed ") and "1 image(s), 4 blob(s)" in pruned[-1]
+    assert pruned[-1].startswith("Freed ") and "1 image, 4 blobs" in pruned[-1]
     assert json.loads(run_cli("prune", "--json").stdout) == {
         "images": [],
         "blobs": [],

@@ -64,7 +64,7 @@ FRESH = {
     "images": ("REPOSITORY  TAG  IMAGE ID  CREATED  SIZE\n", 0),
     "images --json": ("[]\n", 0),
     "fsck": ("ok: 0 blobs, 0 images checked\n", 0),
-    "prune": ("Freed 0 B: 0 image(s), 0 blob(s)\n", 0),
+    "prune": ("Freed 0 B: 0 images, 0 blobs\n", 0),
     "rmi --all": ("", 0),
     "inspect": ("", 1),
     "inspect store:": ("", 1),

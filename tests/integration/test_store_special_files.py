@@ -88,7 +88,7 @@ def test_symlinked_blobs_of_an_oci_layout_are_read(
     stored = ci_home / "store" / "blobs" / "sha256" / path.name
     assert stored.is_file() and not stored.is_symlink()  # the store holds its own copy
     assert stored.read_bytes() == elsewhere.read_bytes()
-    assert "ok: 4 blobs, 1 images checked" in run_cli("fsck").stdout
+    assert "ok: 4 blobs, 1 image checked" in run_cli("fsck").stdout
 
 
 def test_fsck_reports_a_fifo_and_a_symlink_in_the_store(
