@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
+from clusterimage._humanize import count
 from clusterimage.cli._common import CopyProgress, print_json
-from clusterimage.cli._humanize import count
 from clusterimage.copy import CopyOptions, CopyResult, copy_image
 from clusterimage.errors import UsageError
 from clusterimage.transports.base import Context, ImageReference

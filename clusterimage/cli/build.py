@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from clusterimage._humanize import count
 from clusterimage.build import runner
 from clusterimage.build.engine import BuildEvent
 from clusterimage.build.plan import BuildPlan, parse_assignments
 from clusterimage.build.runner import BuildSettings
 from clusterimage.cli._common import CopyProgress, print_json, stderr, store_dir
-from clusterimage.cli._humanize import count
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import count
 from clusterimage.cli._common import error, print_json
-from clusterimage.cli._humanize import count
 
 bundle_app = typer.Typer(
     name="bundle",

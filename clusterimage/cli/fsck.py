@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import count
 from clusterimage.cli._common import error, print_json, store_dir
-from clusterimage.cli._humanize import count
 from clusterimage.store import FsckReport, Store
 
 

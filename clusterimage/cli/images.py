@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import count, human_ago, human_size, parse_time
 from clusterimage.cli._common import print_json, store_dir, warn
-from clusterimage.cli._humanize import count, human_ago, human_size, parse_time
 from clusterimage.errors import BlobNotFound, ManifestError, StoreError
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.reference import Reference

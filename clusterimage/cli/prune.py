@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import count, human_size
 from clusterimage.cli._common import print_json, store_dir
-from clusterimage.cli._humanize import count, human_size
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.store import GcResult, Store
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from clusterimage import transports
+from clusterimage._humanize import count
 from clusterimage.cli._common import CopyProgress, info, print_json, warn
-from clusterimage.cli._humanize import count
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clusterimage._humanize import count
 from clusterimage.cli._common import CopyProgress, info, print_json
-from clusterimage.cli._humanize import count
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import human_size
 from clusterimage.cli._common import info, store_dir, warn
-from clusterimage.cli._humanize import human_size
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.store import Store, StoreBusy, StoreDamaged
 from clusterimage.store.store import nothing_stored

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clusterimage.cli._humanize import human_ago, human_size, parse_time
+from clusterimage._humanize import human_ago, human_size, parse_time
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Sizes and ages the way podman prints them (docker/go-units' HumanSize and HumanDuration).
+"""Sizes, ages and counts the way podman prints them (docker/go-units' HumanSize and HumanDuration).
 
 Hand-written: the Python libraries for this (humanize) round and word differently from the
 podman/docker output users compare us with.
