@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clusterimage._humanize import human_size
 from clusterimage.build import baseimage
 from clusterimage.build.archive import UNPACK_RULES, read_archive
 from clusterimage.build.cache import (
@@ -407,9 +408,10 @@ class _Build:
         layer = CachedLayer(Descriptor(result.media_type, blob_digest, size), result.diff_id)
         key, digest = self._key(state, entries, instruction, compression, unpacks)
         self.cache.record(key, layer, instruction)
+        entries_noun = "entry" if result.entries == 1 else "entries"
         self.request.emit(
             "layer",
-            f"--> {blob_digest} ({size} bytes, {result.entries} entries)",
+            f"--> {blob_digest} ({human_size(size)}, {result.entries} {entries_noun})",
             digest=str(blob_digest),
             size=size,
             diff_id=str(result.diff_id),
