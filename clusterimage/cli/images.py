@@ -83,8 +83,9 @@ def register(app: typer.Typer) -> None:
         else:
             _print_table(rows, digests=digests, no_trunc=no_trunc)
         if damaged:
+            verb = "misses blobs or is" if len(damaged) == 1 else "miss blobs or are"
             warn(
-                f"{count(len(damaged), 'image')} miss blobs or are damaged ({', '.join(damaged)}); "
+                f"{count(len(damaged), 'image')} {verb} damaged ({', '.join(damaged)}); "
                 "run `clusterimage fsck` to see what, `clusterimage pull` again to repair"
             )
 

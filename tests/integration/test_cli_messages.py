@@ -97,3 +97,4 @@ def test_images_warns_about_missing_blobs_and_points_at_fsck(ci_home: Path, tmp_
     assert result.returncode == 0 and "localhost/broken" in result.stdout
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
     assert "localhost/broken:v1" in line and "clusterimage fsck" in line
+    assert "1 image misses blobs or is damaged" in line
