@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -12,6 +14,7 @@ import typer
 
 from clusterimage.cli import _common
 from clusterimage.errors import ClusterImageError
+from clusterimage.paths import home_dir
 
 app = typer.Typer(
     name="clusterimage",
@@ -131,6 +134,28 @@ def _debug_first(args: list[str]) -> list[str]:
     return ["--debug", *args[:index], *rest, *args[end:]]
 
 
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _os_error_line(exc: OSError, store: Path, home: Path) -> str:
+    """``PATH: reason``; when the store or home folder refuses a write, also how to pick
+    another (a read-only home is common in containers and CI runners)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    line = f"{where}{exc.strerror or exc}"
+    if exc.errno not in _NOT_WRITABLE or not exc.filename:
+        return line
+    path = Path(os.fsdecode(exc.filename)).absolute()
+    choices = (
+        (store, "the store", "--store DIR or CLUSTERIMAGE_HOME"),
+        (home, "the clusterimage home", "CLUSTERIMAGE_HOME"),
+    )
+    for folder, what, how in choices:
+        folder = folder.absolute()
+        if path == folder or folder in path.parents:
+            return f"{line}; {what} {folder} is not writable: choose another with {how}"
+    return line
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     args = _debug_first(list(argv if argv is not None else sys.argv[1:]))
@@ -163,8 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         # Disk full, permission denied, ...: the user's environment, not our bug.
-        where = f"{exc.filename}: " if exc.filename else ""
-        _common.error(f"{where}{exc.strerror or exc}")
+        _common.error(_os_error_line(exc, _common.store_dir(), home_dir()))
         sys.exit(1)
     if isinstance(status, int) and status:
         sys.exit(status)  # typer.Exit(code) inside a command, or --help's 0

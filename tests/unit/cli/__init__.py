@@ -1,0 +1,1 @@
+"""The CLI helpers: error lines, option parsing."""
