@@ -7,10 +7,16 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
 
 from clusterimage.paths import default_store
 from clusterimage.paths import home_dir as home_dir  # re-exported for the commands
+
+# The flags most commands share, spelled once.
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -150,8 +150,6 @@ SelectPlatform = Annotated[
         help="Platform to take from a multi-platform image (default: this machine's).",
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
 def resolve_creds(value: str | None, flag: str = "--creds") -> str | None:

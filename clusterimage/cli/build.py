@@ -12,7 +12,7 @@ from clusterimage.build import runner
 from clusterimage.build.engine import BuildEvent
 from clusterimage.build.plan import BuildPlan, parse_assignments
 from clusterimage.build.runner import BuildSettings
-from clusterimage.cli._common import CopyProgress, print_json, stderr, store_dir
+from clusterimage.cli._common import CopyProgress, JsonOutput, print_json, stderr, store_dir
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[
             bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
         ] = False,
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Build an image from a Kubefile and its context into the local store.
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from clusterimage._humanize import count
-from clusterimage.cli._common import error, print_json
+from clusterimage.cli._common import JsonOutput, error, print_json
 
 bundle_app = typer.Typer(
     name="bundle",
@@ -26,7 +26,7 @@ def verify(
     path: Annotated[
         Path, typer.Argument(metavar="FILE", help="An oci-archive, docker-archive or OCI layout.")
     ],
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Hash every manifest and blob of every image of a bundle; one line for the result.
 

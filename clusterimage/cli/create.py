@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage import transports
-from clusterimage.cli._common import print_json, store_dir
+from clusterimage.cli._common import JsonOutput, print_json, store_dir
 from clusterimage.errors import UsageError
 from clusterimage.image import read_image
 from clusterimage.oci.platform import Platform
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 "--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pick from an index."
             ),
         ] = None,
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Print the command line the runtime would run for each image, in the order given.
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import print_json
+from clusterimage.cli._common import JsonOutput, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         authfile: AuthFile = None,
         tls_verify: TlsVerify = None,
         cert_dir: CertDir = None,
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Show what changed from image A to image B: files added, removed and changed (read
         from the layers' listings, nothing unpacked), embedded images added, removed and

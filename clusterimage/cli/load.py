@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 
 from clusterimage.bundle import LoadedImage
-from clusterimage.cli._common import CopyProgress, print_json
+from clusterimage.cli._common import CopyProgress, JsonOutput, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     Jobs,
-    JsonOutput,
     registry_context,
 )
 

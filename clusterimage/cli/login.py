@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import print_json
+from clusterimage.cli._common import JsonOutput, print_json
 from clusterimage.cli._registry_options import (
     AuthFile,
     CertDir,
-    JsonOutput,
     RegistryCommand,
     TlsVerify,
     parse_bool,

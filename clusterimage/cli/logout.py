@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import print_json
-from clusterimage.cli._registry_options import AuthFile, JsonOutput
+from clusterimage.cli._common import JsonOutput, print_json
+from clusterimage.cli._registry_options import AuthFile
 from clusterimage.errors import ClusterImageError, UsageError
 
 

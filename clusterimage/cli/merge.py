@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import info, print_json, store_dir
+from clusterimage.cli._common import JsonOutput, info, print_json, store_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[
             bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
         ] = False,
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Merge images into one whose layers are theirs in order: instant, no file copied.
 

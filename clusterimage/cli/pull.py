@@ -8,7 +8,7 @@ import typer
 
 from clusterimage import transports
 from clusterimage._humanize import count
-from clusterimage.cli._common import CopyProgress, info, print_json, warn
+from clusterimage.cli._common import CopyProgress, JsonOutput, info, print_json, warn
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[
             bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
         ] = False,
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Copy an image into the local store and name it.
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from clusterimage.cli._common import JsonOutput, Quiet
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -16,8 +17,6 @@ from clusterimage.cli._registry_options import (
     Creds,
     DigestFile,
     Jobs,
-    JsonOutput,
-    Quiet,
     RegistryCommand,
     Retry,
     Timeout,

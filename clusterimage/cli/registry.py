@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clusterimage._humanize import count
-from clusterimage.cli._common import CopyProgress, info, print_json
+from clusterimage.cli._common import CopyProgress, JsonOutput, Quiet, info, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -71,8 +71,8 @@ def save(
     authfile: AuthFile = None,
     tls_verify: TlsVerify = None,
     cert_dir: CertDir = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Discover the images a build context names and save them into a registry folder.
 
@@ -236,8 +236,8 @@ def sync(
     tls_verify: TlsVerify = None,
     cert_dir: CertDir = None,
     platform: SelectPlatform = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Copy every repository, tag and digest-only manifest of SRC into the registry DST.
 
@@ -307,7 +307,7 @@ def copy(
     authfile: AuthFile = None,
     tls_verify: TlsVerify = None,
     cert_dir: CertDir = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Copy one image, every platform of it, into a registry under its own path (sealos's
     `registry copy`).

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage.bundle import BundleFormat, SavedImage
-from clusterimage.cli._common import CopyProgress, info, print_json
+from clusterimage.cli._common import CopyProgress, JsonOutput, info, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -16,7 +16,6 @@ from clusterimage.cli._registry_options import (
     CertDir,
     Creds,
     Jobs,
-    JsonOutput,
     RegistryCommand,
     Retry,
     SelectPlatform,

@@ -6,14 +6,13 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import print_json
+from clusterimage.cli._common import JsonOutput, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     AuthFile,
     CertDir,
     Creds,
-    JsonOutput,
     RegistryCommand,
     Retry,
     Timeout,

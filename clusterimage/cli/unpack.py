@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import info, print_json, store_dir, warn
+from clusterimage.cli._common import JsonOutput, info, print_json, store_dir, warn
 from clusterimage.runtime.unpack import Layout
 
 
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[
             bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")
         ] = False,
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Unpack images into DIR: their layers in order (OCI whiteouts applied), confined to
         DIR, owners kept when root; every image's registry/ merged into one registry cache.

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Annotated
 
 import typer
 
 from clusterimage import __version__
-from clusterimage.cli._common import print_json
+from clusterimage.cli._common import JsonOutput, print_json
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def version(
-        json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        json_output: JsonOutput = False,
     ) -> None:
         """Print the version of clusterimage.
 
