@@ -7,12 +7,22 @@ from typing import Annotated
 import typer
 
 from clusterimage import transports
-from clusterimage.cli._common import JsonOutput, print_json, store_dir
+from clusterimage.cli._common import JsonOutput, print_json
+from clusterimage.cli._registry_options import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    AuthFile,
+    CertDir,
+    Creds,
+    Retry,
+    Timeout,
+    TlsVerify,
+    registry_context,
+)
 from clusterimage.errors import UsageError
 from clusterimage.image import read_image
-from clusterimage.oci.platform import Platform
 from clusterimage.runtime.command import DEFAULT_CLUSTER, DEFAULT_DATA_ROOT, runtime_command
-from clusterimage.transports.base import Context, ImageReference
+from clusterimage.transports.base import ImageReference
 
 
 def register(app: typer.Typer) -> None:
@@ -56,6 +66,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         json_output: JsonOutput = False,
+        retry: Retry = DEFAULT_RETRIES,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        creds: Creds = None,
+        authfile: AuthFile = None,
+        tls_verify: TlsVerify = None,
+        cert_dir: CertDir = None,
     ) -> None:
         """Print the command line the runtime would run for each image, in the order given.
 
@@ -73,10 +89,19 @@ def register(app: typer.Typer) -> None:
           clusterimage create localhost/nginx:v1 --env NAMESPACE=web --json
 
           clusterimage create oci:./layout:v1 --cluster prod
+
+          clusterimage create docker://127.0.0.1:5000/apps/nginx:v1 --tls-verify=false
         """
         cluster_env = _parse_env(env or [])
-        ctx = Context(
-            store_dir=store_dir(), platform=Platform.parse(platform) if platform else None
+        # An image may come from a registry (docker://...): the same flags as inspect and pull.
+        ctx = registry_context(
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            authfile=authfile,
+            creds=creds,
+            retry=retry,
+            timeout=timeout,
+            platform=platform,
         )
         results: list[dict[str, object]] = []
         for image in images:
