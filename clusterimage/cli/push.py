@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clusterimage.cli._common import JsonOutput, Quiet
+from clusterimage.cli._common import JsonOutput, Quiet, StoredImage
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -24,6 +24,10 @@ from clusterimage.cli._registry_options import (
     registry_context,
 )
 from clusterimage.errors import RegistryError, UsageError
+from clusterimage.oci.reference import Reference
+
+if TYPE_CHECKING:
+    from clusterimage.transports.base import Context, ImageReference
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +35,7 @@ def register(app: typer.Typer) -> None:
     def push(
         source: Annotated[
             str,
-            typer.Argument(
+            StoredImage(
                 metavar="SRC",
                 help="An image in the store (name, ID or digest), or TRANSPORT:REF.",
             ),
@@ -65,6 +69,11 @@ def register(app: typer.Typer) -> None:
         Blobs the registry has are skipped, blobs another repository of the same registry has
         are mounted, the rest stream up several at once; an interrupted push resumes.
 
+        SRC is found as podman finds it: a name without a registry is localhost/NAME first,
+        then docker.io/library/NAME; an ID is a prefix of the image ID or manifest digest.
+        Without DST the image goes to the name it is stored under, so `push myapp:v1` of a
+        built or tagged image goes to localhost/myapp:v1, never to Docker Hub.
+
         Examples:
 
           clusterimage push registry.example.com/apps/nginx:v1
@@ -77,13 +86,6 @@ def register(app: typer.Typer) -> None:
         from clusterimage.cli._transfer import copy_options, run_copy
 
         src = transports.parse(source, default="store")
-        if destination is not None:
-            dst = transports.parse(destination, default="docker")
-        else:
-            reference = src.docker_reference()
-            if reference is None:
-                raise UsageError(f"push: {src} has no name to push to; give a DST")
-            dst = transports.parse(f"docker://{reference}")
         ctx = registry_context(
             tls_verify=tls_verify,
             cert_dir=cert_dir,
@@ -93,6 +95,13 @@ def register(app: typer.Typer) -> None:
             timeout=timeout,
             jobs=jobs,
         )
+        if destination is not None:
+            dst = transports.parse(destination, default="docker")
+        else:
+            reference = _own_name(source, src, ctx)
+            if reference is None:
+                raise UsageError(f"push: {src} has no name to push to; give a DST")
+            dst = transports.parse(f"docker://{reference}")
         options = copy_options(
             ctx, all_platforms=all_platforms, compression_format=compression_format
         )
@@ -118,3 +127,18 @@ def register(app: typer.Typer) -> None:
                 f"give a destination, e.g. `clusterimage push {source} "
                 f"docker://REGISTRY/{ref.repository}:{ref.tag or 'latest'}`"
             ) from None
+
+
+def _own_name(source: str, src: ImageReference, ctx: Context) -> Reference | None:
+    """Where a push without DST goes: the name the store holds the image under (``myapp:v1``
+    -> ``localhost/myapp:v1`` when that is what was built or tagged; by ID, its one name), or
+    the name another transport's reference carries."""
+    from clusterimage.transports.store import own_names
+
+    names = own_names(src, ctx)
+    if len(names) > 1:
+        listed = ", ".join(str(n) for n in names)
+        raise UsageError(
+            f"push: {source} is the image named {listed}; push one of these names, or give a DST"
+        )
+    return names[0] if names else None

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage._humanize import human_size
-from clusterimage.cli._common import info, store_dir, warn
+from clusterimage.cli._common import StoredImage, info, store_dir, warn
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.store import Store, StoreBusy, StoreDamaged
 from clusterimage.store.store import nothing_stored
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     def rmi(
         images: Annotated[
             list[str] | None,
-            typer.Argument(metavar="[REF...]", help="Names, digests or image IDs."),
+            StoredImage(metavar="[REF...]", help="Names, digests or image IDs."),
         ] = None,
         force: Annotated[
             bool,
@@ -32,8 +32,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove images from the local store.
 
-        By name, the name goes, and the image with its last name. By ID or digest, the image
-        goes with all its names; an image with several names needs --force. Blobs no other
+        By name, the name goes, and the image with its last name (a name without a registry
+        is localhost/NAME if the store has it, else docker.io/library/NAME). By ID (a prefix of
+        the image ID or of the manifest digest, at least 3 hex) or digest, the image goes with
+        all its names; an image with several names needs --force. Blobs no other
         image uses are freed right away (or by the next `prune` when the store is busy).
 
         Examples:
@@ -72,7 +74,8 @@ def register(app: typer.Typer) -> None:
             for untagged in result.untagged:
                 typer.echo(f"Untagged: {untagged}")
             if result.deleted is not None:
-                typer.echo(f"Deleted: {result.deleted.hex}")
+                # The image ID, as podman prints it (the config digest, not the manifest's).
+                typer.echo(f"Deleted: {(result.image_id or result.deleted).hex}")
         if removed:  # nothing removed: nothing of ours to free (prune frees the rest)
             _free(store)
         _raise_first(failures)

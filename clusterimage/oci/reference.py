@@ -15,6 +15,8 @@ from clusterimage.errors import InvalidDigest, InvalidReference
 from clusterimage.oci.digest import Digest
 
 DEFAULT_REGISTRY: Final = "docker.io"
+# Where buildah, podman and sealos put a name built or tagged without a registry.
+LOCAL_REGISTRY: Final = "localhost"
 DEFAULT_TAG: Final = "latest"
 _LEGACY_REGISTRIES: Final = frozenset({"index.docker.io", "registry-1.docker.io"})
 _MAX_NAME_LENGTH: Final = 255
@@ -91,6 +93,29 @@ class Reference:
             tag = DEFAULT_TAG
         return cls(registry, repository, tag, parsed_digest)
 
+    @classmethod
+    def parse_local(cls, value: str, *, default_tag: bool = True) -> Reference:
+        """Parse a name an image is *stored* under (``build -t``, ``tag``, ``merge -t``,
+        ``load``): without a registry it is ``localhost/NAME``, as buildah and podman store it,
+        so a later ``push NAME`` does not go to Docker Hub.
+        """
+        ref = cls.parse(value, default_tag=default_tag)
+        if is_short_name(value):
+            name = _split(value)[0]
+            return cls(LOCAL_REGISTRY, name, ref.tag, ref.digest)
+        return ref
+
+    @classmethod
+    def local_candidates(cls, value: str) -> list[Reference]:
+        """What a name may stand for in the store, in the order podman tries: a short name is
+        ``localhost/NAME`` first, then Docker's ``docker.io/library/NAME``; a qualified name is
+        itself.
+        """
+        ref = cls.parse(value)
+        if not is_short_name(value):
+            return [ref]
+        return [cls.parse_local(value), ref]
+
     @property
     def name(self) -> str:
         """``registry/repository``, without tag or digest."""
@@ -151,9 +176,7 @@ def _split(value: str) -> tuple[str, str | None, str | None]:
 
 def _split_domain(name: str, value: str) -> tuple[str, str]:
     first, slash, rest = name.partition("/")
-    if not slash or (
-        not any(c in first for c in ".:") and first != "localhost" and first.lower() == first
-    ):
+    if not slash or not _is_domain(first):
         registry, repository = DEFAULT_REGISTRY, name
     else:
         registry, repository = first, rest
@@ -164,6 +187,18 @@ def _split_domain(name: str, value: str) -> tuple[str, str]:
     if registry == DEFAULT_REGISTRY and "/" not in repository:
         repository = f"library/{repository}"
     return registry, repository
+
+
+def is_short_name(value: str) -> bool:
+    """True when ``value`` names no registry (``nginx``, ``me/app:v1``), so normalisation would
+    choose one; false for ``host/x``, ``host:5000/x``, ``localhost/x`` and ``docker.io/x``."""
+    first, slash, _ = _split(value)[0].partition("/")
+    return not slash or not _is_domain(first)
+
+
+def _is_domain(first: str) -> bool:
+    """Whether a name's first component is a registry (normalize.go's splitDockerDomain)."""
+    return any(c in first for c in ".:") or first == "localhost" or first.lower() != first
 
 
 def parse(value: str) -> Reference:

@@ -12,6 +12,8 @@ On disk (``$CLUSTERIMAGE_HOME/store`` by default, ``--store DIR`` to override)::
                                     is not known in advance
         index.lock, gc.lock         locks (flock: released when a process dies)
         index.json.*.tmp            index.json before its rename into place
+        stored.json                 when each name was stored ({digest: {name: time}}), which
+                                    `images` sorts by; never copied out with an image
 
 Guarantees: a blob appears only after its digest and size were checked (temp file, fsync,
 rename); ``index.json`` changes under a file lock by write-temp + fsync + rename, so processes
@@ -48,17 +50,28 @@ Public API (what the build and remote code uses; keep it stable)::
     store.get_manifest(digest, media_type=None) -> Manifest
     store.get_config(manifest: ImageManifest) -> ImageConfig
     store.describe(manifest) -> Descriptor   # index-entry descriptor, platform from config
-    store.resolve(name: str) -> Descriptor   # reference | digest | ID prefix (>= 3 hex);
+    store.resolve(name: str) -> Descriptor   # reference | digest | ID prefix (>= 3 hex) of
+                                             # the config or manifest digest; a short name
+                                             # tries localhost/NAME, then docker.io/library/;
                                              # ImageNotFound, AmbiguousImageID, InvalidReference
-    store.images() -> list[ImageEntry]       # ImageEntry(name: str | None, descriptor)
+    store.resolve_named(name) -> (Descriptor, str | None)  # and the entry name it was
+                                             # found by (None: by ID or digest)
+    store.lookup_name(name) -> str | None    # only that name
+    store.image_id(desc) -> Digest           # IMAGE ID: config digest (an index: its digest)
+    store.images() -> list[ImageEntry]       # ImageEntry(name: str | None, descriptor);
+                                             # .digest manifest, .image_id / .id config
     store.names(digest) -> list[str]
-    store.tag(image: Descriptor | str, ref: str | Reference) -> Reference
+    store.tag(image: Descriptor | str, ref: str | Reference) -> Reference  # str ref without
+                                             # a registry: localhost/NAME (podman's rule)
     store.untag(ref) -> Descriptor           # the image stays, untagged, without other names
-    store.remove(name, force=False) -> RemoveResult(untagged: list[str], deleted: Digest|None)
+    store.remove(name, force=False) -> RemoveResult(untagged: list[str], deleted: Digest|None,
+                                                    image_id: Digest|None)
     store.remove_dangling() -> list[Descriptor]
     store.summarize(desc, platform=None) -> ImageSummary(digest, media_type, size, created,
                                                          platforms)
-    store.set_ref(name: str | None, desc)    # raw index entry (no normalisation)
+    store.set_ref(name: str | None, desc)    # raw index entry (no normalisation); records
+                                             # when the name was stored
+    store.stored_times() -> {digest: {name or "": RFC 3339 time}}   # {} when unrecorded
 
     # maintenance
     store.gc(timeout=60.0) -> GcResult(blobs: [(Digest, size)], partial_files, freed)

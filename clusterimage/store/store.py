@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from clusterimage.errors import (
     ManifestError,
     StoreError,
 )
+from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
@@ -23,10 +27,17 @@ from clusterimage.oci.reference import Reference
 from clusterimage.paths import home_store
 from clusterimage.store import fsck as _fsck
 from clusterimage.store import gc as _gc
-from clusterimage.store.layout import IndexEntries, Layout, entry_name, is_blank, without_name
+from clusterimage.store.layout import (
+    MAX_MANIFEST_SIZE,
+    IndexEntries,
+    Layout,
+    entry_name,
+    is_blank,
+    without_name,
+)
 from clusterimage.store.walk import Problem
 
-# An image ID: a prefix of the manifest digest's hex, optionally with its algorithm.
+# An image ID: a prefix of the config or manifest digest's hex, optionally with its algorithm.
 _ID_RE = re.compile(r"^(?:(sha256|sha512):)?([a-f0-9]{3,128})$")
 MIN_ID_PREFIX = 3
 
@@ -37,19 +48,32 @@ class AmbiguousImageID(ImageNotFound):
 
 @dataclass(frozen=True)
 class ImageEntry:
-    """One entry of the store's ``index.json``: a name (None when untagged) and a manifest."""
+    """One entry of the store's ``index.json``: a name (None when untagged) and a manifest.
+
+    Entries from :meth:`Store.images` know their store, so :attr:`image_id` (podman's IMAGE
+    ID, the config digest) reads the manifest on first use only, and once per image."""
 
     name: str | None
     descriptor: Descriptor
+    store: Store | None = field(default=None, compare=False, repr=False)
 
     @property
     def digest(self) -> Digest:
+        """The manifest digest (``images --digests``, ``--json``'s ``digest``)."""
         return self.descriptor.digest
 
     @property
+    def image_id(self) -> Digest:
+        """The image ID: :meth:`Store.image_id` of this entry (the config digest of an image,
+        the digest of an index); the manifest digest for an entry built without a store."""
+        if self.store is None:
+            return self.descriptor.digest
+        return self.store.image_id(self.descriptor)
+
+    @property
     def id(self) -> str:
-        """The image ID: the hex of the manifest digest (``images`` shows its first 12)."""
-        return self.descriptor.digest.hex
+        """The image ID's hex (``images`` shows its first 12), as podman and docker show it."""
+        return self.image_id.hex
 
     @property
     def reference(self) -> Reference | None:
@@ -77,6 +101,7 @@ class ImageSummary:
 class RemoveResult:
     untagged: list[str] = field(default_factory=list)
     deleted: Digest | None = None  # set when the image itself left the index
+    image_id: Digest | None = None  # the removed image's ID (config digest), as rmi prints it
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,11 @@ class _Match:
 
 class Store(Layout):
     """The local image store; see :mod:`clusterimage.store` for the whole API."""
+
+    def __init__(self, root: Path, create: bool = True) -> None:
+        super().__init__(root, create)
+        # manifest digest -> the config digest it names (None: an index, or unreadable)
+        self._config_digests: dict[Digest, Digest | None] = {}
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -117,15 +147,51 @@ class Store(Layout):
     # -- listing and lookup -----------------------------------------------------------------
 
     def images(self) -> list[ImageEntry]:
-        return [ImageEntry(d.ref_name, d) for d in self.entries()]
+        return [ImageEntry(d.ref_name, d, self) for d in self.entries()]
 
     def names(self, digest: Digest) -> list[str]:
         """Every name that points at ``digest``."""
         return [e.name for e in self.images() if e.digest == digest and e.name is not None]
 
+    def image_id(self, desc: Descriptor) -> Digest:
+        """The image ID podman, buildah and docker show for ``desc`` (an index entry or any
+        manifest descriptor): the digest of an image manifest's *config*, so an image has the
+        same ID here as there, and keeps it when its manifest is rewritten (recompressed,
+        loaded from a docker-archive).
+
+        For an index (a multi-platform image) it is the index's own digest: podman gives a
+        manifest list a random ID, we give a stable one. When the manifest cannot be read
+        (missing or damaged; ``fsck`` says why) it is the manifest digest too, so every entry
+        has an ID. Reads the manifest, bounded, once per manifest digest for this Store.
+        """
+        config = self._config_digest(desc)
+        return config if config is not None else desc.digest
+
+    def _config_digest(self, desc: Descriptor) -> Digest | None:
+        """The config digest ``desc``'s image manifest names; None for an index, or a manifest
+        that is missing, damaged or not a regular file."""
+        if desc.digest in self._config_digests:
+            return self._config_digests[desc.digest]
+        found: Digest | None = None
+        if desc.media_type not in mt.INDEXES:
+            try:
+                manifest = self.get_manifest(desc.digest, desc.media_type)
+            except (BlobNotFound, ManifestError, StoreError):
+                return None  # not remembered: a pull may repair it meanwhile
+            if isinstance(manifest, ImageManifest):
+                found = manifest.config.digest
+        # Manifests are content-addressed: the config one names never changes.
+        self._config_digests[desc.digest] = found
+        return found
+
     def resolve(self, name: str) -> Descriptor:
-        """The manifest ``name`` stands for: a reference (``nginx``, ``host/repo:tag``,
-        ``repo@sha256:...``), a digest, or an image-ID prefix of at least 3 hex characters.
+        """The manifest ``name`` stands for: a reference, a digest, or an image-ID prefix.
+
+        A name without a registry (``myapp:v1``, ``me/app``) is looked up as
+        ``localhost/NAME`` first, where build, tag, merge and load store such names, then as
+        Docker's ``docker.io/library/NAME``, as podman does. A name wins over an ID prefix. An
+        ID prefix (at least 3 hex, ``sha256:`` optional) matches the image ID (config digest)
+        or the manifest digest of an image.
 
         Raises :class:`ImageNotFound` (:class:`AmbiguousImageID` for a prefix matching several
         images) or :class:`InvalidReference`.
@@ -138,51 +204,63 @@ class Store(Layout):
         images = self.images()
         id_match = _ID_RE.match(name)
         try:
-            ref: Reference | None = Reference.parse(name)
+            candidates = Reference.local_candidates(name)
         except InvalidReference:
             if not id_match:
                 raise
-            ref = None  # 64 hex, or sha256:...: only an ID
-        if id_match and ref is not None and id_match.group(1) is None:
+            candidates = []  # 64 hex, or sha256:...: only an ID
+        if id_match and candidates and id_match.group(1) is None:
             # Docker and podman look a name up before an ID prefix: `cafe` is the image named
             # cafe when there is one, not another image whose ID starts with cafe.
-            named = _by_name(images, str(ref))
+            named = _by_names(images, candidates)
             if named is not None:
                 return named
         if id_match:
             found = self._by_id(images, id_match.group(1), id_match.group(2), name)
             if found is not None:
                 return found
-        if ref is None:  # looked like an ID (e.g. 64 hex) and no image has it
+        if not candidates:  # looked like an ID (e.g. 64 hex) and no image has it
             raise ImageNotFound(f"{name}: image not known")
-        full = str(ref)
-        named = _by_name(images, full)
+        named = _by_names(images, candidates)
         if named is not None:
             return named
-        if ref.digest is not None:
+        digest = candidates[0].digest
+        if digest is not None:
+            wanted = {ref.name for ref in candidates}
             for entry in images:
                 entry_ref = entry.reference
-                if entry.digest == ref.digest and entry_ref and entry_ref.name == ref.name:
+                if entry.digest == digest and entry_ref and entry_ref.name in wanted:
                     return _Match(_plain(entry.descriptor), None)
-            child = self._child(images, ref.digest)
+            child = self._child(images, digest)
             if child is not None:
                 return child
-        shown = name if full == name else f"{name} ({full})"
-        raise ImageNotFound(f"{shown}: image not known")
+        raise _not_known(name, candidates, as_id=id_match is not None)
 
     def _by_id(
         self, images: list[ImageEntry], algorithm: str | None, hex_part: str, name: str
     ) -> _Match | None:
+        def matches(digest: Digest) -> bool:
+            return (algorithm is None or digest.algorithm == algorithm) and digest.hex.startswith(
+                hex_part
+            )
+
+        # Keyed by manifest digest: two names of one image are one match, not an ambiguity.
         found: dict[Digest, Descriptor] = {}
         for entry in images:
-            digest = entry.digest
-            if (algorithm is None or digest.algorithm == algorithm) and digest.hex.startswith(
-                hex_part
-            ):
-                found.setdefault(digest, _plain(entry.descriptor))
+            if matches(entry.digest):
+                found.setdefault(entry.digest, _plain(entry.descriptor))
+        # Only now, and only for a prefix, are manifests read (each once) for config digests.
+        for entry in images:
+            if entry.digest not in found:
+                config = self._config_digest(entry.descriptor)
+                if config is not None and matches(config):
+                    found[entry.digest] = _plain(entry.descriptor)
         if len(found) > 1:
-            listed = ", ".join(d.short for d in sorted(found))
-            raise AmbiguousImageID(f"{name}: ambiguous image ID, matches {listed}")
+            listed = ", ".join(self._candidate(images, d) for d in sorted(found))
+            raise AmbiguousImageID(
+                f"{name}: ambiguous image ID, matches {len(found)} images: {listed}; "
+                "give more of the ID, or a name"
+            )
         if found:
             return _Match(next(iter(found.values())), None)
         if algorithm is not None:
@@ -192,6 +270,13 @@ class Store(Layout):
                 return None
             return self._child(images, digest)
         return None
+
+    def _candidate(self, images: list[ImageEntry], digest: Digest) -> str:
+        """One image of an ambiguous ID: its names, image ID and manifest digest."""
+        names = sorted({e.name for e in images if e.digest == digest and e.name is not None})
+        desc = next(e.descriptor for e in images if e.digest == digest)
+        shown = " ".join(names) if names else "<none>"
+        return f"{shown} (ID {self.image_id(desc).short}, manifest {digest.short})"
 
     def _child(self, images: list[ImageEntry], digest: Digest) -> _Match | None:
         """A manifest listed by an index in the store (one platform of a multi-arch image)."""
@@ -206,13 +291,25 @@ class Store(Layout):
                         return _Match(child, None, entry.digest)
         return None
 
+    def resolve_named(self, name: str) -> tuple[Descriptor, str | None]:
+        """:meth:`resolve`, and the index-entry name the image was found by (``myapp:v1`` ->
+        ``localhost/myapp:v1`` when that is what the store holds; None when found by ID or
+        digest)."""
+        match = self._lookup(name)
+        return match.descriptor, match.name
+
+    def lookup_name(self, name: str) -> str | None:
+        """The index-entry name ``name`` was found by; see :meth:`resolve_named`."""
+        return self._lookup(name).name
+
     # -- names ------------------------------------------------------------------------------
 
     def tag(self, image: Descriptor | str, ref: str | Reference) -> Reference:
         """Give the image (a descriptor, or anything :meth:`resolve` takes) the name ``ref``;
         a name that pointed elsewhere moves, and an image left without names stays untagged
-        (``<none>`` in ``images``, removed by ``prune``), as in podman. Returns the name."""
-        target = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        (``<none>`` in ``images``, removed by ``prune``), as in podman. A name given as a str
+        without a registry is ``localhost/NAME``, as podman tags it. Returns the name."""
+        target = ref if isinstance(ref, Reference) else Reference.parse_local(ref)
         if target.digest is not None:
             raise InvalidReference(f"cannot tag with a digest: {target}")
         with self.writing():
@@ -226,9 +323,17 @@ class Store(Layout):
         return target
 
     def untag(self, ref: str | Reference) -> Descriptor:
-        """Remove the name ``ref``. The image stays (untagged) when no other name has it."""
-        target = ref if isinstance(ref, Reference) else Reference.parse(ref)
-        name = str(target)
+        """Remove the name ``ref``. The image stays (untagged) when no other name has it.
+
+        A str without a registry is the first of ``localhost/NAME``, ``docker.io/library/NAME``
+        that the store holds."""
+        if isinstance(ref, Reference):
+            candidates = [ref]
+        else:
+            candidates = Reference.local_candidates(ref)
+            held = {e.name for e in self.images()}
+            candidates = [c for c in candidates if str(c) in held][:1] or candidates[:1]
+        name = str(candidates[0])
         removed: list[dict[str, Any]] = []
 
         def change(entries: IndexEntries) -> IndexEntries:
@@ -254,7 +359,7 @@ class Store(Layout):
                 "remove that image instead"
             )
         digest = str(match.descriptor.digest)
-        result = RemoveResult()
+        result = RemoveResult(image_id=self.image_id(match.descriptor))
 
         def change(entries: IndexEntries) -> IndexEntries:
             result.untagged.clear()
@@ -267,7 +372,7 @@ class Store(Layout):
                 names = [n for e in same if (n := entry_name(e)) is not None]
                 if len(names) > 1 and not force:
                     raise StoreError(
-                        f"image {match.descriptor.digest.short} has several names "
+                        f"image {self.image_id(match.descriptor).short} has several names "
                         f"({', '.join(names)}): remove them by name, or use --force"
                     )
                 out = [e for e in entries if e.get("digest") != digest]
@@ -388,6 +493,65 @@ class Store(Layout):
             seen.add(entry.name)
         return report
 
+    # -- when each name was stored (what `images` sorts by) ---------------------------------
+
+    #: ``.clusterimage/stored.json``: ``{manifest digest: {name ("" untagged): RFC 3339 UTC}}``.
+    #: A side file, not an index.json annotation: it never travels with a copy, changes no
+    #: digest, and index.json stays what skopeo and umoci expect (entries with annotations only
+    #: when named). A reproducible build's config says 1970, so its own time sorts nothing.
+    STORED_FILE = "stored.json"
+
+    def set_ref(self, name: str | None, desc: Descriptor, *, keep_replaced: bool = False) -> None:
+        """:meth:`Layout.set_ref`, then the time ``name`` was stored recorded (every name the
+        store writes goes through here: tag, the store transport, builds). Setting a name to
+        the image it already has keeps the first time."""
+        super().set_ref(name, desc, keep_replaced=keep_replaced)
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self.locked_index():
+            digests = {str(d.digest) for d in self.entries()}
+            times = {k: v for k, v in self.stored_times().items() if k in digests}
+            for other, names in times.items():
+                if name is not None and other != str(desc.digest) and name in names:
+                    # The name moved: the image it left keeps that time as its untagged one.
+                    names.setdefault("", names.pop(name))
+            times.setdefault(str(desc.digest), {}).setdefault(name or "", now)
+            raw = json.dumps(times, separators=(",", ":"), sort_keys=True).encode()
+            self._write_atomic(self.state_dir / self.STORED_FILE, raw)
+
+    def stored_times(self) -> dict[str, dict[str, str]]:
+        """What :attr:`STORED_FILE` holds; empty when missing or unreadable (a layout another
+        tool wrote, an older store): then ``images`` falls back to the created time."""
+        path = self.state_dir / self.STORED_FILE
+        try:
+            # Never blocking nor following a link: the layout may come from elsewhere, and a
+            # FIFO planted here must not hang `images`.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            with open(fd, "rb") as stream:
+                info = os.fstat(stream.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_SIZE:
+                    return {}
+                data = json.loads(stream.read())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(digest): {str(n): t for n, t in names.items() if isinstance(t, str)}
+            for digest, names in data.items()
+            if isinstance(names, dict)
+        }
+
+
+def _by_names(images: list[ImageEntry], candidates: list[Reference]) -> _Match | None:
+    """The first candidate (``localhost/NAME`` before ``docker.io/library/NAME``) an entry has."""
+    for ref in candidates:
+        named = _by_name(images, str(ref))
+        if named is not None:
+            return named
+    return None
+
 
 def _by_name(images: list[ImageEntry], full: str) -> _Match | None:
     """The entry named ``full``; else one whose name normalises to it: a layout another tool
@@ -399,6 +563,19 @@ def _by_name(images: list[ImageEntry], full: str) -> _Match | None:
         if entry.reference is not None and str(entry.reference) == full:
             return _Match(_plain(entry.descriptor), entry.name)
     return None
+
+
+def _not_known(name: str, candidates: list[Reference], *, as_id: bool) -> ImageNotFound:
+    """``myapp:v1: image not known (tried localhost/myapp:v1, docker.io/library/myapp:v1)``;
+    a name that could be an ID prefix (``cafe``) says it was tried as one too."""
+    tried = [str(ref) for ref in candidates]
+    if as_id:
+        tried.append("an image ID prefix")
+    if len(tried) > 1:
+        return ImageNotFound(f"{name}: image not known (tried {', '.join(tried)})")
+    full = tried[0]
+    shown = name if full == name else f"{name} ({full})"
+    return ImageNotFound(f"{shown}: image not known")
 
 
 def nothing_stored(name: str, root: Path) -> ImageNotFound:

@@ -1,7 +1,8 @@
 """The ``store`` transport: ``store:REF``, the local image store.
 
-As a source, REF is anything :meth:`Store.resolve` takes: a reference (``nginx``,
-``host/repo:tag``, ``repo@sha256:...``), a digest or an image-ID prefix. As a destination, REF
+As a source, REF is anything :meth:`Store.resolve` takes: a reference (``nginx`` is
+``localhost/nginx:latest`` first, then ``docker.io/library/nginx:latest``; ``host/repo:tag``,
+``repo@sha256:...``), a digest or an image-ID prefix. As a destination, REF
 is the reference the image is tagged with, normalised (``nginx`` is
 ``docker.io/library/nginx:latest``); ``store:`` alone stores the image untagged. The store is
 ``Context.store_dir``, else :func:`clusterimage.paths.default_store`. Reading never creates it
@@ -62,7 +63,16 @@ class StoreReference(ImageReference):
         if not self.name:
             raise TransportError("store: name the image to read (store:NAME, a digest or an ID)")
         store = self.existing_store(ctx)
-        return LayoutSource(store, store.resolve(self.name))
+        desc, found = store.resolve_named(self.name)
+        # From now on docker_reference() and str() name the image read: what it was found as
+        # (myapp:v1 is localhost/myapp:v1 when built or tagged here), not Docker's guess; by
+        # ID, its one name (an ID that also parses as a name, cafe, is no name of it).
+        names = [found] if found is not None else sorted(set(store.names(desc.digest)))
+        self.reference = None
+        if len(names) == 1:
+            with contextlib.suppress(InvalidReference):
+                self.reference = Reference.parse(names[0])
+        return LayoutSource(store, desc)
 
     def new_destination(self, ctx: Context) -> StoreDestination:
         if self.name and self.reference is None:
@@ -101,6 +111,38 @@ class StoreDestination(LayoutDestination):
             self.store.set_ref(str(ref), desc)
         else:
             self.store.tag(desc, ref)
+
+
+def own_names(image: ImageReference, ctx: Context) -> list[Reference]:
+    """The names ``image`` goes by when it is written elsewhere under its own name (``push``
+    without DST, ``save``). An image of the store: the name it was found by (``myapp:v1`` ->
+    ``localhost/myapp:v1`` when that is what the store holds), or, found by ID or digest,
+    every name the image has. Another transport: the name its reference carries."""
+    if not isinstance(image, StoreReference) or not image.name:
+        reference = image.docker_reference()
+        return [reference] if reference is not None else []
+    store = image.existing_store(ctx)
+    desc, found = store.resolve_named(image.name)
+    names = [found] if found is not None else sorted(set(store.names(desc.digest)))
+    out: list[Reference] = []
+    for name in names:
+        with contextlib.suppress(InvalidReference):  # a foreign layout's odd ref name
+            out.append(Reference.parse(name))
+    return out
+
+
+def loaded_name(image: ImageReference) -> Reference | None:
+    """The name ``load`` stores ``image`` of a bundle under: an OCI ref name without a
+    registry (``myapp:v1``) is ``localhost/myapp:v1``, as podman's load (NormalizeName) stores
+    it; a docker-archive's RepoTags keep Docker's rule, as ``docker save`` writes familiar
+    names (``nginx:1.25`` for docker.io/library/nginx:1.25)."""
+    from clusterimage.transports.oci_archive import OciArchiveReference
+    from clusterimage.transports.oci_layout import OciLayoutReference
+
+    reference = image.docker_reference()
+    if reference is None or not isinstance(image, OciArchiveReference | OciLayoutReference):
+        return reference
+    return Reference.parse_local(image.name) if image.name is not None else reference
 
 
 def store_root(ctx: Context) -> Path:

@@ -117,7 +117,12 @@ def test_commands_that_add_images_create_the_store(
     run_cli(*flags, "copy", image.transport_ref, "store:app:2", env=env)
     run_cli(*flags, "tag", "app:1", "app:3", env=env)
     listed = json.loads(run_cli(*flags, "images", "--json", env=env).stdout)
-    assert sorted(i["name"] for i in listed) == [f"docker.io/library/app:{n}" for n in "123"]
+    # pull --name and store: keep Docker's rule; tag stores a short name as localhost/.
+    assert sorted(f"{i['Repository']}:{i['Tag']}" for i in listed) == [
+        "docker.io/library/app:1",
+        "docker.io/library/app:2",
+        "localhost/app:3",
+    ]
     assert "ok: 3 blobs, 3 images checked" in run_cli(*flags, "fsck", env=env).stdout
 
 
@@ -126,6 +131,6 @@ def test_copy_into_a_chosen_missing_store_creates_it(
 ) -> None:
     new = tmp_path / "copied"
     run_cli("--store", new, "copy", image.transport_ref, "store:app:1")
-    assert json.loads(run_cli("--store", new, "images", "--json").stdout)[0]["name"] == (
+    assert json.loads(run_cli("--store", new, "images", "--json").stdout)[0]["Names"] == [
         "docker.io/library/app:1"
-    )
+    ]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from clusterimage.errors import InvalidReference
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.reference import Reference
+from clusterimage.oci.reference import Reference, is_short_name
 
 HEX = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 SHA = f"sha256:{HEX}"
@@ -211,3 +211,103 @@ def test_any_text_raises_only_invalid_reference(value: str) -> None:
         assert str(exc)
         return
     assert Reference.parse(str(ref)) == ref
+
+
+# -- names stored locally (build -t, tag, merge -t, load) and looked up in the store ----------
+
+# input -> what parse_local gives: localhost/ for a short name, Docker's rule otherwise
+LOCAL = [
+    ("myapp", "localhost/myapp:latest"),
+    ("myapp:v1", "localhost/myapp:v1"),
+    ("me/app:v1", "localhost/me/app:v1"),  # podman too: no registry, so localhost/me/app
+    ("library/nginx", "localhost/library/nginx:latest"),
+    ("a_b__c-d/g", "localhost/a_b__c-d/g:latest"),
+    ("app@" + SHA, f"localhost/app@{SHA}"),
+    ("app:v1@" + SHA, f"localhost/app:v1@{SHA}"),
+    ("localhost/app", "localhost/app:latest"),
+    ("localhost:5000/app:dev", "localhost:5000/app:dev"),
+    ("docker.io/nginx", "docker.io/library/nginx:latest"),  # named Docker Hub: stays there
+    ("index.docker.io/me/app", "docker.io/me/app:latest"),
+    ("quay.io/org/app:v1", "quay.io/org/app:v1"),
+    ("127.0.0.1:5000/a:1", "127.0.0.1:5000/a:1"),
+    ("[::1]:5000/app", "[::1]:5000/app:latest"),
+    ("Example.COM/app", "Example.COM/app:latest"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), LOCAL)
+def test_parse_local(value: str, expected: str) -> None:
+    ref = Reference.parse_local(value)
+    assert str(ref) == expected
+    assert Reference.parse(str(ref)) == ref  # what is stored reads back as itself
+
+
+def test_parse_local_without_default_tag() -> None:
+    assert str(Reference.parse_local("myapp", default_tag=False)) == "localhost/myapp"
+    assert str(Reference.parse_local("quay.io/a/b", default_tag=False)) == "quay.io/a/b"
+
+
+@pytest.mark.parametrize("value", ["", "My/App", "app:", "64" * 32, "http://host/app", "a b"])
+def test_parse_local_refuses_what_parse_refuses(value: str) -> None:
+    with pytest.raises(InvalidReference):
+        Reference.parse_local(value)
+    with pytest.raises(InvalidReference):
+        Reference.local_candidates(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("myapp:v1", ["localhost/myapp:v1", "docker.io/library/myapp:v1"]),
+        ("nginx", ["localhost/nginx:latest", "docker.io/library/nginx:latest"]),
+        ("me/app", ["localhost/me/app:latest", "docker.io/me/app:latest"]),
+        ("app@" + SHA, [f"localhost/app@{SHA}", f"docker.io/library/app@{SHA}"]),
+        ("localhost/myapp:v1", ["localhost/myapp:v1"]),
+        ("docker.io/library/myapp:v1", ["docker.io/library/myapp:v1"]),
+        ("quay.io/org/app", ["quay.io/org/app:latest"]),
+        ("host:5000/app", ["host:5000/app:latest"]),
+    ],
+)
+def test_local_candidates(value: str, expected: list[str]) -> None:
+    assert [str(ref) for ref in Reference.local_candidates(value)] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "short"),
+    [
+        ("nginx", True),
+        ("nginx:1.25", True),
+        ("me/app:v1", True),
+        ("a/b/c@" + SHA, True),
+        ("a_b/c", True),
+        ("localhost/x", False),
+        ("localhost:5000/x", False),
+        ("host:5000/x", False),
+        ("quay.io/x", False),
+        ("docker.io/x", False),
+        ("[::1]/x", False),
+        ("Upper/x", False),  # an uppercase first component can only be a host (normalize.go)
+    ],
+)
+def test_is_short_name(value: str, short: bool) -> None:
+    assert is_short_name(value) is short
+
+
+@settings(max_examples=300, deadline=None)
+@given(references())
+def test_local_names_of_any_reference(ref: Reference) -> None:
+    # Qualified (as str() always is): itself. Its familiar form is short exactly when it names
+    # Docker Hub, and then localhost/ comes first and Docker's name second.
+    assert Reference.parse_local(str(ref)) == ref
+    assert Reference.local_candidates(str(ref)) == [ref]
+    first = ref.repository.split("/")[0]
+    assume(ref.registry != "docker.io" or not any(c in first for c in ".:"))
+    familiar = ref.familiar()
+    if ref.registry == "docker.io" and not familiar.startswith("docker.io/"):
+        local = Reference.parse_local(familiar)
+        assert local.registry == "localhost"
+        assert (local.tag, local.digest) == (ref.tag, ref.digest)
+        assert Reference.local_candidates(familiar) == [local, ref]
+    else:
+        assert not is_short_name(familiar)
+        assert Reference.local_candidates(familiar) == [ref]

@@ -141,7 +141,9 @@ def test_import_tags_with_full_reference_and_platform(store: Store, image: OciIm
     assert entry["digest"] == image.manifest.digest
     [listed] = store.images()
     assert listed.name == "docker.io/library/app:v1"
-    assert listed.id == digest.hex
+    assert listed.digest == digest
+    assert listed.id == Digest.parse(image.config.digest).hex  # podman's IMAGE ID: the config
+    assert store.image_id(listed.descriptor) == Digest.parse(image.config.digest)
     manifest = store.get_manifest(digest)
     assert isinstance(manifest, ImageManifest)
     assert manifest.raw == image.manifest_bytes
@@ -159,13 +161,20 @@ def test_resolve(store: Store, image: OciImage) -> None:
         digest.hex[:3],
         f"sha256:{digest.hex[:10]}",
         f"quay.io/org/app@{digest}",
+        image.config.digest,  # the image ID (config digest), whole or a prefix
+        Digest.parse(image.config.digest).hex[:12],
+        f"sha256:{Digest.parse(image.config.digest).hex[:3]}",
     ):
         desc = store.resolve(name)
         assert desc.digest == digest, name
         assert desc.ref_name is None  # an image, not an index entry
     with pytest.raises(ImageNotFound, match=r"quay.io/org/app:v2: image not known"):
         store.resolve("quay.io/org/app:v2")
-    with pytest.raises(ImageNotFound, match=r"nginx \(docker.io/library/nginx:latest\)"):
+    with pytest.raises(
+        ImageNotFound,
+        match=r"^nginx: image not known \(tried localhost/nginx:latest, "
+        r"docker.io/library/nginx:latest\)$",
+    ):
         store.resolve("nginx")
     with pytest.raises(ImageNotFound):
         store.resolve("f" * 64)
@@ -205,11 +214,11 @@ def test_a_name_wins_over_an_image_id_prefix(store: Store, tmp_path: Path) -> No
     d1 = _import(store, one.transport_ref, "app:1")
     d2 = _import(store, two.transport_ref, "other:1")
     prefix = d2.hex[:6]
-    store.tag(d1.hex[:12], prefix)  # docker.io/library/<prefix>:latest
+    store.tag(d1.hex[:12], prefix)  # localhost/<prefix>:latest
     assert store.resolve(prefix).digest == d1
     assert store.resolve(f"sha256:{prefix}").digest == d2  # with its algorithm: an ID
     result = store.remove(prefix)  # removes the name, not the image whose ID starts so
-    assert result.untagged == [f"docker.io/library/{prefix}:latest"]
+    assert result.untagged == [f"localhost/{prefix}:latest"]
     assert result.deleted is None
     assert store.names(d2) == ["docker.io/library/other:1"]
     assert store.resolve(prefix).digest == d2  # the name is gone: now it is the ID prefix
@@ -230,10 +239,10 @@ def test_short_ref_names_of_a_foreign_layout_resolve_as_images_shows_them(
     for name in ("v1", "docker.io/library/v1:latest", "v1:latest"):
         assert store.resolve(name).digest == digest, name
     store.tag("v1", "app:2")
-    assert sorted(store.names(digest)) == ["docker.io/library/app:2", "v1"]
+    assert sorted(store.names(digest)) == ["localhost/app:2", "v1"]
     result = store.remove("docker.io/library/v1")
     assert result.untagged == ["v1"]
-    assert store.names(digest) == ["docker.io/library/app:2"]
+    assert store.names(digest) == ["localhost/app:2"]
 
 
 def test_a_manifest_stored_under_sha512(store: Store, image: OciImage) -> None:
@@ -251,7 +260,7 @@ def test_a_manifest_stored_under_sha512(store: Store, image: OciImage) -> None:
     store.tag("app:512", "app:copy")
     assert sorted(store.names(desc.digest)) == [
         "docker.io/library/app:512",
-        "docker.io/library/app:copy",
+        "localhost/app:copy",
     ]
     summary = store.summarize(store.resolve("app:copy"))
     assert summary.digest == desc.digest
@@ -264,14 +273,14 @@ def test_tag_moves_names_and_untag_keeps_image(store: Store, tmp_path: Path) -> 
     two = make_oci_layout(tmp_path / "two", ref="b", layers=({"f": b"2"},))
     d1 = _import(store, one.transport_ref, "app:1")
     d2 = _import(store, two.transport_ref, "app:2")
-    assert str(store.tag("app:1", "app:latest")) == "docker.io/library/app:latest"
+    assert str(store.tag("app:1", "app:latest")) == "localhost/app:latest"
     assert store.resolve("app").digest == d1
     store.tag(store.resolve("app:2"), "app")  # re-tagging replaces: one entry per name
     assert store.resolve("app").digest == d2
     assert [e["annotations"] for e in _index(store)].count(
-        {REF_NAME_ANNOTATION: "docker.io/library/app:latest"}
+        {REF_NAME_ANNOTATION: "localhost/app:latest"}
     ) == 1
-    assert sorted(store.names(d2)) == ["docker.io/library/app:2", "docker.io/library/app:latest"]
+    assert sorted(store.names(d2)) == ["docker.io/library/app:2", "localhost/app:latest"]
     with pytest.raises(InvalidReference, match="digest"):
         store.tag("app:1", f"app@{d1}")
     with pytest.raises(ImageNotFound):
@@ -281,7 +290,7 @@ def test_tag_moves_names_and_untag_keeps_image(store: Store, tmp_path: Path) -> 
     assert [e.name for e in store.images() if e.digest == d1] == [None]
     assert store.resolve(d1.hex[:12]).digest == d1
     store.tag(d1.hex[:12], "again:1")  # naming it replaces the untagged entry
-    assert [e.name for e in store.images() if e.digest == d1] == ["docker.io/library/again:1"]
+    assert [e.name for e in store.images() if e.digest == d1] == ["localhost/again:1"]
     with pytest.raises(ImageNotFound):
         store.untag("app:1")
 
@@ -299,12 +308,12 @@ def test_remove_like_podman_rmi(store: Store, image: OciImage) -> None:
     store.tag("app:1", "app:2")
     store.tag("app:1", "app:3")
     result = store.remove("app:3")  # by name: untag only
-    assert result.untagged == ["docker.io/library/app:3"]
+    assert result.untagged == ["localhost/app:3"]
     assert result.deleted is None
     with pytest.raises(StoreError, match="several names"):
         store.remove(digest.hex[:12])  # by ID with two names: needs force
     result = store.remove(digest.hex[:12], force=True)
-    assert sorted(result.untagged) == ["docker.io/library/app:1", "docker.io/library/app:2"]
+    assert sorted(result.untagged) == ["docker.io/library/app:1", "localhost/app:2"]
     assert result.deleted == digest
     assert store.images() == []
     _import(store, image.transport_ref, "app:1")
