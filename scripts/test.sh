@@ -29,6 +29,7 @@ as_root() {
 # command -> Debian package that provides it
 tools=(
     "buildah:buildah"
+    "podman:podman"
     "skopeo:skopeo"
     "docker-registry:docker-registry"
     "umoci:umoci"

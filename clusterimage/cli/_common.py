@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +170,75 @@ class CopyProgress:
             )
             self._tasks[key] = task
         self._progress.update(task, completed=event.done)
+
+
+# -- shell completion of stored image names -------------------------------------------------------
+
+_REF_NAME = "org.opencontainers.image.ref.name"
+_MAX_INDEX = 16 << 20  # more than any index.json a person keeps; read no further
+
+
+def StoredImage(**kwargs: Any) -> Any:  # CamelCase: it stands where typer.Argument does
+    """``typer.Argument(...)`` for an argument that names images in the store: the same
+    options, plus completion of the names stored (``complete_images``)."""
+    return typer.Argument(autocompletion=complete_images, **kwargs)
+
+
+def complete_images(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Image names in the store for shell completion (``autocompletion=`` of IMAGE arguments).
+
+    Reads index.json only (no manifest, no lock: a TAB must answer at once), honours a
+    ``--store`` given earlier on the line, and never fails: any problem means no completions.
+    """
+    try:
+        chosen = ctx.find_root().params.get("store")
+        root = Path(chosen) if chosen else store_dir()
+        # Non-blocking: a FIFO in place of index.json must not hang the shell.
+        fd = os.open(root / "index.json", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return []
+            data = json.loads(stream.read(_MAX_INDEX))
+        names = [
+            entry["annotations"][_REF_NAME]
+            for entry in data["manifests"]
+            if isinstance(entry.get("annotations"), dict)
+            and isinstance(entry["annotations"].get(_REF_NAME), str)
+        ]
+        return image_name_completions(names, incomplete)
+    except Exception:  # a completion never breaks the user's shell: no answer instead
+        return []
+
+
+def image_name_completions(names: list[str], incomplete: str) -> list[str]:
+    """Each name, and its short form where that finds the same image (``myapp:v1`` for
+    ``localhost/myapp:v1``, ``nginx:1.25`` for ``docker.io/library/nginx:1.25`` unless a
+    ``localhost/nginx:1.25`` is stored too, which the short name would find first). With
+    nothing typed yet, one form per image name: the shortest."""
+    held = set(names)
+    out: list[str] = []
+    for name in names:
+        short = _short_form(name, held)
+        forms = [short, name] if short else [name]
+        if not incomplete:
+            out.append(forms[0])
+        else:
+            out.extend(form for form in forms if form.startswith(incomplete))
+    return list(dict.fromkeys(out))
+
+
+def _short_form(name: str, held: set[str]) -> str | None:
+    for prefix in ("localhost/", "docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            short = name[len(prefix) :]
+            break
+    else:
+        return None
+    first, slash, _ = short.partition("/")
+    if slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
+        return None  # the short form would name a registry
+    if prefix != "localhost/" and f"localhost/{short}" in held:
+        return None  # localhost/SHORT is looked up first
+    if prefix == "docker.io/" and not slash:
+        return None
+    return short

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clusterimage import transports
-from clusterimage.cli._common import JsonOutput, print_json
+from clusterimage.cli._common import JsonOutput, StoredImage, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     def create(
         images: Annotated[
             list[str],
-            typer.Argument(
+            StoredImage(
                 metavar="REF...",
                 help="Images in the store, or TRANSPORT:REF (oci:DIR:TAG, docker://...), in "
                 "the order the runtime runs them.",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import JsonOutput, print_json
+from clusterimage.cli._common import JsonOutput, StoredImage, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -25,8 +25,8 @@ from clusterimage.cli._registry_options import (
 def register(app: typer.Typer) -> None:
     @app.command("diff", cls=RegistryCommand)
     def diff(
-        first: Annotated[str, typer.Argument(metavar="A", help="An image: NAME or TRANSPORT:REF.")],
-        second: Annotated[str, typer.Argument(metavar="B", help="The image to compare with A.")],
+        first: Annotated[str, StoredImage(metavar="A", help="An image: NAME or TRANSPORT:REF.")],
+        second: Annotated[str, StoredImage(metavar="B", help="The image to compare with A.")],
         platform: SelectPlatform = None,
         retry: Retry = DEFAULT_RETRIES,
         timeout: Timeout = DEFAULT_TIMEOUT,

@@ -21,7 +21,8 @@ app = typer.Typer(
     help="Build, store, ship and unpack OCI cluster images from Kubefiles, daemonless.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion; `completion SHELL` prints the same scripts.
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -87,6 +88,7 @@ _COMMAND_MODULES = (
     "unpack",
     "diff",
     "bundle",
+    "completion",
 )
 
 
@@ -164,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Not standalone: typer's own usage errors (unknown option, missing argument, bad
         # choice) come here too, so they print as one `error:` line like ours, not a box.
-        status = app(args=args, standalone_mode=False)
+        # prog_name: the completion protocol (_CLUSTERIMAGE_COMPLETE) and usage lines name
+        # the program, also when it runs as `python -m clusterimage`.
+        status = app(args=args, prog_name="clusterimage", standalone_mode=False)
     except typer.TyperException as exc:  # the base of click's exceptions that typer vendors
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.exit(2)  # typer has printed the help already (it matches by name too)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import JsonOutput, info, print_json, store_dir
+from clusterimage._humanize import count
+from clusterimage.cli._common import JsonOutput, StoredImage, info, print_json, store_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -14,12 +15,16 @@ def register(app: typer.Typer) -> None:
     def merge(
         images: Annotated[
             list[str],
-            typer.Argument(
-                metavar="IMAGE...", help="Images in the store, in the order to lay out."
-            ),
+            StoredImage(metavar="IMAGE...", help="Images in the store, in the order to lay out."),
         ],
         tag: Annotated[
-            str, typer.Option("--tag", "-t", metavar="REF", help="Name of the merged image.")
+            str,
+            typer.Option(
+                "--tag",
+                "-t",
+                metavar="REF",
+                help="Name of the merged image (without a registry: localhost/REF).",
+            ),
         ],
         platform: Annotated[
             str | None,
@@ -30,7 +35,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         quiet: Annotated[
-            bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
+            bool,
+            typer.Option(
+                "--quiet", "-q", help="Print only the digest of the merged image: no status line."
+            ),
         ] = False,
         json_output: JsonOutput = False,
     ) -> None:
@@ -52,7 +60,7 @@ def register(app: typer.Typer) -> None:
         from clusterimage.store import Store
         from clusterimage.store.store import nothing_stored
 
-        target = Reference.parse(tag)
+        target = Reference.parse_local(tag)  # no registry: localhost/NAME, as a build's
         chosen = Platform.parse(platform) if platform else None
         store = Store.existing(store_dir())
         if store is None:
@@ -62,5 +70,6 @@ def register(app: typer.Typer) -> None:
             print_json(result.to_dict())
             return
         if not quiet:
-            info(f"Merged {len(images)} images into {target} ({result.layers} layers)")
+            merged = count(len(images), "image")
+            info(f"Merged {merged} into {target} ({count(result.layers, 'layer')})")
         typer.echo(str(result.manifest.digest))

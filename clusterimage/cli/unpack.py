@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from clusterimage.cli._common import JsonOutput, info, print_json, store_dir, warn
+from clusterimage._humanize import count
+from clusterimage.cli._common import JsonOutput, StoredImage, info, print_json, store_dir, warn
 from clusterimage.runtime.unpack import Layout
 
 
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
     def unpack(
         arguments: Annotated[
             list[str],
-            typer.Argument(metavar="IMAGE... DIR", help="Images in the store, then the folder."),
+            StoredImage(metavar="IMAGE... DIR", help="Images in the store, then the folder."),
         ],
         layout: Annotated[
             Layout,
@@ -33,7 +34,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         quiet: Annotated[
-            bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")
+            bool,
+            typer.Option(
+                "--quiet", "-q", help="Print nothing but warnings and errors: no status lines."
+            ),
         ] = False,
         json_output: JsonOutput = False,
     ) -> None:
@@ -75,6 +79,6 @@ def register(app: typer.Typer) -> None:
             for image in result.images:
                 info(
                     f"{image.name} ({image.type}) -> {directory}/{image.root}: "
-                    f"{image.stats.files} files written, {image.stats.kept} already there"
+                    f"{count(image.stats.files, 'file')} written, {image.stats.kept} already there"
                 )
             info(f"registry cache: {directory}/{result.registry}")

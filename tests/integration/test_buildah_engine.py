@@ -339,5 +339,5 @@ def test_buildah_engine_passes_the_platform(tmp_path: Path, ci_home: Path) -> No
     native = tree(unpack(store, "localhost/platform:native", tmp_path / "native"))
     buildah = tree(unpack(store, "localhost/platform:buildah", tmp_path / "buildah"))
     assert native == buildah
-    listed = {i["name"] for i in json.loads(run_cli("images", "--json").stdout)}
+    listed = {n for i in json.loads(run_cli("images", "--json").stdout) for n in i["Names"]}
     assert listed == {"localhost/platform:native", "localhost/platform:buildah"}

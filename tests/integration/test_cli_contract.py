@@ -43,6 +43,7 @@ COMMANDS = (
     "unpack",
     "diff",
     "bundle",
+    "completion",
 )
 
 
@@ -94,6 +95,7 @@ def test_help_has_a_runnable_looking_example(command: str) -> None:
         ("pull", "--tls-verify=maybe", "app:v1"),
         ("copy", "--src-tls-verify=maybe", "oci:a", "oci:b"),
         ("push", "--jobs", "0", "app:v1"),
+        ("completion", "tcsh"),
     ],
     ids=" ".join,
 )

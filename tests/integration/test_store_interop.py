@@ -89,8 +89,8 @@ def test_we_import_layouts_skopeo_wrote(
         assert digest == by_name[tag]["digest"], tag
     assert Store(store).fsck() == []
     summary = json.loads(run_cli("--store", store, "inspect", "localhost/skopeo:docker").stdout)
-    assert summary["MediaType"] == mt.DOCKER_MANIFEST
-    assert summary["Cmd"] == ["run.sh"]
+    assert summary["ManifestType"] == mt.DOCKER_MANIFEST
+    assert summary["Config"]["Cmd"] == ["run.sh"]
 
 
 def test_umoci_reads_our_store_and_we_read_umoci(tmp_path: Path, image: OciImage) -> None:
@@ -115,7 +115,7 @@ def test_umoci_reads_our_store_and_we_read_umoci(tmp_path: Path, image: OciImage
     )
     assert _pull(store, f"oci:{layout}:changed", "localhost/umoci:changed") == changed["digest"]
     summary = json.loads(run_cli("--store", store, "inspect", "localhost/umoci:changed").stdout)
-    assert "X=1" in summary["Env"]
+    assert "X=1" in summary["Config"]["Env"]
 
 
 def test_oci_image_tool_validates_the_store(

@@ -118,4 +118,4 @@ def test_fsck_reports_a_fifo_and_a_symlink_in_the_store(
     )
     # images still lists the damaged image instead of failing or blocking.
     listed = json.loads(run_cli("images", "--json", timeout=DEADLINE).stdout)
-    assert [item["name"] for item in listed] == ["docker.io/library/app:1"]
+    assert [item["Names"] for item in listed] == [["docker.io/library/app:1"]]
