@@ -13,9 +13,10 @@ _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
-def count(number: int, noun: str) -> str:
-    """``1 blob``, ``2 blobs``, ``0 images``: the noun agrees with the number."""
-    return f"{number} {noun if number == 1 else noun + 's'}"
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 blob``, ``2 blobs``, ``0 images``: the noun agrees with the number (``plural`` for
+    the nouns that do not just take an s: ``count(n, "entry", "entries")``)."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def human_size(size: int) -> str:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from clusterimage._humanize import count
 from clusterimage.errors import ClusterImageError, KubefileError, UsageError
 from clusterimage.kubefile import sources as _sources
 from clusterimage.kubefile.config import ExecConfig
@@ -153,26 +154,26 @@ class CopyStep:
         return {
             "kind": self.kind,
             "line": self.location.line,
-            "end_line": self.location.end_line,
+            "endLine": self.location.end_line,
             "instruction": self.instruction,
             "sources": list(self.sources),
             "dest": self.dest,
-            "dest_path": self.dest_path,
-            "from_stage": self.from_stage,
-            "from_image": self.from_image,
+            "destPath": self.dest_path,
+            "fromStage": self.from_stage,
+            "fromImage": self.from_image,
             "chown": self.chown,
             "chmod": self.chmod,
             "link": self.link,
             "checksum": self.checksum,
-            "keep_git_dir": self.keep_git_dir,
-            "inline_files": [
+            "keepGitDir": self.keep_git_dir,
+            "inlineFiles": [
                 {"name": f.name, "content": f.data(), "expand": f.expand} for f in self.inline_files
             ],
-            "context_paths": list(self.context_paths),
+            "contextPaths": list(self.context_paths),
             "missing": list(self.missing),
             "remote": list(self.remote),
-            "created_by": self.created_by,
-            "creates_layer": self.creates_layer,
+            "createdBy": self.created_by,
+            "createsLayer": self.creates_layer,
         }
 
 
@@ -202,18 +203,18 @@ class RunStep:
         return {
             "kind": self.kind,
             "line": self.location.line,
-            "end_line": self.location.end_line,
+            "endLine": self.location.end_line,
             "argv": list(self.argv),
-            "shell_form": self.shell_form,
+            "shellForm": self.shell_form,
             "env": list(self.env),
             "workdir": self.workdir,
             "user": self.user,
             "mounts": list(self.mounts),
             "network": self.network,
             "security": self.security,
-            "inline_files": [{"name": f.name, "content": f.data()} for f in self.inline_files],
-            "created_by": self.created_by,
-            "creates_layer": self.creates_layer,
+            "inlineFiles": [{"name": f.name, "content": f.data()} for f in self.inline_files],
+            "createdBy": self.created_by,
+            "createsLayer": self.creates_layer,
         }
 
 
@@ -243,12 +244,12 @@ class ConfigStep:
         return {
             "kind": self.kind,
             "line": self.location.line,
-            "end_line": self.location.end_line,
+            "endLine": self.location.end_line,
             "instruction": self.instruction,
             "changes": dict(self.changes),
             "mkdir": self.mkdir,
-            "created_by": self.created_by,
-            "creates_layer": self.creates_layer,
+            "createdBy": self.created_by,
+            "createsLayer": self.creates_layer,
         }
 
 
@@ -304,7 +305,7 @@ class StagePlan:
             "platform": str(self.platform),
             "used": self.used,
             "target": self.is_target,
-            "base_config_known": self.base_config_known,
+            "baseConfigKnown": self.base_config_known,
             "args": {name: value for name, value in self.args},
             "steps": [step.to_dict() for step in self.steps],
             "config": self.config.to_dict(),
@@ -368,18 +369,18 @@ class BuildPlan:
             "type": self.image_type,
             "version": self.image_version,
             "hooks": dict(sorted(self.hooks.items())),
-            "needs_run": self.needs_run,
-            "copies_registry": self.copies_registry,
-            "build_args": dict(sorted(self.build_args.items())),
-            "unused_build_args": list(self.unused_build_args),
+            "needsRun": self.needs_run,
+            "copiesRegistry": self.copies_registry,
+            "buildArgs": dict(sorted(self.build_args.items())),
+            "unusedBuildArgs": list(self.unused_build_args),
             "stages": [stage.to_dict() for stage in self.stages],
             "config": self.config.to_dict(),
-            "oci_config": self.config.to_oci(),
+            "ociConfig": self.config.to_oci(),
             "history": [
                 {"created_by": entry.created_by, "empty_layer": entry.empty_layer}
                 for entry in self.history()
             ],
-            "missing_sources": [missing.to_dict() for missing in self.missing_sources],
+            "missingSources": [missing.to_dict() for missing in self.missing_sources],
             "warnings": [warning.to_dict() for warning in self.warnings],
         }
 
@@ -756,7 +757,7 @@ def _render_stage(stage: StagePlan) -> Iterator[str]:
     name = f" {stage.name}" if stage.name else ""
     yield (
         f"stage {stage.index}{name}: FROM {origin} [{stage.platform}] "
-        f"line {stage.location.line}, {stage.layer_count} layer(s){suffix}"
+        f"line {stage.location.line}, {count(stage.layer_count, 'layer')}{suffix}"
     )
     for step in stage.steps:
         marker = "+" if step.creates_layer else " "

@@ -17,7 +17,12 @@ from clusterimage.paths import default_store
 from clusterimage.paths import home_dir as home_dir  # re-exported for the commands
 
 # The flags most commands share, spelled once.
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Print only the digest of each image: no progress, no status lines."
+    ),
+]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 if TYPE_CHECKING:

@@ -66,7 +66,10 @@ def register(app: typer.Typer) -> None:
         cert_dir: CertDir = None,
         jobs: Jobs = DEFAULT_JOBS,
         quiet: Annotated[
-            bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
+            bool,
+            typer.Option(
+                "--quiet", "-q", help="Print only the image's digest: no progress, no status line."
+            ),
         ] = False,
         json_output: JsonOutput = False,
     ) -> None:

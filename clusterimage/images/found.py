@@ -28,7 +28,7 @@ class FoundImage:
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": str(self.reference),
-            "stored_path": self.stored_path,
+            "storedPath": self.stored_path,
             "origins": [origin.to_json() for origin in self.origins],
         }
 
@@ -50,7 +50,7 @@ class Discovery:
             "archives": [archive.to_json() for archive in self.archives],
             "ignored": [image.to_json() for image in self.ignored],
             "warnings": list(self.warnings),
-            "charts_rendered": self.charts_rendered,
+            "chartsRendered": self.charts_rendered,
         }
 
 

@@ -45,7 +45,7 @@ class ArchiveImage:
             "transport": self.transport,
             "path": self.path,
             "name": str(self.name),
-            "stored_path": self.stored_path,
+            "storedPath": self.stored_path,
             "origin": self.origin.to_json(),
         }
 

@@ -84,11 +84,11 @@ class ExecConfig:
             "labels": dict(sorted(self.labels.items())),
             "cmd": list(self.cmd) if self.cmd is not None else None,
             "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
-            "working_dir": self.working_dir,
+            "workingDir": self.working_dir,
             "user": self.user,
-            "exposed_ports": list(self.exposed_ports),
+            "exposedPorts": list(self.exposed_ports),
             "volumes": list(self.volumes),
-            "stop_signal": self.stop_signal,
+            "stopSignal": self.stop_signal,
             "author": self.author,
         }
 

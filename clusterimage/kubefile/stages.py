@@ -125,7 +125,7 @@ class BaseSpec:
         return {
             "kind": self.kind,
             "name": self.name,
-            "stage_index": self.stage_index,
+            "stageIndex": self.stage_index,
             "reference": self.reference,
         }
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clusterimage._humanize import count
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.image import resolve
 from clusterimage.oci import mediatypes as mt
@@ -106,8 +107,8 @@ def merged(inputs: Sequence[MergeInput]) -> tuple[ImageManifest, ImageConfig]:
         ids = config.diff_ids
         if len(ids) != len(item.manifest.layers):
             raise ClusterImageError(
-                f"merge: {item.name}: {len(item.manifest.layers)} layers but "
-                f"{len(ids)} diff_ids in its config"
+                f"merge: {item.name}: {count(len(item.manifest.layers), 'layer')} but "
+                f"{count(len(ids), 'diff_id')} in its config"
             )
         for layer, diff_id in zip(item.manifest.layers, ids, strict=True):
             if layer.digest in seen:

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from clusterimage._humanize import count
 from clusterimage.errors import (
     BlobNotFound,
     ClusterImageError,
@@ -171,7 +172,7 @@ class DockerArchiveReference(ImageReference):
         if position is not None:
             number = int(position.group(1))
             if number >= len(entries):
-                raise ImageNotFound(f"{self}: the archive holds {len(entries)} images")
+                raise ImageNotFound(f"{self}: the archive holds {count(len(entries), 'image')}")
             return entries[number]
         wanted = Reference.parse(self.name)
         for entry in entries:
@@ -290,8 +291,8 @@ class DockerArchiveSource(ImageSource):
         self._blobs[config.digest] = _Blob(f"config {entry.config}", member, "none")
         if len(diff_ids) != len(entry.layers):
             raise ManifestError(
-                f"{self._where}: manifest.json lists {len(entry.layers)} layers, config "
-                f"{entry.config} has {len(diff_ids)} diff_ids"
+                f"{self._where}: manifest.json lists {count(len(entry.layers), 'layer')}, "
+                f"config {entry.config} has {count(len(diff_ids), 'diff_id')}"
             )
         layers: list[Descriptor] = []
         described: dict[Digest, Descriptor] = {}

@@ -84,7 +84,8 @@ class OciLayoutReference(ImageReference):
         named = [OciLayoutReference(self.path, e.ref_name) for e in entries if e.ref_name]
         if len(named) != len(entries):
             raise ImageNotFound(
-                f"{self}: {len(entries) - len(named)} of its images have no ref name; "
+                f"{self}: {len(entries) - len(named)} of its images "
+                f"{'has' if len(entries) - len(named) == 1 else 'have'} no ref name; "
                 "copy them one by one with oci:DIR:REF"
             )
         return list(named)

@@ -84,7 +84,7 @@ def test_every_corpus_kubefile_passes_cli_dry_run(ci_home: Path) -> None:
         status, stdout, stderr = _main_in_process(_dry_run_argv(kubefile))
         failure = _check_dry_run(kubefile, status, stdout, stderr)
         if failure is None:
-            warned += bool(json.loads(stdout)["missing_sources"])
+            warned += bool(json.loads(stdout)["missingSources"])
         else:
             failures.append(failure)
     assert not failures, "\n".join(failures)
@@ -216,9 +216,9 @@ def test_complete_corpus_contexts_build(tmp_path: Path, ci_home: Path) -> None:
         inspected = json.loads(run_cli("inspect", tag).stdout)
         oci = context.plan.config.to_oci()
         assert inspected["Labels"] == oci.get("Labels", {}), context.relative
-        assert inspected["Env"] == oci["Env"], context.relative
+        assert inspected["Config"]["Env"] == oci["Env"], context.relative
         copies = [s for s in context.plan.target_stage.steps if isinstance(s, CopyStep)]
-        assert len(inspected["Layers"]) == len(copies), context.relative
+        assert len(inspected["RootFS"]["Layers"]) == len(copies), context.relative
 
         bundle = tmp_path / f"bundle-{number}"
         run_tool([umoci, "unpack", "--rootless", "--image", f"{store}:{tag}", str(bundle)])

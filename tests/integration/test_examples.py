@@ -307,7 +307,7 @@ def test_embedded_images_are_served_by_docker_registry_and_pulled_by_skopeo_and_
     assert len(embedded) == len(discovered["images"]) + len(discovered["archives"]) >= 1
     for image in discovered["images"]:
         # Pulled through the mirror: the digest the source registry has.
-        assert embedded[image["stored_path"]] == image_mirror.digests[image["reference"]]
+        assert embedded[image["storedPath"]] == image_mirror.digests[image["reference"]]
     annotations = json.loads(run_cli("inspect", example.tag).stdout)["Annotations"]
     assert json.loads(annotations["io.clusterimage.images"]) == embedded
 

@@ -411,11 +411,11 @@ def test_to_dict_is_json_and_stable(tmp_path: Path) -> None:
     assert json.loads(json.dumps(first)) == first
     assert list(first["config"]["labels"]) == ["a", "z"]
     assert first["type"] == "application"
-    assert first["needs_run"] is True
-    assert first["oci_config"]["ExposedPorts"] == {"80/tcp": {}}
-    assert first["missing_sources"][0]["source"] == "nope"
+    assert first["needsRun"] is True
+    assert first["ociConfig"]["ExposedPorts"] == {"80/tcp": {}}
+    assert first["missingSources"][0]["source"] == "nope"
     copy = first["stages"][1]["steps"][2]
-    assert copy["kind"] == "copy" and copy["from_stage"] == 0 and copy["chmod"] == "600"
+    assert copy["kind"] == "copy" and copy["fromStage"] == 0 and copy["chmod"] == "600"
     assert first["stages"][0]["steps"][0]["kind"] == "run"
 
 

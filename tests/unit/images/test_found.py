@@ -97,7 +97,7 @@ def test_merge_keeps_origins_in_order_once() -> None:
     assert image.origins == (chart, FileOrigin("manifests/a.yaml", 3))
     assert image.to_json() == {
         "reference": "docker.io/library/nginx:latest",
-        "stored_path": "library/nginx:latest",
+        "storedPath": "library/nginx:latest",
         "origins": [
             {"chart": "charts/web", "template": "web/templates/deploy.yaml", "line": 12},
             {"file": "manifests/a.yaml", "line": 3},

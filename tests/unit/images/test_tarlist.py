@@ -45,7 +45,7 @@ def test_both_transports(make_context: MakeContext) -> None:
         "transport": "oci-archive",
         "path": "archives/tool.tar",
         "name": "quay.io/org/tool:v2",
-        "stored_path": "org/tool:v2",
+        "storedPath": "org/tool:v2",
         "origin": {"file": TAR_TXT, "line": 4},
     }
 

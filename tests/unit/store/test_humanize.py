@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clusterimage._humanize import human_ago, human_size, parse_time
+from clusterimage._humanize import count, human_ago, human_size, parse_time
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,22 @@ from clusterimage._humanize import human_ago, human_size, parse_time
 )
 def test_human_size(size: int, text: str) -> None:
     assert human_size(size) == text
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [(0, "0 blobs"), (1, "1 blob"), (2, "2 blobs")],
+)
+def test_count_agrees_with_the_number(number: int, text: str) -> None:
+    assert count(number, "blob") == text
+
+
+def test_count_takes_an_irregular_plural() -> None:
+    assert [count(n, "entry", "entries") for n in (0, 1, 5)] == [
+        "0 entries",
+        "1 entry",
+        "5 entries",
+    ]
 
 
 NOW = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
