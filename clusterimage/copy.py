@@ -36,7 +36,11 @@ from clusterimage.transports.base import (
 # against ctx.retries, so only the delays come from here.
 _RETRY = RetryPolicy()
 
-EventKind = Literal["blob-start", "blob-progress", "blob-done", "blob-skipped", "blob-mounted"]
+# "blob-planned" goes out for every blob of the copy before any transfer starts (its size comes
+# from the manifest), so a progress display knows the whole amount up front.
+EventKind = Literal[
+    "blob-planned", "blob-start", "blob-progress", "blob-done", "blob-skipped", "blob-mounted"
+]
 _FOUND: dict[str, EventKind] = {"skipped": "blob-skipped", "mounted": "blob-mounted"}
 
 
@@ -60,6 +64,10 @@ class CopyOptions:
     on_event: Callable[[CopyEvent], None] | None = None
     # "gzip" | "zstd": recompress layers compressed otherwise (see clusterimage.recompress).
     compression_format: str | None = None
+    # Asked about each blob the destination already has, before it is skipped: False means
+    # the stored copy is damaged and was removed, so the blob is copied again (pull: one
+    # command repairs a store whose blob went bad on disk).
+    verify_existing: Callable[[Descriptor], bool] | None = None
 
 
 @dataclass
@@ -321,6 +329,8 @@ class _Copier:
             ordered = sorted(
                 blobs.values(), key=lambda d: (d.digest not in configs, -d.size, str(d.digest))
             )
+            for desc in ordered:
+                self._emit("blob-planned", desc)
             futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in ordered]
             # Without a failure, wait returns once every future is done.
             try:
@@ -358,7 +368,9 @@ class _Copier:
         """``"skipped"`` if the destination has ``desc``, ``"mounted"`` if it mounted it from
         another repository, else ``None`` (the bytes must be sent)."""
         if self._dest.has_blob(desc):
-            return "skipped"
+            verify = self._options.verify_existing
+            if verify is None or verify(desc):
+                return "skipped"
         if self._dest.try_mount(desc, self._source):
             return "mounted"
         return None

@@ -1,9 +1,9 @@
 """Pulling: an image from any transport into the local store, under a name, by a policy.
 
 The operation behind ``clusterimage pull`` (and the base images of a build): the CLI parses and
-prints, this decides. Policies are podman's: ``always`` copies (only missing blobs travel),
-``missing`` copies only when the store has no image of that name for the platform, ``never``
-uses the store's and fails without it.
+prints, this decides. Policies are podman's: ``always`` copies (only missing blobs travel; a
+stored blob found damaged counts as missing), ``missing`` copies only when the store has no
+image of that name for the platform, ``never`` uses the store's and fails without it.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from clusterimage.copy import CopyEvent, CopyOptions, CopyResult, copy_image
 from clusterimage.errors import ImageNotFound, UsageError
 from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.store import Store
+from clusterimage.store.fsck import blob_damage, remove_blob
 from clusterimage.transports.base import Context, ImageReference
 from clusterimage.transports.oci_layout import OciLayoutReference, whole_reference
 from clusterimage.transports.store import StoreReference
@@ -87,19 +89,54 @@ def pull(
         if kept is not None:
             result = CopyResult(kept.digest, kept.media_type, kept.size)
             return PullResult(target, src, False, result)
-    options = CopyOptions(all_platforms=all_platforms, on_event=on_event)
+    store = dst.store(ctx)
+    warnings: list[str] = []
+    options = CopyOptions(
+        all_platforms=all_platforms,
+        on_event=on_event,
+        verify_existing=_verifier(store, warnings),
+    )
     result = copy_image(src, dst, ctx, options)
-    warnings = []
+    # Manifests are written as they are when the store has their digest: a damaged one is
+    # removed and the copy made again (every blob is there by now, so only manifests travel).
+    damaged = [d for d in result.manifests if _repaired(store, d, None, warnings)]
+    if damaged:
+        copy_image(src, dst, ctx, options)  # byte-identical manifests: the first result holds
     if ctx.platform is not None and not all_platforms:
         # A single-platform source has no list to choose from: it is pulled as it is. As
         # podman does, say so when it is not what --platform asked for.
-        have = platforms(dst.store(ctx), Descriptor(result.media_type, result.digest, result.size))
+        have = platforms(store, Descriptor(result.media_type, result.digest, result.size))
         if have and not any(ctx.platform.matches(p) for p in have):
             held = ", ".join(map(str, have))
             warnings.append(
                 f"the image is for {held}, not the {ctx.platform} that --platform asked for"
             )
     return PullResult(target, src, True, result, warnings)
+
+
+def _verifier(store: Store, warnings: list[str]) -> Callable[[Descriptor], bool]:
+    """The copy's check of a blob the store already has: its size, then its hash.
+
+    ``pull`` promises that only missing blobs travel, and a stored blob whose bytes went bad
+    on disk is missing in all but name: it is removed and fetched again. That costs a read of
+    the image's stored blobs (not the whole store's) on each pull of an image already there;
+    the copy's workers hash several at once.
+    """
+
+    def verify(desc: Descriptor) -> bool:
+        return not _repaired(store, desc.digest, desc.size, warnings)
+
+    return verify
+
+
+def _repaired(store: Store, digest: Digest, size: int | None, warnings: list[str]) -> bool:
+    """True when the stored ``digest`` was damaged and is now removed (``warnings`` says so)."""
+    why = blob_damage(store, digest, size)
+    if why is None:
+        return False
+    remove_blob(store, digest)
+    warnings.append(f"{why}; removed from the store and fetched again")
+    return True
 
 
 def _kept(

@@ -129,13 +129,64 @@ def interactive() -> bool:
     return sys.stderr.isatty()
 
 
-class CopyProgress:
-    """Rich progress bars for a copy, on stderr, only when stderr is a terminal."""
+class TransferTotals:
+    """The overall amount of a copy, from its events: ``total`` is the bytes this run transfers
+    (every planned or started blob, less what the destination already has and what a resumed
+    write kept), ``done`` the part of it transferred so far.
 
-    def __init__(self, enabled: bool | None = None) -> None:
+    Sizes come from the manifests ("blob-planned" before any transfer), so the total is known
+    early; a blob first seen when it starts is added then. A blob is counted once however many
+    images of the copy share it.
+    """
+
+    def __init__(self) -> None:
+        self._size: dict[str, int] = {}  # counted blobs: their size
+        self._base: dict[str, int] = {}  # bytes a resumed write already had (not transferred)
+        self._done: dict[str, int] = {}  # bytes of each blob so far (resumed bytes included)
+        self._moving: set[str] = set()  # blobs whose transfer has started
+        self.total = 0
+        self.done = 0
+
+    def feed(self, event: CopyEvent) -> None:
+        key = str(event.descriptor.digest)
+        size = max(event.descriptor.size, 0)
+        if key not in self._size:
+            if event.kind in ("blob-skipped", "blob-mounted"):
+                return  # nothing travels
+            self._size[key] = size
+            self._base[key] = 0
+            self._done[key] = 0
+            self.total += size
+        if event.kind == "blob-planned":
+            return
+        if event.kind in ("blob-skipped", "blob-mounted"):
+            if key not in self._moving:  # planned, then found at the destination
+                self.total -= self._size.pop(key) - self._base.pop(key)
+                self.done -= self._done.pop(key)
+            return  # (else another image of the copy brought it: it counts as transferred)
+        if key not in self._moving:
+            self._moving.add(key)
+            # A resumed write starts at the bytes kept from last time: not part of this run.
+            base = min(max(event.done, 0), self._size[key])
+            self._base[key] = base
+            self.total -= base
+        done = size if event.kind == "blob-done" else event.done
+        done = min(max(done - self._base[key], 0), self._size[key] - self._base[key])
+        self.done += done - self._done[key]
+        self._done[key] = done
+
+
+class CopyProgress:
+    """Rich progress bars for a copy, on stderr, only when stderr is a terminal: a "total" row
+    (bytes done of all, rate, time left) above one row per blob."""
+
+    def __init__(self, enabled: bool | None = None, *, console: Console | None = None) -> None:
         self._enabled = interactive() if enabled is None else enabled
+        self._console = console
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._overall: TaskID | None = None
+        self.totals = TransferTotals()
 
     def __enter__(self) -> CopyProgress:
         if self._enabled:
@@ -144,6 +195,7 @@ class CopyProgress:
                 DownloadColumn,
                 Progress,
                 TextColumn,
+                TimeRemainingColumn,
                 TransferSpeedColumn,
             )
 
@@ -152,9 +204,12 @@ class CopyProgress:
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
-                console=_stderr.get(),
+                TimeRemainingColumn(),
+                console=self._console or _stderr.get(),
                 transient=False,
             )
+            # Unknown total until the first blob is planned (an indeterminate bar meanwhile).
+            self._overall = self._progress.add_task("total", total=None)
             self._progress.start()
         return self
 
@@ -165,6 +220,11 @@ class CopyProgress:
     def __call__(self, event: CopyEvent) -> None:
         if self._progress is None:
             return
+        self.totals.feed(event)
+        assert self._overall is not None
+        self._progress.update(self._overall, total=self.totals.total, completed=self.totals.done)
+        if event.kind == "blob-planned":
+            return  # its row appears when its transfer starts (or it is found)
         key = str(event.descriptor.digest)
         task = self._tasks.get(key)
         if task is None:

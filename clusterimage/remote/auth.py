@@ -9,6 +9,8 @@ before they expire, and dropped when the registry refuses one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import threading
 import time
@@ -139,6 +141,10 @@ class Scopes:
     def key(self) -> tuple[str, ...]:
         return tuple(self.as_list())
 
+    def items(self) -> list[tuple[str, set[str]]]:
+        """(resource, actions) pairs: ``("repository:app", {"pull", "push"})``."""
+        return [(res, set(acts)) for res, acts in sorted(self._items.items())]
+
     def __bool__(self) -> bool:
         return bool(self._items)
 
@@ -222,6 +228,49 @@ def token_lifetime(data: dict[str, Any], now_wall: float | None = None) -> float
             pass
     margin = min(30.0, lifetime * 0.1)
     return max(_MIN_TOKEN_LIFETIME, lifetime - margin)
+
+
+_CLAIMS_LIMIT = 64 * 1024  # bytes of a token's claims read to name what it grants
+
+
+def granted_scopes(token: str | None) -> Scopes | None:
+    """What a JWT bearer token grants, from its ``access`` claim (the distribution token
+    spec); None when the token is not a readable JWT (opaque tokens exist). The signature is
+    not checked: this only explains a refusal, it decides nothing."""
+    if not token or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    if len(payload) > _CLAIMS_LIMIT:
+        return None
+    try:
+        claims = jsonsafe.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    access = claims.get("access") if isinstance(claims, dict) else None
+    if not isinstance(access, list):
+        return None
+    granted = Scopes()
+    for entry in access:
+        if not isinstance(entry, dict):
+            continue
+        kind, name, actions = entry.get("type"), entry.get("name"), entry.get("actions")
+        if isinstance(kind, str) and isinstance(name, str) and isinstance(actions, list):
+            granted.add(f"{kind}:{name}:{','.join(a for a in actions if isinstance(a, str))}")
+    return granted
+
+
+def lacking_scopes(token: str | None, wanted: Scopes) -> list[str]:
+    """The parts of ``wanted`` that ``token`` does not grant (``repository:NAME:push``); all of
+    ``wanted`` when what the token grants cannot be read."""
+    granted = granted_scopes(token)
+    have = dict(granted.items()) if granted is not None else {}
+    out = []
+    for resource, actions in wanted.items():
+        held = have.get(resource, set())
+        missing = sorted(a for a in actions if a not in held and "*" not in held)
+        if missing:
+            out.append(f"{resource}:{','.join(missing)}")
+    return out
 
 
 def fetch_token(

@@ -315,9 +315,7 @@ class Registry:
                             registry_url=self.base_url,
                         )
                     except auth.CredentialsRefused:
-                        if self.options.creds is None:
-                            raise
-                        raise self._refused_creds() from None
+                        raise self._refused() from None
                     auth.TOKENS.put(key, token)
         return f"Bearer {token.value}", token.value
 
@@ -327,22 +325,29 @@ class Registry:
         if challenge is None:
             return
         creds = self.credentials
+        # The credentials being checked are login's own: the message must not send the user
+        # back to login, only say they were wrong.
+        refused = AuthError(
+            f"registry {self.name} refused the credentials of {creds.who}; "
+            "check the user name and password"
+        )
         if challenge.scheme == "bearer":
-            auth.fetch_token(
-                self._client,
-                challenge,
-                creds,
-                Scopes(),
-                registry=self.name,
-                registry_url=self.base_url,
-            )
+            try:
+                auth.fetch_token(
+                    self._client,
+                    challenge,
+                    creds,
+                    Scopes(),
+                    registry=self.name,
+                    registry_url=self.base_url,
+                )
+            except auth.CredentialsRefused:
+                raise refused from None
             return
         response = self._send_once("GET", f"{self.base_url}/v2/", creds.basic_header(), stream=True)
         discard(response)
         if response.status_code in (401, 403):
-            raise AuthError(
-                f"{self.name}: the registry refused the credentials for {creds.username}"
-            )
+            raise refused
         if response.status_code >= 400:
             raise RegistryError(f"{self.name}: HTTP {response.status_code} on GET /v2/")
 
@@ -509,6 +514,7 @@ class Registry:
                 missing=missing,
                 scopes=scopes,
                 bearer=token_value is not None,
+                token=token_value,
             )
 
     def _error_detail(self, response: httpx.Response) -> str:
@@ -528,11 +534,19 @@ class Registry:
             response.close()
         return describe_error_body(body)
 
-    def _refused_creds(self) -> AuthError:
-        # `login` would not help: the command line's credentials are used, not saved ones.
+    def _refused(self) -> AuthError:
+        """The registry (or its token server) said no to the credentials themselves."""
+        creds = self.credentials
+        if self.options.creds is not None:
+            # `login` would not help: the command line's credentials are used, not saved ones.
+            return AuthError(
+                f"registry {self.name} refused the credentials given with --creds "
+                f"({creds.who}); check the user name and password"
+            )
+        origin = f", from {creds.source}" if creds.source else ""
         return AuthError(
-            f"{self.name}: the registry refused the credentials for "
-            f"{self.credentials.username} given with --creds; check the user name and password"
+            f"registry {self.name} refused the stored credentials for {self.name} "
+            f"({creds.who}{origin}); run `clusterimage login {self.name}`"
         )
 
     def error_for(
@@ -544,29 +558,41 @@ class Registry:
         missing: type[Exception] | None = None,
         scopes: Scopes | None = None,
         bearer: bool = False,
+        token: str | None = None,
     ) -> Exception:
         status = response.status_code
+        header = response.headers.get("WWW-Authenticate", "")
         detail = self._error_detail(response)
-        if status == 401 and bearer and scopes and not self.credentials.anonymous:
-            # A token was issued and the registry still says no: it does not grant what the
-            # request needs (the account may read but not push, say), whatever the password.
+        creds = self.credentials
+        if status == 401 and self.credentials.anonymous:
             return AuthError(
-                f"{self.name}: {what}: the token the registry's token server issued does not "
-                f"grant {' '.join(scopes.as_list())}; the account may lack that permission"
-            )
-        if status == 401 and self.options.creds is not None:
-            return self._refused_creds()
-        if status == 401:
-            if self.credentials.anonymous:
-                return AuthError(
-                    f"{self.name}: {what}: authentication required; "
-                    f"run `clusterimage login {self.name}`"
-                )
-            return AuthError(
-                f"{self.name}: {what}: the registry refused the credentials for "
-                f"{self.credentials.username or 'the identity token'}; "
+                f"{self.name}: {what}: authentication required; "
                 f"run `clusterimage login {self.name}`"
             )
+        # A token was issued and the registry still says no (401, or 403 DENIED as some
+        # registries answer): it does not grant what the request needs, whatever the password.
+        scope_refusal = status == 401 or "DENIED" in detail or "insufficient_scope" in header
+        if bearer and scopes and scope_refusal:
+            wanted = scopes
+            for challenge in auth.parse_www_authenticate(header):
+                if challenge.scope:
+                    wanted = wanted.union(Scopes([challenge.scope]))
+            lacking = auth.lacking_scopes(token, wanted)
+            if lacking:
+                actions = {a for item in lacking for a in item.rpartition(":")[2].split(",")}
+                needs = next((a for a in ("push", "delete", "pull") if a in actions), "it")
+                return AuthError(
+                    f"{self.name}: the token for {self.name} lacks the scope "
+                    f"{' '.join(lacking)} that {needs} needs ({creds.who})"
+                )
+            if status == 401:
+                return AuthError(
+                    f"{self.name}: {what}: the registry does not accept the token its token "
+                    f"server issued for {' '.join(scopes.as_list())} ({creds.who}); the "
+                    "registry may not trust that token server, or the clocks disagree"
+                )
+        if status == 401:
+            return self._refused()
         if status == 403:
             return AuthError(f"{self.name}: {what}: access denied{detail}")
         if status == 404 and missing is not None:

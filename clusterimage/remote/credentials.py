@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -42,6 +43,14 @@ class Credentials:
     username: str = ""
     password: str = field(default="", repr=False)
     identity_token: str = field(default="", repr=False)
+    # Where they came from, for the message when a registry refuses them: "--creds", the auth
+    # file's path, or "docker-credential-NAME" ("" when made in code: login's own).
+    source: str = field(default="", compare=False)
+
+    @property
+    def who(self) -> str:
+        """The account as messages name it (never the secret)."""
+        return f"user {self.username}" if self.username else "an identity token"
 
     @property
     def anonymous(self) -> bool:
@@ -252,7 +261,7 @@ def lookup(
 ) -> Credentials:
     """The credentials for ``registry`` (normalised host[:port]), or anonymous ones."""
     if creds:
-        return parse_creds(creds)
+        return dataclasses.replace(parse_creds(creds), source="--creds")
     registry = normalize_key(registry)
     keys = _lookup_keys(registry, repository)
     for path in candidate_paths(auth_file):
@@ -264,17 +273,17 @@ def lookup(
             raw_key, helper = helper_entry
             found = _helper_get(str(helper), _helper_server(registry, raw_key))
             if found is not None:
-                return found
+                return dataclasses.replace(found, source=f"docker-credential-{helper}")
         auth_entry = _match(data.get("auths"), keys)
         if auth_entry is not None:
             found = _decode_auth_entry(path, auth_entry[0], auth_entry[1])
             if found is not None:
-                return found
+                return dataclasses.replace(found, source=str(path))
         store = data.get("credsStore")
         if isinstance(store, str) and store:
             found = _helper_get(store, _helper_server(registry, None))
             if found is not None:
-                return found
+                return dataclasses.replace(found, source=f"docker-credential-{store}")
     return ANONYMOUS
 
 

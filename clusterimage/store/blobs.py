@@ -96,6 +96,38 @@ def open_private(path: Path, mode: int) -> int:
         raise
 
 
+# A blob whose content was hashed and found right carries this extended attribute: its size and
+# modification time then. A pull of an image already stored trusts such a blob while both still
+# match (any write changes the mtime) instead of reading it again; fsck always reads.
+VERIFIED_XATTR = "user.clusterimage.verified"
+
+
+def _stamp_of(info: os.stat_result) -> bytes:
+    return f"{info.st_size}:{info.st_mtime_ns}".encode()
+
+
+def stamp_verified(fd: int) -> None:
+    """Mark the open blob ``fd`` as hashed and right as it is now (silently not, where the
+    file system keeps no user attributes)."""
+    with contextlib.suppress(OSError):
+        os.setxattr(fd, VERIFIED_XATTR, _stamp_of(os.fstat(fd)))
+
+
+def forget_verified(path: Path) -> None:
+    """Remove the verification stamp of ``path`` (found damaged)."""
+    with contextlib.suppress(OSError):
+        os.removexattr(path, VERIFIED_XATTR, follow_symlinks=False)
+
+
+def verified_as_is(path: Path, info: os.stat_result) -> bool:
+    """True when ``path`` (``info``: its stat) carries a verification stamp that still matches:
+    no write since it was hashed."""
+    try:
+        return os.getxattr(path, VERIFIED_XATTR, follow_symlinks=False) == _stamp_of(info)
+    except OSError:
+        return False
+
+
 def ingest_name(digest: Digest) -> str:
     """The ingest file name of a resumable write of ``digest``."""
     return f"{digest.algorithm}-{digest.hex}"
@@ -187,6 +219,7 @@ class BlobWriter:
         except DigestMismatch:
             self._keep_partial = False
             raise
+        stamp_verified(self._file.fileno())  # hashed as written: no need to read it again
         target = self._blob_path(digest)
         if target.is_file():
             # Same digest, same content: another writer published it first. (Anything else

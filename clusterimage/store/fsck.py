@@ -8,9 +8,15 @@ from dataclasses import dataclass, field
 
 from clusterimage.errors import BlobNotFound, StoreError
 from clusterimage.oci.digest import Digest, hash_stream
-from clusterimage.store.blobs import special_kind
+from clusterimage.store.blobs import (
+    forget_verified,
+    fsync_dir,
+    special_kind,
+    stamp_verified,
+    verified_as_is,
+)
 from clusterimage.store.layout import Layout
-from clusterimage.store.walk import Problem, walk
+from clusterimage.store.walk import Problem, Walk, _visit_manifest, walk
 
 
 @dataclass
@@ -79,7 +85,10 @@ def _check_blobs(layout: Layout, report: FsckReport, jobs: int) -> set[Digest]:
     def actual(digest: Digest) -> Digest | str | None:
         try:
             with layout.open_blob(digest) as stream:
-                return hash_stream(stream, digest.algorithm).digest()
+                got = hash_stream(stream, digest.algorithm).digest()
+                if got == digest:
+                    stamp_verified(stream.fileno())  # the next pull need not read it again
+                return got
         except BlobNotFound:
             return None
         except StoreError as exc:  # swapped for a FIFO since the lstat, or unreadable
@@ -93,9 +102,121 @@ def _check_blobs(layout: Layout, report: FsckReport, jobs: int) -> set[Digest]:
                 report.problems.append(Problem("not-regular", got, digest))
             elif got is not None and got != digest:
                 damaged.add(digest)
+                # Damage that left the mtime alone (bit rot, a restored timestamp) must not
+                # keep a pull trusting the blob: the stamp goes, the next pull re-hashes it.
+                forget_verified(layout.blob_path(digest))
                 report.problems.append(
                     Problem(
                         "corrupt-blob", f"blob {digest} is corrupt: content hashes to {got}", digest
                     )
                 )
     return damaged
+
+
+# -- repairing ----------------------------------------------------------------------------------
+
+_REMOVABLE = frozenset({"corrupt-blob", "not-regular"})
+
+
+@dataclass
+class RepairReport:
+    """What ``fsck --repair`` did: the damaged blobs it removed (digest, why) and the images
+    that now lack one of them (each to be pulled, loaded or built again)."""
+
+    removed: list[tuple[Digest, str]] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # image names (or digests, unnamed)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "removed": [{"digest": str(d), "problem": why} for d, why in self.removed],
+            "incomplete": [
+                {"image": name, "restore": restore_hint(name)} for name in self.incomplete
+            ],
+        }
+
+
+def restore_hint(image: str) -> str:
+    """How a person gets the blobs of ``image`` back: the store knows no image's source, but a
+    registry name is where it came from; a localhost/ name was built or loaded here."""
+    if image.startswith("sha256:") or image.startswith("localhost/"):
+        return "build or load it again"
+    return f"clusterimage pull {image}"
+
+
+def repair(layout: Layout, report: FsckReport) -> RepairReport:
+    """Remove the blobs ``report`` found damaged (wrong content, not a regular file), so the
+    next pull, load or build writes them again instead of trusting the file there. Nothing is
+    fetched: the store does not know where an image came from."""
+    damaged = {p.digest: p.message for p in report.problems if p.kind in _REMOVABLE and p.digest}
+    result = RepairReport()
+    if not damaged:
+        return result
+    with layout.writing():
+        needs = _needs_by_image(layout)
+        for digest, why in damaged.items():
+            path = layout.blob_path(digest)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except IsADirectoryError:
+                continue  # a directory under blobs/ is a stray, not a blob: left to the user
+            result.removed.append((digest, why))
+        if result.removed:
+            fsync_dir(layout.blob_path(result.removed[0][0]).parent)
+    gone = {digest for digest, _ in result.removed}
+    result.incomplete = [name for name, blobs in needs if blobs & gone]
+    return result
+
+
+def _needs_by_image(layout: Layout) -> list[tuple[str, set[Digest]]]:
+    """Each image of the index (its name, else its digest) with every blob it reaches."""
+    out = []
+    for entry in layout.entries():
+        label = entry.ref_name or str(entry.digest)
+        one = Walk()
+        _visit_manifest(layout, entry, label, "image", one, set(), frozenset())
+        out.append((label, one.reachable))
+    return out
+
+
+def blob_damage(layout: Layout, digest: Digest, size: int | None = None) -> str | None:
+    """Why the stored blob ``digest`` cannot be trusted (not a regular file, ``size`` bytes
+    expected and others found, content hashing to another digest); None when it is sound or
+    absent. Reads the whole blob unless its verification stamp shows no write since it was
+    last hashed (see :data:`~clusterimage.store.blobs.VERIFIED_XATTR`)."""
+    try:
+        info = layout.blob_path(digest).lstat()
+    except FileNotFoundError:
+        return None
+    kind = special_kind(info.st_mode)
+    if kind is not None:
+        return f"blob {digest} is not a regular file ({kind})"
+    if size is not None and size >= 0 and info.st_size != size:
+        return f"blob {digest} is {info.st_size} bytes, the manifest says {size}"
+    path = layout.blob_path(digest)
+    if verified_as_is(path, info):
+        return None
+    try:
+        with layout.open_blob(digest) as stream:
+            got = hash_stream(stream, digest.algorithm).digest()
+            if got == digest:
+                stamp_verified(stream.fileno())
+    except BlobNotFound:
+        return None
+    except StoreError as exc:  # swapped for something else since the lstat
+        return str(exc)
+    return None if got == digest else f"blob {digest} is corrupt: content hashes to {got}"
+
+
+def remove_blob(layout: Layout, digest: Digest) -> None:
+    """Remove a damaged blob so the next writer of ``digest`` stores it afresh (a writer that
+    finds the file there keeps it, trusting the content-addressed name)."""
+    path = layout.blob_path(digest)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            raise StoreError(f"{path} is a directory where a blob belongs: remove it")
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)

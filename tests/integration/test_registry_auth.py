@@ -3,6 +3,7 @@ auth with 5-second tokens, login/logout, and no credential ever in output or log
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -120,7 +121,7 @@ def test_tls_htpasswd_login_push_pull_logout(
     )  # fmt: skip
     line = one_line_error(bad_creds.stderr)
     # Issue 12: --creds are what was sent, so `login` is no fix: say these were refused.
-    assert "refused the credentials for tester given with --creds" in line
+    assert "refused the credentials given with --creds (user tester)" in line
     assert "clusterimage login" not in line and "wrong-secret" not in line
 
     nothing = cli("logout", host, check=False)
@@ -179,7 +180,7 @@ def test_token_auth_long_push_refreshes_its_5_second_token(
     line = one_line_error(denied.stderr)
     assert line.startswith("error: ") and bob_password not in denied.stderr
     # Issue 12: the token was issued, it just does not grant the push: say so, not "refused".
-    assert "does not grant repository:alice/other:" in line and "push" in line, line
+    assert "lacks the scope repository:alice/other:push that push needs" in line, line
     assert "refused the credentials" not in line
     pulled = run_cli(
         "pull", f"{token_registry.host}/alice/app:v1", "--creds", f"bob:{bob_password}", "-q"
@@ -222,3 +223,109 @@ def test_loopback_probe_loads_the_system_cas_when_it_meets_a_certificate(
         check=False,
     )  # fmt: skip
     assert "TLS certificate verification failed" in one_line_error(failed.stderr)
+
+
+# -- what a refusal says: whose credentials, which scope ------------------------------------------
+
+
+def _pushed(registry: Registry, tmp_path: Path, repo: str, creds: str) -> str:
+    image = write_image(tmp_path / "src", [100_000], seed=90)
+    name = f"{registry.host}/{repo}:v1"
+    run_cli("copy", image.transport_ref, f"docker://{name}", "--dest-creds", creds, "-q")
+    return name
+
+
+def _token_password(registry: Registry, user: str) -> str:
+    assert registry.token_server is not None
+    return dict(registry.token_server.users)[user]
+
+
+@pytest.mark.parametrize("kind", ["token", "basic"])
+def test_refused_creds_flag_names_the_flag_not_login(
+    kind: str, registry_factory: Callable[..., Registry], token_registry: Registry
+) -> None:
+    if kind == "token":
+        registry, user = token_registry, "alice"
+    else:
+        registry, user = registry_factory(users={"tester": "s3cret-pw"}), "tester"
+    pulled = run_cli(
+        "pull", f"{registry.host}/alice/app:v1", "--creds", f"{user}:wrong-pw", check=False
+    )
+    assert pulled.returncode == 1
+    line = one_line_error(pulled.stderr)
+    assert line == (
+        f"error: registry {registry.host} refused the credentials given with --creds "
+        f"(user {user}); check the user name and password"
+    ), line
+    assert "clusterimage login" not in line and "wrong-pw" not in pulled.stderr
+
+
+@pytest.mark.parametrize("kind", ["token", "basic"])
+def test_refused_stored_credentials_say_run_login(
+    kind: str, registry_factory: Callable[..., Registry], token_registry: Registry
+) -> None:
+    if kind == "token":
+        registry, user = token_registry, "alice"
+    else:
+        registry, user = registry_factory(users={"tester": "s3cret-pw"}), "tester"
+    auth_file = _auth_file()
+    auth_file.parent.mkdir(parents=True, exist_ok=True)
+    secret = base64.b64encode(f"{user}:stale-pw".encode()).decode()
+    auth_file.write_text(json.dumps({"auths": {registry.host: {"auth": secret}}}))
+    pulled = run_cli("pull", f"{registry.host}/alice/app:v1", check=False)
+    assert pulled.returncode == 1
+    line = one_line_error(pulled.stderr)
+    assert line == (
+        f"error: registry {registry.host} refused the stored credentials for {registry.host} "
+        f"(user {user}, from {auth_file}); run `clusterimage login {registry.host}`"
+    ), line
+    assert "stale-pw" not in pulled.stderr
+
+
+def test_token_without_push_scope_names_the_scope_push_needs(
+    token_registry: Registry, tmp_path: Path
+) -> None:
+    host = token_registry.host
+    name = _pushed(token_registry, tmp_path, "alice/app", f"alice:{token_registry.password}")
+    bob = f"bob:{_token_password(token_registry, 'bob')}"
+    run_cli("pull", name, "--creds", bob, "-q")  # bob may pull alice/app ...
+    pushed = run_cli("push", name, f"{host}/alice/other:v1", "--creds", bob, check=False)
+    assert pushed.returncode == 1  # ... but not push to alice/*
+    line = one_line_error(pushed.stderr)
+    assert line == (
+        f"error: {host}: the token for {host} lacks the scope repository:alice/other:push "
+        "that push needs (user bob)"
+    ), line
+    assert "refused the credentials" not in line
+
+
+@pytest.mark.parametrize("reported", [-30, 0])
+def test_negative_expires_in_is_the_default_lifetime_not_a_refusal(
+    reported: int,
+    token_registry_factory: Callable[..., Registry],
+    fault_proxy_factory: Callable[..., FaultProxy],
+    tmp_path: Path,
+) -> None:
+    registry = token_registry_factory(lifetime=300, strict_expiry=False)
+    server = registry.token_server
+    assert server is not None and registry.password
+    server.reported_expires_in = reported
+    # One 503 with Retry-After: 3 makes the push outlast any too-short reading of the lifetime
+    # (a token thought to lapse at once, or in 1 s, would be fetched again after the wait).
+    proxy = fault_proxy_factory(
+        registry, error_rate=1.0, retry_after=3, max_faults=1, fault_paths=r"/blobs/uploads/.+"
+    )
+    creds = f"alice:{registry.password}"
+    image = write_image(tmp_path / "src", [300_000, 200_000, 100_000], seed=91)
+    name = f"{proxy.host}/alice/neg:v1"
+    load(image, name)
+    before = server.issued
+    pushed = run_cli("push", name, "--creds", creds, "--jobs", "1", "-q")
+    assert pushed.stdout.strip() == image.manifest_digest
+    assert proxy.faults_injected == 1
+    # Valid for the default 60 s: the one token serves the whole push, wait included.
+    # (1 s read as the lifetime: a second token after the 3 s wait; a 300 s one: a single.)
+    assert server.issued - before == 1, server.issued_tokens[before:]
+    run_cli("rmi", name)
+    pulled = run_cli("pull", name, "--creds", creds, "-q")
+    assert pulled.stdout.strip() == image.manifest_digest

@@ -106,7 +106,7 @@ def test_token_server_refusing_credentials_is_an_auth_error_without_secrets() ->
         repo.head_blob(Digest.parse(sha256(b"layer")))
     message = str(info.value)
     # The credentials came from --creds: `login` would not change what is sent.
-    assert "refused the credentials for alice given with --creds" in message
+    assert "refused the credentials given with --creds (user alice)" in message
     assert "clusterimage login" not in message
     assert "wrong-password" not in message and "\n" not in message
 
@@ -224,7 +224,9 @@ def test_basic_auth_and_missing_credentials() -> None:
     assert fake.requests[-1].headers["Authorization"].startswith("Basic ")
     with pytest.raises(AuthError, match=r"authentication required; run `clusterimage login"):
         Repository(client(fake), "app").head_blob(digest)
-    with pytest.raises(AuthError, match="refused the credentials for alice") as info:
+    with pytest.raises(
+        AuthError, match=r"refused the credentials given with --creds \(user alice\)"
+    ) as info:
         Repository(client(fake, creds="alice:nope-nope"), "app").head_blob(digest)
     assert "nope-nope" not in str(info.value)
 
