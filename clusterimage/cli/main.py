@@ -88,6 +88,7 @@ _COMMAND_MODULES = (
     "unpack",
     "diff",
     "bundle",
+    "manifest",
     "completion",
 )
 

@@ -43,6 +43,7 @@ COMMANDS = (
     "unpack",
     "diff",
     "bundle",
+    "manifest",
     "completion",
 )
 
