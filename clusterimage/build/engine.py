@@ -28,12 +28,33 @@ from clusterimage.build.dockerignore import IgnoreRules
 from clusterimage.build.plan import BuildPlan, RunStep
 from clusterimage.errors import ClusterImageError, UsageError
 from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.platform import Platform
 from clusterimage.store import Store
 from clusterimage.transports.base import Context
 
 ENGINES: Final = ("auto", "native", "buildah")
 
-EventKind = Literal["stage", "step", "cached", "layer", "warning", "output", "tag"]
+EventKind = Literal["stage", "step", "cached", "layer", "warning", "output", "tag", "platform"]
+
+BINFMT_MISC: Final = Path("/proc/sys/fs/binfmt_misc")
+# GOARCH -> the name qemu (and so its binfmt_misc handlers, qemu-<name>) gives the architecture.
+_QEMU_ARCH: Final = {
+    "amd64": "x86_64",
+    "386": "i386",
+    "arm64": "aarch64",
+    "arm": "arm",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "mips64le": "mips64el",
+    "mips64": "mips64",
+    "mipsle": "mipsel",
+    "mips": "mips",
+    "loong64": "loongarch64",
+}
+# Architectures a host runs without emulation besides its own (the kernel's compat modes).
+_NATIVE_COMPAT: Final = {"amd64": frozenset({"386"})}
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,64 @@ def check_shell(plan: BuildPlan) -> None:
                 break
             if step.kind == "copy":
                 break  # something was copied in (COPY or ADD): it may be a shell
+
+
+def cannot_run(platform: Platform, binfmt: Path = BINFMT_MISC) -> str | None:
+    """Why this machine cannot run ``platform``'s programs (RUN), or None when it can: its own
+    architecture (and kernel compat modes such as 386 on amd64) runs natively, others need an
+    enabled binfmt_misc handler (qemu-user), as buildah relies on."""
+    host = Platform.host()
+    if platform.os != host.os:
+        return f"this machine runs {host.os} programs, not {platform.os} ones"
+    if platform.architecture == host.architecture or platform.architecture in _NATIVE_COMPAT.get(
+        host.architecture, frozenset()
+    ):
+        return None
+    qemu = _QEMU_ARCH.get(platform.architecture, platform.architecture)
+    how = (
+        f"this {host} machine has no binfmt_misc handler for {qemu} in {binfmt} (register "
+        f"qemu-user-static's, e.g. `docker run --privileged --rm tonistiigi/binfmt --install "
+        f"{platform.architecture}`)"
+    )
+    status = binfmt / "status"
+    try:
+        if status.is_file() and status.read_text().strip() != "enabled":
+            return f"binfmt_misc is disabled on this {host} machine ({status})"
+        handlers = [p for p in binfmt.iterdir() if p.name not in ("status", "register")]
+    except OSError:
+        return how  # not mounted (a container), or not readable: nothing to run it with
+    for handler in handlers:
+        try:
+            lines = handler.read_text().splitlines()
+        except OSError:
+            continue
+        if not lines or lines[0].strip() != "enabled":
+            continue
+        interpreter = next(
+            (line.split(None, 1)[1] for line in lines if line.startswith("interpreter ")), ""
+        )
+        # Named by the handler (qemu-aarch64) or its interpreter: qemu-aarch64[-static], or
+        # Debian's /usr/libexec/qemu-binfmt/aarch64-binfmt-P.
+        names = {handler.name, Path(interpreter.strip()).name}
+        wanted = (f"qemu-{qemu}", f"qemu-{qemu}-static", f"{qemu}-binfmt-P")
+        if any(n in wanted for n in names):
+            return None
+    return how
+
+
+def check_runnable(plan: BuildPlan, engine: str, binfmt: Path = BINFMT_MISC) -> None:
+    """Fail at the first RUN when the buildah engine would have to run programs of a platform
+    this machine cannot run, before the build starts; the error names the platform and why.
+    Stages of another platform (FROM --platform=...) are checked for their own."""
+    if engine != "buildah":
+        return
+    for stage in plan.stages_to_build():
+        run = next((step for step in stage.steps if isinstance(step, RunStep)), None)
+        if run is None:
+            continue
+        reason = cannot_run(stage.platform, binfmt)
+        if reason is not None:
+            raise run.location.error(f"RUN for platform {stage.platform} cannot run: {reason}")
 
 
 def select_engine(name: str, plan: BuildPlan) -> Engine:

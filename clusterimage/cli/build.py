@@ -43,11 +43,17 @@ class _Printer:
         self.quiet = quiet
         self.layers: list[dict[str, Any]] = []
         self.warnings: list[str] = []
+        # Several platforms: each one's layers, in the order they were built.
+        self.platform_layers: dict[str, list[dict[str, Any]]] = {}
 
     def __call__(self, event: BuildEvent) -> None:
+        if event.kind == "platform":
+            self.layers = self.platform_layers.setdefault(str(event.data["platform"]), [])
         if event.kind in ("layer", "cached"):
             self.layers.append({**event.data, "cached": event.kind == "cached"})
         if event.kind == "warning":
+            if self.platform_layers and event.message in self.warnings:
+                return  # the same warning from another platform's build: said once
             self.warnings.append(event.message)
             _warn(event.message)
             return
@@ -89,11 +95,21 @@ def register(app: typer.Typer) -> None:
             typer.Option("--env", metavar="K=V", help="Add or override an ENV (repeatable)."),
         ] = None,
         platform: Annotated[
-            str | None,
+            list[str] | None,
             typer.Option(
                 "--platform",
-                metavar="OS/ARCH[/VARIANT]",
-                help="Platform of the image (default: this machine's).",
+                metavar="OS/ARCH[/VARIANT][,...]",
+                help="Platform of the image (default: this machine's). Several (comma-separated "
+                "or repeated): one build each, stored as an OCI image index under the tags.",
+            ),
+        ] = None,
+        manifest: Annotated[
+            str | None,
+            typer.Option(
+                "--manifest",
+                metavar="NAME",
+                help="Add the built images to the manifest list NAME (created if missing; "
+                "entries of the same platform are replaced), as podman does.",
             ),
         ] = None,
         target: Annotated[
@@ -167,7 +183,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         quiet: Annotated[
-            bool, typer.Option("--quiet", "-q", help="Print only the manifest digest.")
+            bool,
+            typer.Option(
+                "--quiet", "-q", help="Print only the image's digest: no steps, no progress."
+            ),
         ] = False,
         json_output: JsonOutput = False,
     ) -> None:
@@ -175,7 +194,9 @@ def register(app: typer.Typer) -> None:
 
         COPY/ADD make one layer each (deterministic: the same inputs give the same digest), an
         unchanged layer is reused from the build cache, registry/ is generated and overlaid onto
-        the context. RUN needs the buildah engine (chosen by --engine auto).
+        the context. RUN needs the buildah engine (chosen by --engine auto). Several platforms
+        build once each (RUN only for platforms this machine runs, natively or by binfmt_misc)
+        into an OCI image index: its digest on stdout, one line per platform on stderr.
 
         Examples:
 
@@ -186,6 +207,10 @@ def register(app: typer.Typer) -> None:
           clusterimage build --label sealos.io.type=rootfs -t rootfs:v1 -q runtime/containerd
 
           clusterimage build --dry-run --json ./ctx
+
+          clusterimage build --platform linux/amd64,linux/arm64 -t apps/app:v1 .
+
+          clusterimage build --platform linux/arm64 --manifest apps/app:v1 .
         """
         if quiet and json_output:
             raise UsageError("--quiet and --json exclude each other")
@@ -196,7 +221,8 @@ def register(app: typer.Typer) -> None:
             build_args=parse_assignments(build_args or (), "--build-arg", from_environ=True),
             labels=parse_assignments(labels or (), "--label"),
             envs=parse_assignments(envs or (), "--env", from_environ=True),
-            platform=platform,
+            platform=",".join(platform) if platform else None,
+            manifest=manifest,
             target=target,
             compression=compression,
             timestamp=timestamp,
@@ -211,22 +237,38 @@ def register(app: typer.Typer) -> None:
             existing = None
             if store_dir().joinpath("index.json").is_file():
                 existing = Store(store_dir(), create=False)
-            plan = runner.plan(settings, existing)
+            plans = runner.plans(settings, existing)
             discovery = runner.discover_images(settings) if settings.save_image else None
-            _print_plan(plan, discovery, json_output)
+            _print_plans(plans, discovery, json_output, several=len(settings.platforms()) > 1)
             # Also on stderr, so a linter run (`--dry-run > /dev/null`, or --json) shows them.
-            for warning in [*plan.warnings, *(discovery.warnings if discovery else ())]:
-                _warn(str(warning))
+            said: set[str] = set()
+            for plan in plans:
+                for warning in [*plan.warnings, *(discovery.warnings if discovery else ())]:
+                    if str(warning) not in said:
+                        said.add(str(warning))
+                        _warn(str(warning))
             return
         store = Store(store_dir())
 
+        shown: set[str] = set()  # an index build plans once per platform: each warning once
+
         def show_plan(plan: BuildPlan) -> None:
-            if not tags and not quiet and not json_output:
-                _warn(
-                    "no -t given: the image is stored untagged (find it with `clusterimage images`)"
-                )
+            untagged = (
+                "no -t given: the image is stored untagged (find it with `clusterimage images`)"
+            )
+            if (
+                not tags
+                and not manifest
+                and not quiet
+                and not json_output
+                and untagged not in shown
+            ):
+                shown.add(untagged)
+                _warn(untagged)
             for warning in plan.warnings:
-                _warn(str(warning))
+                if str(warning) not in shown:
+                    shown.add(str(warning))
+                    _warn(str(warning))
 
         printer = _Printer(quiet or json_output)
         ctx = registry_context(
@@ -236,8 +278,15 @@ def register(app: typer.Typer) -> None:
             creds=creds,
             retry=retry,
             timeout=timeout,
-            platform=platform,
+            platform=platform[0] if platform and not settings.multi else None,
         )
+        if settings.multi:
+            with CopyProgress(enabled=False if quiet or json_output else None) as progress:
+                index = runner.build_index(
+                    settings, store, ctx=ctx, on_event=printer, on_plan=show_plan, on_copy=progress
+                )
+            _print_index(index, store, printer, quiet, json_output)
+            return
         with CopyProgress(enabled=False if quiet or json_output else None) as progress:
             outcome = runner.build(
                 settings, store, ctx=ctx, on_event=printer, on_plan=show_plan, on_copy=progress
@@ -257,12 +306,65 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(outcome.descriptor.digest))
 
 
+def _print_index(
+    index: runner.IndexOutcome, store: Store, printer: _Printer, quiet: bool, json_output: bool
+) -> None:
+    """Several platforms: the index digest on stdout, a line per platform on stderr (--json:
+    the index, and each platform's image with its layers)."""
+    if json_output:
+        summary = index.summary(store)
+        # Built in this order, each after its platform event: the printer kept them so.
+        layers = list(printer.platform_layers.values())
+        for entry, built in zip(summary["platforms"], layers, strict=True):
+            entry["layers"] = built
+        warnings: list[str] = []
+        for outcome in index.builds:
+            warnings += [str(w) for w in outcome.plan.warnings if str(w) not in warnings]
+        print_json(summary | {"warnings": warnings + printer.warnings})
+        return
+    if not quiet:
+        for outcome in index.builds:
+            images = outcome.images
+            held = (
+                f"; registry/ holds {count(len(images), 'image')}: " + ", ".join(sorted(images))
+                if images
+                else ""
+            )
+            stderr.print(
+                f"{outcome.plan.platform}: {outcome.descriptor.digest}{held}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    typer.echo(str(index.descriptor.digest))
+
+
+def _print_plans(
+    plans: list[BuildPlan], discovery: Discovery | None, json_output: bool, several: bool
+) -> None:
+    if not several:
+        _print_plan(plans[0], discovery, json_output)
+        return
+    if json_output:
+        extra = {"registry": discovery.to_json()} if discovery is not None else {}
+        print_json({"platforms": [plan.to_dict() for plan in plans], **extra})
+        return
+    for plan in plans:
+        typer.echo(plan.render())
+        typer.echo("")
+    _print_registry(discovery)
+
+
 def _print_plan(plan: BuildPlan, discovery: Discovery | None, json_output: bool) -> None:
     if json_output:
         extra = {"registry": discovery.to_json()} if discovery is not None else {}
         print_json({**plan.to_dict(), **extra})
         return
     typer.echo(plan.render())
+    _print_registry(discovery)
+
+
+def _print_registry(discovery: Discovery | None) -> None:
     if discovery is None:
         return
     found = [*discovery.images, *discovery.archives]

@@ -73,7 +73,7 @@ def test_from_an_image_in_the_store(tmp_path: Path, ci_home: Path) -> None:
             "unpack",
             "--rootless",
             "--image",
-            f"{ci_home / 'store'}:docker.io/library/app:v1",
+            f"{ci_home / 'store'}:localhost/app:v1",
             str(bundle),
         ]
     )
