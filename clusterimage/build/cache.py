@@ -6,6 +6,10 @@ digests), compression, timestamp). Value = the layer's descriptor and diff_id. E
 JSON files under ``$CLUSTERIMAGE_HOME/cache/layers``, written atomically (temp file + rename); a
 hit is used only when the blob is still in the store with the recorded size.
 
+A step that yields several layers (a COPY of ``registry/``, one layer per embedded image) records
+each under its own key: the step's parent chain, the instruction with the image it holds, and
+that layer's entries. An unchanged rebuild reuses all of them; a changed image misses only its own.
+
 ADD of local archives is keyed on the archives themselves (their content digests, plus the unpack
 rules' version), not on what they hold: a hit then neither reads nor decompresses them, and the
 stage learns the layer's files from its listing (``cache/listings``, written with the layer).

@@ -6,7 +6,9 @@ ADD (and each WORKDIR that creates its folder) computes its layer's entries on t
 (:mod:`clusterimage.build.copier`) and writes them with the deterministic layer writer straight
 into a store blob writer: one streaming pass, no temporary copy. The build cache is asked first:
 when the parent layers, the instruction and the content of every entry are unchanged, the layer
-from the last build is reused without reading a file.
+from the last build is reused without reading a file. A COPY of ``registry/`` alone is written
+as one layer per embedded image (:mod:`clusterimage.images.layering`), each cached on its own,
+so a changed image changes its layer only and the others keep their digests (deltas, pushes).
 
 The target stage's layers, the plan's final config (Env, Cmd, Entrypoint, Labels, WorkingDir,
 User, ExposedPorts, Volumes, StopSignal), history entries and platform become an OCI config and
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clusterimage._humanize import human_size
+from clusterimage._humanize import count, human_size
 from clusterimage.build import baseimage
 from clusterimage.build.archive import UNPACK_RULES, read_archive
 from clusterimage.build.cache import (
@@ -52,7 +54,7 @@ from clusterimage.build.copier import (
 )
 from clusterimage.build.engine import BuildRequest
 from clusterimage.build.fstree import Content, FsTree, Node
-from clusterimage.build.layer import write_layer
+from clusterimage.build.layer import open_content, write_layer
 from clusterimage.build.plan import (
     REGISTRY_DIR,
     BuildPlan,
@@ -62,6 +64,7 @@ from clusterimage.build.plan import (
     StagePlan,
 )
 from clusterimage.errors import BuildError, ClusterImageError
+from clusterimage.images import layering
 from clusterimage.kubefile.instructions import Location
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
@@ -80,6 +83,23 @@ def _contents(entries: dict[str, Node]) -> dict[int, Content]:
         for node in entries.values()
         if node.kind == "file" and node.content is not None
     }
+
+
+def _registry_groups(entries: dict[str, Node]) -> list[layering.Group] | None:
+    """The layers a COPY of registry/ splits into (None: it stays one layer)."""
+
+    def read(path: str) -> bytes | None:
+        node = entries.get(path)
+        content = node.content if node is not None else None
+        if content is None or content.path is None or content.size > layering.MANIFEST_LIMIT:
+            return None
+        try:  # opened as the layer writer opens it: confined, checked to be the walked file
+            with os.fdopen(open_content(content, f"/{path}"), "rb") as f:
+                return f.read(layering.MANIFEST_LIMIT + 1)
+        except (OSError, BuildError):
+            return None
+
+    return layering.group_paths({path: node.kind for path, node in entries.items()}, read)
 
 
 def rfc3339(timestamp: int) -> str:
@@ -168,7 +188,7 @@ class _Build:
         if request.discovered_images and not plan.copies_registry:
             request.emit(
                 "warning",
-                f"{plan.kubefile}: {len(request.discovered_images)} image(s) were found for "
+                f"{plan.kubefile}: {count(len(request.discovered_images), 'image')} found for "
                 "registry/, but the Kubefile copies neither registry/ nor the whole context "
                 "(COPY registry registry): they will not be in the image",
             )
@@ -205,8 +225,8 @@ class _Build:
         layers = [_oci_layer(layer) for layer in image.manifest.layers]
         if len(diff_ids) != len(layers):
             raise BuildError(
-                f"base image {image.name}: its config lists {len(diff_ids)} layer(s), its "
-                f"manifest {len(layers)}"
+                f"base image {image.name}: its config lists {count(len(diff_ids), 'layer')}, "
+                f"its manifest {len(layers)}"
             )
         return _State(layers, list(diff_ids), history, None, lambda: self._image_tree(image))
 
@@ -287,12 +307,40 @@ class _Build:
             s.path == REGISTRY_DIR or s.path.startswith(f"{REGISTRY_DIR}/") for s in sources
         )
         compression = self.request.registry_compression if registry_only else None
-        layer, digest = self._layer(state, entries, step.created_by, compression, unpacked)
         kind = "multi" if len(sources) > 1 else ("dir" if sources[0].node.is_dir else "file")
+        groups = _registry_groups(entries) if registry_only and unpacked is None else None
+        if groups is not None:
+            self._copy_groups(state, step, entries, groups, kind, compression)
+            return
+        layer, digest = self._layer(state, entries, step.created_by, compression, unpacked)
         created_by = (
             f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in {step.dest_path}"
         )
         self._add_layer(state, layer, created_by)
+
+    def _copy_groups(
+        self,
+        state: _State,
+        step: CopyStep,
+        entries: dict[str, Node],
+        groups: list[layering.Group],
+        kind: str,
+        compression: str | None,
+    ) -> None:
+        """A COPY of registry/ as one layer per embedded image (see layering): an image that
+        is the same in two builds keeps its layer's digest, so deltas and registries share it.
+        Every group is keyed on the step's parent, not on the groups before it: a changed
+        image rebuilds its own layer only."""
+        parent = chain_id(state.diff_ids)
+        for group in groups:
+            part = {path: entries[path] for path in group.paths}
+            instruction = f"{step.created_by} ({group.label})"
+            layer, digest = self._layer(state, part, instruction, compression, parent=parent)
+            created_by = (
+                f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in "
+                f"{step.dest_path} ({group.label})"
+            )
+            self._add_layer(state, layer, created_by)
 
     def _inline_sources(self, step: CopyStep) -> list[Source]:
         out: list[Source] = []
@@ -338,10 +386,11 @@ class _Build:
         instruction: str,
         compression: str,
         unpacks: bool,
+        parent: str | None = None,
     ) -> tuple[str, str]:
         digest = entries_digest(entries)
         key = layer_key(
-            parent_chain=chain_id(state.diff_ids),
+            parent_chain=chain_id(state.diff_ids) if parent is None else parent,
             instruction=instruction,
             entries=digest,
             links=link_groups(entries),
@@ -358,9 +407,12 @@ class _Build:
         instruction: str,
         compression: str | None = None,
         unpacked: Callable[[], dict[str, Node]] | None = None,
+        *,
+        parent: str | None = None,
     ) -> tuple[CachedLayer, str]:
         """The layer of ``entries`` on top of ``state``, from the cache or written, recorded in
-        the stage's tree; returns it and the digest of ``entries``.
+        the stage's tree; returns it and the digest of ``entries``. ``parent`` keys it on
+        another parent chain than the stage's (the groups of one COPY share their step's).
 
         ``unpacked`` (ADD from the context) gives the entries with archives unpacked: the layer
         holds those, while ``entries`` (archives as files) key it, so a hit reads no archive.
@@ -370,7 +422,7 @@ class _Build:
         known = [self.stat_cache.fill(content) for content in contents.values()]
         unpacks = unpacked is not None
         if all(known):
-            key, digest = self._key(state, entries, instruction, compression, unpacks)
+            key, digest = self._key(state, entries, instruction, compression, unpacks, parent)
             cached = self.cache.lookup(key, self._has_blob)
             if cached is not None:
                 self.request.emit(
@@ -378,7 +430,7 @@ class _Build:
                     f"--> Using cache {cached.descriptor.digest}",
                     digest=str(cached.descriptor.digest),
                     size=cached.descriptor.size,
-                    diff_id=str(cached.diff_id),
+                    diffId=str(cached.diff_id),
                     instruction=instruction,
                 )
                 if unpacked is None:
@@ -406,15 +458,14 @@ class _Build:
             listing = baseimage.entries_listing(written)
             baseimage.save_listing(self.listings, blob_digest, listing)
         layer = CachedLayer(Descriptor(result.media_type, blob_digest, size), result.diff_id)
-        key, digest = self._key(state, entries, instruction, compression, unpacks)
+        key, digest = self._key(state, entries, instruction, compression, unpacks, parent)
         self.cache.record(key, layer, instruction)
-        entries_noun = "entry" if result.entries == 1 else "entries"
         self.request.emit(
             "layer",
-            f"--> {blob_digest} ({human_size(size)}, {result.entries} {entries_noun})",
+            f"--> {blob_digest} ({human_size(size)}, {count(result.entries, 'entry', 'entries')})",
             digest=str(blob_digest),
             size=size,
-            diff_id=str(result.diff_id),
+            diffId=str(result.diff_id),
             instruction=instruction,
         )
         apply(state.tree, written)

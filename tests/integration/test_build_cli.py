@@ -32,31 +32,33 @@ def test_quiet_prints_only_the_digest_and_tags_every_ref(ci_home: Path) -> None:
     assert digest.startswith("sha256:") and "\n" not in digest
     assert result.stderr == ""
     names = _index(ci_home / "store")
-    assert names == {"a.example/app:v1": digest, "docker.io/library/app:latest": digest}
+    assert names == {"a.example/app:v1": digest, "localhost/app:latest": digest}
 
 
 def test_progress_goes_to_stderr_and_the_digest_to_stdout(ci_home: Path) -> None:
     result = run_cli("build", "-t", "app:v1", EXAMPLE)
     assert result.stdout.strip().startswith("sha256:")
     assert "STEP 1/6: FROM scratch" in result.stderr
-    assert "Successfully tagged docker.io/library/app:v1" in result.stderr
+    assert "Successfully tagged localhost/app:v1" in result.stderr
     again = run_cli("build", "-t", "app:v1", EXAMPLE)
-    assert again.stderr.count("--> Using cache") == 2
+    # manifests/, then registry/ as one layer per embedded image (3): every one reused
+    assert again.stderr.count("--> Using cache") == 1 + 3
     assert again.stdout == result.stdout
 
 
 def test_json_output(ci_home: Path) -> None:
     first = json.loads(run_cli("build", "--json", "-t", "app:v1", EXAMPLE).stdout)
     assert first["engine"] == "native"
-    assert first["tags"] == ["docker.io/library/app:v1"]
+    assert first["tags"] == ["localhost/app:v1"]
     assert first["type"] == "application" and first["version"] == "v1beta1"
-    assert [layer["cached"] for layer in first["layers"]] == [False, False]
+    # manifests/, then registry/ as one layer per embedded image (3)
+    assert [layer["cached"] for layer in first["layers"]] == [False] * 4
     assert first["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     second = json.loads(run_cli("build", "--json", "-t", "app:v1", EXAMPLE).stdout)
-    assert [layer["cached"] for layer in second["layers"]] == [True, True]
+    assert [layer["cached"] for layer in second["layers"]] == [True] * 4
     assert second["digest"] == first["digest"]
     third = json.loads(run_cli("build", "--json", "--no-cache", "-t", "app:v1", EXAMPLE).stdout)
-    assert [layer["cached"] for layer in third["layers"]] == [False, False]
+    assert [layer["cached"] for layer in third["layers"]] == [False] * 4
     assert third["digest"] == first["digest"]
 
 
@@ -70,12 +72,12 @@ def test_dry_run_writes_nothing_and_warns_about_missing_sources(
     assert "missing in context: charts" in text.stdout
     plan_run = run_cli("build", "--dry-run", "--json", ctx)
     plan = json.loads(plan_run.stdout)
-    assert plan["missing_sources"][0]["source"] == "charts"
+    assert plan["missingSources"][0]["source"] == "charts"
     # A linter reading only stderr (or parsing --json from stdout) still sees the warning.
     assert plan_run.stderr.splitlines() == [
         f"warning: {ctx / 'Kubefile'}:2: COPY source 'charts' not found in the build context"
     ]
-    assert plan["copies_registry"] is True
+    assert plan["copiesRegistry"] is True
     assert list(ci_home.iterdir()) == []
     (ctx / "Kubefile").write_text("FROM scratch\nCOPY charts\n")
     bad = run_cli("build", "--dry-run", ctx, check=False)
