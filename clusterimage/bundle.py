@@ -8,30 +8,78 @@ holds into the store under its name.
 
 Everything goes through the copy engine, so blobs are verified as they move and an
 interrupted ``load`` leaves only whole blobs in the store (the next one resumes).
+
+Deltas. ``inventory`` lists what a bundle holds (its images, and each blob it carries with its
+size and kind) as a small JSON document whose digest is that of its canonical bytes. ``save``
+with ``delta_from`` (earlier bundles, or inventories a site sent back) writes every manifest and
+config but leaves out each layer a base has; the bundle's ``index.json`` says so in annotations
+(:data:`DELTA_BASE`, :data:`DELTA_OMITTED` ...), so ``load`` knows before it writes anything
+which blobs the store must already hold, and ``verify`` does not take them for damage. Layers
+are the unit: a cluster image's ``registry/`` is one layer per embedded image (see
+:mod:`clusterimage.images.layering`), so a changed image costs its own layer only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
+import json
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Final
 
 from clusterimage import transports
+from clusterimage._humanize import count
 from clusterimage.copy import CopyEvent, CopyOptions, CopyResult, copy_image, copy_to
-from clusterimage.errors import TransportError, UsageError
+from clusterimage.errors import (
+    BlobNotFound,
+    ClusterImageError,
+    InvalidDigest,
+    ManifestError,
+    TransportError,
+    UsageError,
+)
+from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.digest import Digest
+from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, json_object
 from clusterimage.oci.reference import Reference
-from clusterimage.transports.base import Context
-from clusterimage.transports.store import StoreReference
+from clusterimage.transports.base import (
+    BlobKind,
+    Context,
+    ImageDestination,
+    ImageReference,
+    ImageSource,
+    ProgressFn,
+)
+from clusterimage.transports.oci_archive import OciArchiveWriter
+from clusterimage.transports.store import (
+    StoreReference,
+    loaded_name,
+    own_names,
+    store_root,
+)
 
 _COPY_BUFFER = 1 << 20
+
+INVENTORY_FORMAT: Final = "clusterimage.bundle-inventory"
+INVENTORY_VERSION: Final = 1
+_INVENTORY_LIMIT: Final = 64 << 20
+#: index.json annotations of a delta bundle: the digests of the inventories it was made against
+#: (comma-separated), how many blobs it leaves out, their bytes, and the digest of their list
+#: (sha256 of the sorted digests, one per line): what ``load`` must find already stored.
+DELTA_BASE: Final = "io.clusterimage.delta.base"
+DELTA_OMITTED: Final = "io.clusterimage.delta.omitted"
+DELTA_OMITTED_BYTES: Final = "io.clusterimage.delta.omitted-bytes"
+DELTA_OMITTED_DIGEST: Final = "io.clusterimage.delta.omitted-digest"
+_SHOWN: Final = 3  # digests named in a one-line error before "and N more"
 
 
 class BundleFormat(enum.StrEnum):
@@ -70,17 +118,78 @@ class LoadedImage:
         } | self.result.to_dict()
 
 
+@dataclass(frozen=True)
+class Delta:
+    """What a delta bundle leaves out: blobs its bases (inventories, by digest) hold."""
+
+    bases: tuple[str, ...]
+    omitted: dict[str, int]  # digest -> size
+    # From the bundle's annotations when it was read (the list itself is not in it).
+    count: int = 0
+    bytes: int = 0
+    list_digest: str = ""
+
+    @classmethod
+    def of(cls, bases: Sequence[str], omitted: dict[str, int]) -> Delta:
+        return cls(
+            tuple(bases), omitted, len(omitted), sum(omitted.values()), _list_digest(omitted)
+        )
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            DELTA_BASE: ",".join(self.bases),
+            DELTA_OMITTED: str(self.count),
+            DELTA_OMITTED_BYTES: str(self.bytes),
+            DELTA_OMITTED_DIGEST: self.list_digest,
+        }
+
+    @classmethod
+    def from_annotations(cls, annotations: dict[str, Any], where: str) -> Delta | None:
+        if DELTA_BASE not in annotations:
+            return None
+        try:
+            bases = tuple(b for b in str(annotations[DELTA_BASE]).split(",") if b)
+            count = int(annotations[DELTA_OMITTED])
+            nbytes = int(annotations[DELTA_OMITTED_BYTES])
+            list_digest = str(annotations[DELTA_OMITTED_DIGEST])
+        except (KeyError, ValueError):
+            raise ManifestError(
+                f"{where}: index.json names a delta base but not what it omits "
+                f"({DELTA_OMITTED}, {DELTA_OMITTED_BYTES}, {DELTA_OMITTED_DIGEST})"
+            ) from None
+        return cls(bases, {}, count, nbytes, list_digest)
+
+    def matches(self, absent: dict[str, int]) -> bool:
+        """Whether ``absent`` (what the bundle lacks) is exactly what it says it omits."""
+        return len(absent) == self.count and _list_digest(absent) == self.list_digest
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "base": list(self.bases),
+            "omittedBlobs": self.count,
+            "omittedBytes": self.bytes,
+            "omittedDigest": self.list_digest,
+        }
+
+
+def _list_digest(blobs: dict[str, int]) -> str:
+    listing = "".join(f"{digest}\n" for digest in sorted(blobs))
+    return f"sha256:{hashlib.sha256(listing.encode()).hexdigest()}"
+
+
 @dataclass
 class BundleResult:
     format: BundleFormat
     path: str
     images: list[SavedImage | LoadedImage] = field(default_factory=list)
+    delta: Delta | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
             "format": self.format.value,
             "path": self.path,
             "images": [image.to_dict() for image in self.images],
+            "delta": self.delta.to_dict() if self.delta is not None else None,
         }
 
 
@@ -91,10 +200,14 @@ def save(
     *,
     format: BundleFormat = BundleFormat.oci_archive,
     multi_image: bool = False,
+    delta_from: Sequence[str] = (),
     on_event: Callable[[CopyEvent], None] | None = None,
 ) -> BundleResult:
     """Write ``images`` (store names by default, or any ``TRANSPORT:REF``) to ``output``, a
-    file or a folder (oci-dir), or ``-`` for standard output (archives only)."""
+    file or a folder (oci-dir), or ``-`` for standard output (archives only).
+
+    ``delta_from``: earlier bundles or inventories of them; the layers they hold (all of them
+    together) are left out, and the index says so (see :class:`Delta`)."""
     if not images:
         raise UsageError("save: name at least one image")
     if len(images) > 1 and not multi_image:
@@ -103,6 +216,14 @@ def save(
         )
     if output == "-" and format is BundleFormat.oci_dir:
         raise UsageError("save: --format oci-dir writes a folder, not standard output")
+    if delta_from and format is BundleFormat.docker_archive:
+        raise UsageError(
+            "save: --delta-from needs --format oci-archive or oci-dir (docker load cannot "
+            "skip layers a docker-archive leaves out)"
+        )
+    if delta_from and format is BundleFormat.oci_dir and Path(output).exists():
+        raise UsageError(f"save: --delta-from writes a new bundle, and {output} exists")
+    bases = [read_inventory(base, ctx) for base in delta_from]
     sources = [transports.parse(image, default="store") for image in images]
     result = BundleResult(format, output)
     # Every image goes in whole: a docker-archive takes one platform (the context's, else
@@ -111,16 +232,131 @@ def save(
         all_platforms=format is not BundleFormat.docker_archive and ctx.platform is None,
         on_event=on_event,
     )
+    have: dict[str, int] = {}
+    for base in bases:
+        have.update(base.blobs())
+    omitted: dict[str, int] = {}
+    lock = threading.Lock()
     with _target(output, format, ctx) as path:
         target = transports.parse(f"{format.transport}:{path}")
         with target.new_writer(ctx) as writer:
             for source in sources:
-                name = source.docker_reference()
+                # As stored (myapp:v1 is localhost/myapp:v1); by ID, the image's one name.
+                names = own_names(source, ctx)
+                name = names[0] if len(names) == 1 else None
                 with writer.new_destination(name) as dest:
-                    copied = copy_to(source, dest, ctx, options)
+                    into: ImageDestination = dest
+                    if bases:
+                        keep = _documents(source, ctx)  # never left out
+                        skip = {d: n for d, n in have.items() if d not in keep}
+                        into = _Omitting(dest, skip, omitted, lock)
+                    copied = copy_to(source, into, ctx, options)
                 result.images.append(SavedImage(str(source), name, copied))
+            if bases:
+                named = list(dict.fromkeys(b.digest for b in bases))  # once each, in order
+                result.delta = Delta.of(named, omitted)
+                if isinstance(writer, OciArchiveWriter):  # written with index.json
+                    writer.annotations.update(result.delta.annotations())
             writer.commit()
+        if result.delta is not None and format is BundleFormat.oci_dir:
+            _annotate_layout(path, result.delta.annotations())
     return result
+
+
+def _documents(source: ImageReference, ctx: Context) -> set[str]:
+    """The digests of every manifest and config of ``source`` (every platform)."""
+    found: set[str] = set()
+    with source.new_source(ctx) as src:
+        pending = [src.get_manifest()]
+        while pending:
+            manifest = pending.pop()
+            found.add(str(manifest.digest))
+            if isinstance(manifest, ImageIndex):
+                for entry in manifest.manifests:
+                    found.add(str(entry.digest))
+                    with contextlib.suppress(BlobNotFound):  # a platform the source lacks
+                        pending.append(src.get_manifest(entry.digest))
+            elif isinstance(manifest, ImageManifest):
+                found.add(str(manifest.config.digest))
+    return found
+
+
+class _Omitting(ImageDestination):
+    """A bundle's destination that answers "already there" for the blobs a delta leaves out
+    (the copy engine then skips them), noting each in ``omitted``."""
+
+    def __init__(
+        self,
+        dest: ImageDestination,
+        skip: dict[str, int],
+        omitted: dict[str, int],
+        lock: threading.Lock,
+    ) -> None:
+        self._dest = dest
+        self._skip = skip
+        self._omitted = omitted
+        self._lock = lock
+        self.supported_manifest_types = dest.supported_manifest_types
+        self.accepts_index = dest.accepts_index
+        self.layer_compression = dest.layer_compression
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        if self._dest.has_blob(desc):
+            return True
+        digest = str(desc.digest)
+        if self._skip.get(digest) != desc.size:
+            return False
+        with self._lock:
+            self._omitted[digest] = desc.size
+        return True
+
+    def blob_scope(self) -> str | None:
+        return self._dest.blob_scope()
+
+    def blob_offset(self, desc: Descriptor) -> int:
+        return self._dest.blob_offset(desc)
+
+    def put_blob(
+        self,
+        desc: Descriptor,
+        stream: IO[bytes],
+        offset: int = 0,
+        progress: ProgressFn | None = None,
+        *,
+        kind: BlobKind = "layer",
+    ) -> None:
+        self._dest.put_blob(desc, stream, offset, progress, kind=kind)
+
+    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
+        return self._dest.put_manifest(manifest, top=top)
+
+    def commit(self) -> None:
+        self._dest.commit()
+
+    def close(self) -> None:
+        self._dest.close()
+
+    def __str__(self) -> str:
+        return str(self._dest)
+
+
+def _annotate_layout(path: Path, annotations: dict[str, str]) -> None:
+    """Add ``annotations`` to the index.json of the layout folder ``path`` (replaced whole)."""
+    index = path / "index.json"
+    data = json_object(index.read_bytes(), str(index))
+    data["annotations"] = {**(data.get("annotations") or {}), **annotations}
+    fd, tmp = tempfile.mkstemp(prefix=".index.json.", suffix=".tmp", dir=path)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(json.dumps(data, separators=(",", ":")).encode())
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, index)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -193,14 +429,19 @@ def load(
 ) -> BundleResult:
     """Copy every image of the bundle at ``input`` (a file, a folder, or ``-`` for standard
     input) into the store. Images the bundle names keep their names; others are stored
-    untagged."""
+    untagged. A delta bundle is checked first: every blob it leaves out must be in the store
+    already, or nothing is written."""
     with _source(input, ctx) as path:
         format = detect_format(path)
         bundle = transports.parse(f"{format.transport}:{path}")
         result = BundleResult(format, input)
         options = CopyOptions(all_platforms=True, on_event=on_event)
-        for image in bundle.list_images(ctx):
-            name = image.docker_reference()
+        images = bundle.list_images(ctx)
+        result.delta = read_delta(path, format)
+        if result.delta is not None:
+            _check_delta(input, images, result.delta, ctx)
+        for image in images:
+            name = loaded_name(image)  # myapp:v1 -> localhost/myapp:v1, as podman loads it
             dst = StoreReference(str(name) if name is not None else "")
             copied = copy_image(image, dst, ctx, options)
             loaded = LoadedImage(name, str(image), copied)
@@ -210,6 +451,226 @@ def load(
         if not result.images:
             raise TransportError(f"{input}: the bundle holds no image")
     return result
+
+
+def _check_delta(input: str, images: list[ImageReference], delta: Delta, ctx: Context) -> None:
+    """Before a delta is loaded: what it lacks is what it says it omits, and the store has
+    every one of those blobs (with its size)."""
+    from clusterimage.store import Store
+
+    walked = _walk(images, ctx)
+    if walked.absent_documents:
+        raise TransportError(
+            f"{input}: the bundle lacks {_named(walked.absent_documents)} (manifests and "
+            "configs are never left out): damaged"
+        )
+    if not delta.matches(walked.absent):
+        raise TransportError(
+            f"{input}: {_missing(len(walked.absent))} from the bundle, but its "
+            f"index says it omits {delta.count} ({DELTA_OMITTED_DIGEST} {delta.list_digest}): "
+            "damaged, or not written by save --delta-from"
+        )
+    root = store_root(ctx)
+    store = Store.existing(root)
+    missing: list[str] = []
+    for digest, size in sorted(walked.absent.items()):
+        try:
+            found = store is not None and store.blob_size(Digest.parse(digest)) == size
+        except ClusterImageError:
+            found = False
+        if not found:
+            missing.append(digest)
+    if missing:
+        base = ", ".join(delta.bases) or "none"
+        raise TransportError(
+            f"{input}: a delta bundle (base inventory {base}) that leaves out "
+            f"{count(len(missing), 'blob')} the store {root} lacks: {_named(missing)}; load its "
+            "base bundle first (nothing was loaded)"
+        )
+
+
+def _missing(number: int) -> str:
+    """``1 blob is missing``, ``2 blobs are missing``."""
+    return f"{count(number, 'blob')} {'is' if number == 1 else 'are'} missing"
+
+
+def _named(digests: Sequence[str]) -> str:
+    shown = ", ".join(digests[:_SHOWN])
+    more = len(digests) - _SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+@dataclass
+class _Walked:
+    """The blobs a bundle's images use: those it has (digest -> (size, kind)), the layers it
+    lacks (digest -> size), and any manifest or config it lacks."""
+
+    images: list[dict[str, str | None]] = field(default_factory=list)
+    present: dict[str, tuple[int, str]] = field(default_factory=dict)
+    absent: dict[str, int] = field(default_factory=dict)
+    absent_documents: list[str] = field(default_factory=list)
+
+
+def _walk(images: list[ImageReference], ctx: Context) -> _Walked:
+    walked = _Walked()
+    for image in images:
+        with image.new_source(ctx) as source:
+            top = source.get_manifest()
+            name = image.docker_reference()
+            walked.images.append(
+                {"name": str(name) if name is not None else None, "digest": str(top.digest)}
+            )
+            walked.present[str(top.digest)] = (top.size, "manifest")
+            pending = [top]
+            while pending:
+                manifest = pending.pop()
+                if isinstance(manifest, ImageIndex):
+                    for entry in manifest.manifests:
+                        try:
+                            pending.append(source.get_manifest(entry.digest))
+                        except BlobNotFound:
+                            walked.absent_documents.append(str(entry.digest))
+                            continue
+                        walked.present[str(entry.digest)] = (entry.size, "manifest")
+                    continue
+                assert isinstance(manifest, ImageManifest)
+                for blob in manifest.blobs:
+                    digest = str(blob.digest)
+                    if digest in walked.present or digest in walked.absent:
+                        continue
+                    is_config = blob.digest == manifest.config.digest
+                    if _present(source, blob):
+                        walked.present[digest] = (blob.size, "config" if is_config else "layer")
+                    elif is_config:
+                        walked.absent_documents.append(digest)
+                    else:
+                        walked.absent[digest] = blob.size
+    return walked
+
+
+def _present(source: ImageSource, desc: Descriptor) -> bool:
+    """Whether the bundle holds the blob (opening it reads nothing: archives seek, layouts
+    open a file). One that is there but wrong counts as there: verify names it."""
+    try:
+        with source.open_blob(desc):
+            return True
+    except BlobNotFound:
+        return False
+    except ClusterImageError:
+        return True
+
+
+def read_delta(path: Path, format: BundleFormat) -> Delta | None:
+    """The delta annotations of the bundle at ``path`` (None: a full bundle)."""
+    from clusterimage.transports._tararchive import TarIndex
+
+    where = str(path)
+    if format is BundleFormat.docker_archive:
+        return None
+    if format is BundleFormat.oci_dir:
+        raw: bytes | None = (path / "index.json").read_bytes()
+    else:
+        raw = TarIndex.read(path, where).read_small("index.json", where)
+    if raw is None:
+        return None
+    annotations = json_object(raw, f"{where}: index.json").get("annotations")
+    if not isinstance(annotations, dict):
+        return None
+    return Delta.from_annotations(annotations, where)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a bundle holds (see :func:`inventory`); ``digest`` is that of :meth:`raw`."""
+
+    data: dict[str, Any]
+    digest: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Inventory:
+        return cls(data, f"sha256:{hashlib.sha256(_canonical(data)).hexdigest()}")
+
+    def raw(self) -> bytes:
+        return _canonical(self.data)
+
+    def blobs(self) -> dict[str, int]:
+        return {b["digest"]: b["size"] for b in self.data["blobs"]}
+
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def inventory(path: Path, ctx: Context) -> Inventory:
+    """The inventory of the bundle at ``path``: its images, and every blob it holds
+    (manifests, configs, layers) with size and kind; a delta's omitted blobs are not in it."""
+    format = detect_format(path)
+    bundle = transports.parse(f"{format.transport}:{path}")
+    walked = _walk(bundle.list_images(ctx), ctx)
+    delta = read_delta(path, format)
+    data: dict[str, Any] = {
+        "format": INVENTORY_FORMAT,
+        "version": INVENTORY_VERSION,
+        "bundleFormat": format.value,
+        "images": walked.images,
+        "blobs": [
+            {"digest": digest, "size": size, "kind": kind}
+            for digest, (size, kind) in sorted(walked.present.items())
+        ],
+    }
+    if delta is not None:
+        data["delta"] = delta.to_dict()
+    return Inventory.of(data)
+
+
+def read_inventory(source: str, ctx: Context) -> Inventory:
+    """``source`` as an inventory: a JSON file ``bundle inventory`` wrote, or a bundle (file
+    or OCI layout folder) whose inventory is made here."""
+    path = Path(source)
+    if not path.exists():
+        raise TransportError(f"--delta-from {source}: no such file or folder")
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+        if head.startswith(b"{"):
+            return _parse_inventory(path)
+    try:
+        return inventory(path, ctx)
+    except ClusterImageError as exc:
+        raise TransportError(
+            f"--delta-from {source}: neither an inventory nor a bundle ({exc})"
+        ) from None
+
+
+def _parse_inventory(path: Path) -> Inventory:
+    where = f"--delta-from {path}"
+    if path.stat().st_size > _INVENTORY_LIMIT:
+        raise TransportError(f"{where}: larger than {_INVENTORY_LIMIT} bytes: not an inventory")
+    try:
+        data = json_object(path.read_bytes(), where)
+    except ManifestError as exc:
+        raise TransportError(str(exc)) from None
+    if data.get("format") != INVENTORY_FORMAT:
+        raise TransportError(
+            f"{where}: not a bundle inventory (its format is not {INVENTORY_FORMAT!r})"
+        )
+    if data.get("version") != INVENTORY_VERSION:
+        raise TransportError(
+            f"{where}: inventory version {data.get('version')!r}; this clusterimage reads "
+            f"version {INVENTORY_VERSION}"
+        )
+    blobs = data.get("blobs")
+    if not isinstance(blobs, list):
+        raise TransportError(f"{where}: no blobs list")
+    for i, blob in enumerate(blobs):
+        ok = isinstance(blob, dict) and isinstance(blob.get("size"), int) and blob["size"] >= 0
+        try:
+            ok = ok and str(Digest.parse(blob["digest"])) == blob["digest"]
+        except (InvalidDigest, TypeError, KeyError):
+            ok = False
+        if not ok:
+            raise TransportError(f"{where}: blobs[{i}] is not a digest with a size")
+    return Inventory.of(data)
 
 
 @contextlib.contextmanager
@@ -223,7 +684,7 @@ def _source(input: str, ctx: Context) -> Iterator[Path]:
         yield path
         return
     if sys.stdin.isatty():
-        raise UsageError("load: standard input is a terminal; use -i FILE or a pipe")
+        raise TransportError("load: standard input is a terminal; use -i FILE or a pipe")
     with _scratch(ctx) as folder:
         path = folder / "stdin.tar"
         with open(path, "wb") as out:
@@ -244,6 +705,8 @@ class VerifyResult:
     blobs: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    delta: Delta | None = None
+    omitted: dict[str, int] = field(default_factory=dict)  # a delta's blobs it left out
 
     @property
     def ok(self) -> bool:
@@ -257,18 +720,18 @@ class VerifyResult:
             "blobs": self.blobs,
             "bytes": self.bytes,
             "problems": self.problems,
+            "delta": self.delta.to_dict() if self.delta is not None else None,
         }
 
 
 def verify(path: Path, ctx: Context) -> VerifyResult:
-    """Hash every manifest and blob of every image of the bundle at ``path``."""
-    from clusterimage.errors import ClusterImageError
+    """Hash every manifest and blob of every image of the bundle at ``path``. A delta's
+    omitted blobs are no damage, as long as they are exactly those its index names."""
     from clusterimage.oci.digest import hash_stream
-    from clusterimage.oci.manifest import ImageIndex, ImageManifest
 
     format = detect_format(path)
     bundle = transports.parse(f"{format.transport}:{path}")
-    result = VerifyResult(format)
+    result = VerifyResult(format, delta=read_delta(path, format))
     seen: set[str] = set()
     for image in bundle.list_images(ctx):
         result.images += 1
@@ -285,8 +748,18 @@ def verify(path: Path, ctx: Context) -> VerifyResult:
                         if str(blob.digest) in seen:
                             continue
                         seen.add(str(blob.digest))
-                        with source.open_blob(blob) as stream:
-                            hashed = hash_stream(stream, blob.digest.algorithm)
+                        is_layer = blob.digest != manifest.config.digest
+                        if result.delta is not None and is_layer and not _present(source, blob):
+                            result.omitted[str(blob.digest)] = blob.size
+                            continue
+                        try:
+                            with source.open_blob(blob) as stream:
+                                hashed = hash_stream(stream, blob.digest.algorithm)
+                        except BlobNotFound:
+                            result.problems.append(
+                                f"{image}: blob {blob.digest} is missing from the bundle"
+                            )
+                            continue
                         result.blobs += 1
                         result.bytes += hashed.size
                         if hashed.digest() != blob.digest or hashed.size != blob.size:
@@ -296,4 +769,10 @@ def verify(path: Path, ctx: Context) -> VerifyResult:
                             )
         except ClusterImageError as exc:
             result.problems.append(f"{image}: {exc}")
+    if result.delta is not None and not result.delta.matches(result.omitted):
+        result.problems.append(
+            f"{path}: {_missing(len(result.omitted))} from the delta bundle, but its "
+            f"index says it omits {result.delta.count} ({DELTA_OMITTED_DIGEST} "
+            f"{result.delta.list_digest})"
+        )
     return result

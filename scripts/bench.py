@@ -5,6 +5,7 @@
     scripts/bench.py push|pull|save|load [--size MIB] [--layers N] [--rounds N] [--warmup N]
                                          [--jobs N] [--json] [--keep]
     scripts/bench.py build-images [--images N] [--image-mib M] [--binary-mib B] [--json]
+    scripts/bench.py delta [--images N] [--image-mib M] [--base-mib B] [--rounds N] [--json]
 
 Subcommands register themselves in ``COMMANDS`` (one ``add_<name>_parser`` + ``run_<name>`` pair
 each); ``push`` and ``pull`` (registry transfers against skopeo) belong there too.
@@ -29,6 +30,11 @@ and after a manifest edit (blob downloads counted in the registry's log), agains
 pipeline with sealos's tools in the same run: a registry on the context's registry/, ``skopeo
 copy`` of each image in turn, ``buildah build`` and ``buildah push`` to ``oci:``. Goals: cold
 <= 0.2x the pipeline, unchanged rebuild <= 0.3 s, no blob downloaded after a manifest edit.
+
+``delta``: the same kind of context built as v1 and as v2 (one image replaced, one manifest file
+edited); a full ``save`` of v2 against ``save --delta-from`` v1's bundle (and v1's inventory),
+and loading each into a store that holds v1: times, sizes and ratios. Goal: the delta under 1/6
+of the full bundle (registry/ is one layer per image, so v2 shares all but one with v1).
 """
 
 from __future__ import annotations
@@ -1338,6 +1344,155 @@ def run_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- delta: v1 -> v2 of a cluster image as a delta bundle vs a full save ------------------------
+
+
+def add_delta_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "delta", help="save --delta-from v1 of a v2 that changes one embedded image vs a full save"
+    )
+    parser.add_argument("--images", type=int, default=8, help="images the manifests name")
+    parser.add_argument("--image-mib", type=int, default=30, help="size of each image")
+    parser.add_argument("--base-mib", type=int, default=8, help="the layer they all share")
+    parser.add_argument("--binary-mib", type=int, default=20, help="a binary in the context")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (medians)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def _shared_base(layout: Path) -> bytes:
+    """The base layer's content the images of :func:`_bench_images` share (the replaced
+    image shares it too, as a new version of an image does)."""
+    import tarfile
+
+    index = json.loads((layout / "index.json").read_text())
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_bytes())
+    with tarfile.open(blobs / manifest["layers"][0]["digest"].split(":")[1]) as tar:
+        member = tar.extractfile("layer0.bin")
+        assert member is not None
+        return member.read()
+
+
+def run_delta(args: argparse.Namespace) -> int:
+    """v1 and v2 of a cluster image embedding ``--images`` images, v2 with one image replaced
+    and one manifest file edited, both built; then, timed (medians of ``--rounds``): a full
+    ``save`` of v2, ``save --delta-from`` v1's bundle and from v1's inventory, and ``load`` of
+    the full v2 and of the delta into a store that holds v1. Sizes of both bundles and the
+    ratios. Goal: the delta under 1/6 of the full bundle."""
+    if args.images < 2:
+        sys.exit("bench: delta needs --images 2 or more")
+    work = Path(tempfile.mkdtemp(prefix="bench-delta-"))
+    source = _BenchRegistry(work)
+    try:
+        refs = _bench_images(work, args, source)
+        changed = len(refs) // 2
+        own = os.urandom((args.image_mib - args.base_mib) * MIB)
+        _write_layout_image(work / "layout-v2", "changed", [_shared_base(work / "layout"), own])
+        new_ref = refs[changed].rpartition(":")[0] + ":v2"
+        _timed(
+            [sys.executable, "-m", "clusterimage", "copy", "-q",
+             f"oci:{work / 'layout-v2'}:changed", f"docker://{new_ref}"],
+            {**os.environ, "CLUSTERIMAGE_HOME": str(work / "seed-home")},
+        )  # fmt: skip
+        v1_context = _images_context(work / "v1", refs, args.binary_mib)
+        v2_context = work / "v2" / "context"
+        shutil.copytree(v1_context, v2_context)
+        apps = v2_context / "manifests" / "apps.yaml"
+        apps.write_text(apps.read_text().replace(refs[changed], new_ref))
+        home = work / "home"
+        env = _transfer_env(home)
+        cli = [sys.executable, "-m", "clusterimage"]
+        build_s = []
+        for version, context in (("v1", v1_context), ("v2", v2_context)):
+            elapsed, _ = _run_measured(
+                [*cli, "build", "-q", "-t", f"bench/app:{version}", str(context)], env
+            )
+            build_s.append(elapsed)
+        bundles = work / "bundles"
+        bundles.mkdir()
+        v1, full, delta = bundles / "v1.tar", bundles / "v2.tar", bundles / "v2-delta.tar"
+        _run_measured([*cli, "save", "-q", "-o", str(v1), "bench/app:v1"], env)
+        inventory = bundles / "v1.inventory.json"
+        start = time.perf_counter()
+        with open(inventory, "wb") as out:
+            subprocess.run(
+                [*cli, "bundle", "inventory", "-q", str(v1)], env=env, stdout=out, check=True
+            )
+        inventory_s = time.perf_counter() - start
+        runs: dict[str, list[float]] = {
+            "full_save": [], "delta_save": [], "delta_save_inventory": [],
+            "full_load": [], "delta_load": [],
+        }  # fmt: skip
+        for round_ in range(args.rounds):
+            for path in (full, delta):
+                path.unlink(missing_ok=True)
+            runs["full_save"].append(
+                _run_measured([*cli, "save", "-q", "-o", str(full), "bench/app:v2"], env)[0]
+            )
+            runs["delta_save"].append(
+                _run_measured(
+                    [*cli, "save", "-q", "-o", str(delta), "--delta-from", str(v1),
+                     "bench/app:v2"], env,
+                )[0]
+            )  # fmt: skip
+            delta.unlink()
+            runs["delta_save_inventory"].append(
+                _run_measured(
+                    [*cli, "save", "-q", "-o", str(delta), "--delta-from", str(inventory),
+                     "bench/app:v2"], env,
+                )[0]
+            )  # fmt: skip
+            for kind, bundle in (("full_load", full), ("delta_load", delta)):
+                site = _transfer_env(work / f"site-{kind}-{round_}")
+                _run_measured([*cli, "load", "-q", "-i", str(v1)], site)
+                runs[kind].append(_run_measured([*cli, "load", "-q", "-i", str(bundle)], site)[0])
+                shutil.rmtree(work / f"site-{kind}-{round_}", ignore_errors=True)
+        medians = {name: _median(values) for name, values in runs.items()}
+        full_bytes, delta_bytes = full.stat().st_size, delta.stat().st_size
+        result = {
+            "command": "delta",
+            "images": args.images,
+            "image_mib": args.image_mib,
+            "rounds": args.rounds,
+            "build_v1_s": build_s[0],
+            "build_v2_s": build_s[1],
+            "inventory_s": inventory_s,
+            "inventory_bytes": inventory.stat().st_size,
+            "full_bytes": full_bytes,
+            "delta_bytes": delta_bytes,
+            "size_ratio": delta_bytes / full_bytes,
+            **{f"{name}_s": value for name, value in medians.items()},
+            "save_ratio": medians["delta_save"] / medians["full_save"],
+            "load_ratio": medians["delta_load"] / medians["full_load"],
+            "all": runs,
+        }
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(f"delta: {args.images} images of {args.image_mib} MiB, v2 replaces one and "
+                  f"edits one manifest file; medians of {args.rounds} rounds")  # fmt: skip
+            print(f"full bundle:          {full_bytes / MIB:8.2f} MiB")
+            print(f"delta bundle:         {delta_bytes / MIB:8.2f} MiB "
+                  f"(ratio {result['size_ratio']:.3f}; goal < {1 / 6:.3f})")  # fmt: skip
+            print(f"inventory of v1:      {result['inventory_bytes']:8d} bytes "
+                  f"in {inventory_s:.2f} s")  # fmt: skip
+            print(f"full save:            {medians['full_save']:8.2f} s")
+            print(f"delta save:           {medians['delta_save']:8.2f} s "
+                  f"(ratio {result['save_ratio']:.2f}; from the inventory "
+                  f"{medians['delta_save_inventory']:.2f} s)")  # fmt: skip
+            print(f"load full on v1:      {medians['full_load']:8.2f} s")
+            print(f"load delta on v1:     {medians['delta_load']:8.2f} s "
+                  f"(ratio {result['load_ratio']:.2f})")  # fmt: skip
+    finally:
+        source.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 # -- registry of subcommands ---------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
@@ -1350,6 +1505,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "serve": (add_serve_parser, run_serve),
     "merge": (add_merge_parser, run_merge),
     "unpack": (add_unpack_parser, run_unpack),
+    "delta": (add_delta_parser, run_delta),
 }
 
 

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from clusterimage._humanize import count
-from clusterimage.cli._common import JsonOutput, error, print_json
+from clusterimage.cli._common import JsonOutput, error, info, print_json
 
 bundle_app = typer.Typer(
     name="bundle",
-    help="Bundles: check one end to end.\n\nExamples:\n\n  clusterimage bundle verify site.tar",
+    help="Bundles: check one end to end, or list what one holds (for deltas).\n\nExamples:"
+    "\n\n  clusterimage bundle verify site.tar"
+    "\n\n  clusterimage bundle inventory app-v1.tar > app-v1.inventory.json",
     no_args_is_help=True,
 )
 
@@ -38,6 +40,9 @@ def verify(
       clusterimage bundle verify bundle.tar
 
       clusterimage bundle verify ./bundle --json
+
+    A delta bundle (save --delta-from) is said to be one: the blobs it leaves out are no
+    damage, as long as they are exactly the ones its index names.
     """
     from clusterimage import bundle
     from clusterimage.cli._registry_options import registry_context
@@ -46,13 +51,58 @@ def verify(
     if json_output:
         print_json(result.to_dict())
     elif result.ok:
+        delta = result.delta
+        omitted = (
+            f"; a delta on {', '.join(delta.bases)}: {count(delta.count, 'blob')} "
+            f"({count(delta.bytes, 'byte')}) left out, for the store to have"
+            if delta is not None
+            else ""
+        )
         typer.echo(
             f"ok: {count(result.images, 'image')}, {count(result.blobs, 'blob')}, "
             f"{count(result.bytes, 'byte')} verified "
-            f"({result.format.value})"
+            f"({result.format.value}){omitted}"
         )
     else:
         for problem in result.problems:
             error(problem)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@bundle_app.command("inventory")
+def inventory(
+    path: Annotated[
+        Path, typer.Argument(metavar="FILE", help="An oci-archive, docker-archive or OCI layout.")
+    ],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print the inventory only, no status line.")
+    ] = False,
+) -> None:
+    """Print what a bundle holds, as JSON: its images, and every blob it carries (manifests,
+    configs, layers) with its size. Reads headers and manifests only, no layer.
+
+    Small: a site that has the bundle sends it back, and `save --delta-from` it leaves out
+    every layer the site has. The inventory's digest (sha256 of the JSON as printed, which is
+    canonical: sorted keys, no spaces) is what a delta bundle names as its base; it is shown
+    on stderr.
+
+    Examples:
+
+      clusterimage bundle inventory app-v1.tar > app-v1.inventory.json
+
+      clusterimage save -o app-v2-delta.tar --delta-from app-v1.inventory.json app:v2
+    """
+    import sys
+
+    from clusterimage import bundle
+    from clusterimage.cli._registry_options import registry_context
+
+    result = bundle.inventory(path, registry_context())
+    sys.stdout.buffer.write(result.raw() + b"\n")
+    sys.stdout.flush()
+    if not quiet:
+        info(
+            f"inventory {result.digest}: {count(len(result.data['images']), 'image')}, "
+            f"{count(len(result.data['blobs']), 'blob')}"
+        )

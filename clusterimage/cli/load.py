@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import count, human_size
 from clusterimage.bundle import LoadedImage
-from clusterimage.cli._common import CopyProgress, JsonOutput, print_json
+from clusterimage.cli._common import CopyProgress, JsonOutput, info, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     Jobs,
@@ -31,7 +32,11 @@ def register(app: typer.Typer) -> None:
         jobs: Jobs = DEFAULT_JOBS,
         quiet: Annotated[
             bool,
-            typer.Option("--quiet", "-q", help="Print only the digest of each image loaded."),
+            typer.Option(
+                "--quiet",
+                "-q",
+                help="Print only the digest of each image loaded: no progress, no status lines.",
+            ),
         ] = False,
         json_output: JsonOutput = False,
     ) -> None:
@@ -48,13 +53,19 @@ def register(app: typer.Typer) -> None:
           docker save nginx:1.25 | clusterimage load
 
           clusterimage load -i ./bundle --json
+
+          clusterimage load -i app-v1.tar && clusterimage load -i app-v2-delta.tar
+
+        A delta bundle (save --delta-from) leaves out layers its base holds: they must be in
+        the store already. That is checked before anything is written; the missing blobs are
+        named otherwise, and nothing is loaded.
         """
         from clusterimage import bundle
 
         ctx = registry_context(jobs=jobs)
 
         def loaded(image: LoadedImage) -> None:
-            if quiet:
+            if quiet and not json_output:
                 typer.echo(str(image.result.digest))
             elif not json_output:
                 typer.echo(f"Loaded image: {image.name or image.result.digest}")
@@ -63,3 +74,9 @@ def register(app: typer.Typer) -> None:
             result = bundle.load(input, ctx, on_event=progress, on_image=loaded)
         if json_output:
             print_json(result.to_dict())
+        elif result.delta is not None and not quiet:
+            delta = result.delta
+            info(
+                f"Delta on {', '.join(delta.bases)}: {count(delta.count, 'blob')} "
+                f"({human_size(delta.bytes)}) left out of the bundle were found in the store"
+            )

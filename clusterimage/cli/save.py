@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
+from clusterimage._humanize import count, human_size
 from clusterimage.bundle import BundleFormat, SavedImage
-from clusterimage.cli._common import CopyProgress, JsonOutput, info, print_json
+from clusterimage.cli._common import CopyProgress, JsonOutput, StoredImage, info, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
     DEFAULT_RETRIES,
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
     def save(
         images: Annotated[
             list[str],
-            typer.Argument(
+            StoredImage(
                 metavar="IMAGE...",
                 help="Images in the store (name, ID or digest), or TRANSPORT:REF.",
             ),
@@ -58,6 +59,16 @@ def register(app: typer.Typer) -> None:
                 "--multi-image-archive", "-m", help="Save several images into one bundle."
             ),
         ] = False,
+        delta_from: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--delta-from",
+                metavar="OLD",
+                help="Leave out every layer OLD holds: an earlier bundle, or the JSON that "
+                "`bundle inventory` printed for it (what a site sends back). Repeat for "
+                "several (their union). OCI formats only.",
+            ),
+        ] = None,
         platform: SelectPlatform = None,
         retry: Retry = DEFAULT_RETRIES,
         timeout: Timeout = DEFAULT_TIMEOUT,
@@ -67,7 +78,10 @@ def register(app: typer.Typer) -> None:
         cert_dir: CertDir = None,
         jobs: Jobs = DEFAULT_JOBS,
         quiet: Annotated[
-            bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")
+            bool,
+            typer.Option(
+                "--quiet", "-q", help="Print nothing but warnings and errors (no progress)."
+            ),
         ] = False,
         json_output: JsonOutput = False,
     ) -> None:
@@ -88,6 +102,14 @@ def register(app: typer.Typer) -> None:
           clusterimage save --format oci-dir -o ./bundle app:v1
 
           clusterimage save -o - app:v1 | ssh site clusterimage load
+
+          clusterimage save -o app-v2-delta.tar --delta-from site-inventory.json app:v2
+
+          clusterimage save -o app-v2-delta.tar --delta-from app-v1.tar app:v2
+
+        With --delta-from, every manifest and config is written but a layer OLD holds is not;
+        the bundle's index.json names OLD's inventory digest and what was left out, and
+        `load` refuses it, before writing anything, where those blobs are not stored yet.
         """
         from clusterimage import bundle
 
@@ -103,7 +125,13 @@ def register(app: typer.Typer) -> None:
         )
         with CopyProgress(enabled=False if quiet or json_output else None) as progress:
             result = bundle.save(
-                images, output, ctx, format=format, multi_image=multi_image, on_event=progress
+                images,
+                output,
+                ctx,
+                format=format,
+                multi_image=multi_image,
+                delta_from=delta_from or (),
+                on_event=progress,
             )
         if json_output:
             print_json(result.to_dict())
@@ -113,8 +141,10 @@ def register(app: typer.Typer) -> None:
                 assert isinstance(image, SavedImage)
                 info(f"Saved {image.name or image.source} ({image.result.digest})")
             where = "standard output" if output == "-" else output
-            info(f"Wrote {len(result.images)} {_images(len(result.images))} to {where}")
-
-
-def _images(count: int) -> str:
-    return "image" if count == 1 else "images"
+            info(f"Wrote {count(len(result.images), 'image')} to {where}")
+            if result.delta is not None:
+                delta = result.delta
+                info(
+                    f"Delta on {', '.join(delta.bases)}: left out {count(delta.count, 'blob')} "
+                    f"({human_size(delta.bytes)}) the base holds"
+                )

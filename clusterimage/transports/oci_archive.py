@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from clusterimage._humanize import count
 from clusterimage.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -121,7 +122,8 @@ class OciArchiveReference(ImageReference):
             if position is not None:
                 number = int(position.group(1))
                 if number >= len(entries):
-                    raise ImageNotFound(f"{self}: the archive holds {len(entries)} images")
+                    held = count(len(entries), "image")
+                    raise ImageNotFound(f"{self}: the archive holds {held}")
                 return entries[number]
             for entry in entries:
                 if _ref_name(entry) == self.name:
@@ -218,6 +220,8 @@ class OciArchiveWriter(ImageWriter):
         self._tar.add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
         self._lock = threading.Lock()
         self._entries: list[dict[str, Any]] = []
+        #: Annotations of index.json itself (a delta bundle's base and omitted blobs).
+        self.annotations: dict[str, str] = {}
 
     def new_destination(self, name: Reference | None) -> OciArchiveDestination:
         return self.new_named(str(name) if name is not None else None)
@@ -246,6 +250,8 @@ class OciArchiveWriter(ImageWriter):
                 "mediaType": mt.OCI_INDEX,
                 "manifests": self._entries,
             }
+            if self.annotations:
+                index["annotations"] = dict(self.annotations)
         self._tar.add_bytes("index.json", json.dumps(index, separators=(",", ":")).encode())
         self._tar.commit()
 
