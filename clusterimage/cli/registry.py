@@ -110,7 +110,7 @@ def save(
     )
     items = items_for(discover(context), context)
     with CopyProgress(enabled=False if quiet or json_output else None) as progress:
-        cache = image_cache(all_platforms)
+        cache = image_cache(all_platforms, settings.platform)  # the cache builds use
         fetched = fetch(items, cache, ctx, settings, progress)
         images = lay_out(items, registry_dir, cache, ctx, settings, progress)
     if json_output:
@@ -123,7 +123,7 @@ def save(
         )
         return
     for name, digest in sorted(images.items()):
-        typer.echo(f"{name} {digest}")
+        typer.echo(str(digest) if quiet else f"{name} {digest}")
     if not quiet:
         info(f"Saved {count(len(images), 'image')} into {registry_dir} ({fetched} fetched)")
 
@@ -277,8 +277,8 @@ def sync(
     if json_output:
         print_json(result.to_dict())
         return
-    for name in result.copied:
-        typer.echo(name)
+    for name, digest in zip(result.copied, result.copied_digests, strict=True):
+        typer.echo(str(digest) if quiet else name)
     if not quiet:
         info(
             f"Synced {count(len(result.copied), 'image')} into {destination} "
@@ -325,14 +325,9 @@ def copy(
     from clusterimage.runtime import sync as syncing
 
     syncing.check_destination(destination)
+    from clusterimage.transports.store import own_names
+
     src = transports.parse(image, default="docker")
-    ref = src.docker_reference()
-    if ref is None:
-        raise UsageError(f"{image}: names no repository to copy it under; use `copy` instead")
-    host, _, prefix = destination.partition("/")
-    path = f"{prefix}/{ref.repository}" if prefix else ref.repository
-    suffix = f":{ref.tag}" if ref.tag else f"@{ref.digest}"
-    dst = transports.parse(f"docker://{host}/{path}{suffix}")
     ctx = registry_context(
         tls_verify=tls_verify,
         cert_dir=cert_dir,
@@ -341,4 +336,17 @@ def copy(
         retry=retry,
         timeout=timeout,
     )
+    # An image of the store goes under the name it is stored as (store:myapp:v1 is
+    # localhost/myapp:v1 when built or tagged here), not under Docker's reading of the name.
+    names = own_names(src, ctx)
+    if len(names) > 1:
+        listed = ", ".join(str(n) for n in names)
+        raise UsageError(f"{image}: the image has several names ({listed}); copy one of them")
+    if not names:
+        raise UsageError(f"{image}: names no repository to copy it under; use `copy` instead")
+    ref = names[0]
+    host, _, prefix = destination.partition("/")
+    path = f"{prefix}/{ref.repository}" if prefix else ref.repository
+    suffix = f":{ref.tag}" if ref.tag else f"@{ref.digest}"
+    dst = transports.parse(f"docker://{host}/{path}{suffix}")
     run_copy(src, dst, ctx, CopyOptions(all_platforms=True), verb="Copied to", quiet=quiet)

@@ -44,6 +44,7 @@ class SyncItem:
 @dataclass
 class SyncResult:
     copied: list[str] = field(default_factory=list)
+    copied_digests: list[Digest] = field(default_factory=list)  # of each copied, in order
     skipped: list[str] = field(default_factory=list)
     blobs_copied: int = 0
     blobs_mounted: int = 0
@@ -127,6 +128,7 @@ def sync(
     jobs = [CopyJob(item.source, dest, options, f"{item.name}") for item, dest in wanted]
     for (item, _), copied in zip(wanted, copy_many(jobs, ctx, parallel=parallel), strict=True):
         result.copied.append(item.name)
+        result.copied_digests.append(item.digest)
         result.blobs_copied += copied.blobs_copied
         result.blobs_mounted += copied.blobs_mounted
         result.blobs_skipped += copied.blobs_skipped

@@ -11,20 +11,22 @@ different digests ends with the later image's, with a warning naming both.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clusterimage.errors import InvalidReference
 from clusterimage.image import resolve
 from clusterimage.layers.extract import ExtractStats, extract_layer
 from clusterimage.layers.tarsafe import open_tar
 from clusterimage.oci.platform import Platform
+from clusterimage.oci.reference import Reference
 from clusterimage.runtime.command import APPLICATION, image_type
 from clusterimage.store import Store
 from clusterimage.transports._layout import LayoutSource
-from clusterimage.transports.store import StoreReference
 
 REGISTRY = "registry"
 _TAGS = "docker/registry/v2/repositories"
@@ -78,12 +80,13 @@ def unpack(
     result = UnpackResult(registry=(registry_parent / REGISTRY).relative_to(target).as_posix())
     owners: dict[str, str] = {}  # tag link -> the image whose digest it holds
     for name in names:
-        source = LayoutSource(store, store.resolve(name))
+        desc, found = store.resolve_named(name)
+        source = LayoutSource(store, desc)
         image = resolve(source, platform, where=name)
         kind = image_type(image.config.labels, where=name)
         root = target
         if layout is Layout.sealos:
-            root = target / ("rootfs" if kind != APPLICATION else _app_dir(name))
+            root = target / ("rootfs" if kind != APPLICATION else _app_dir(store, name, found))
 
         def route(member: str, root: Path = root) -> Path:
             # registry/... of every image goes to the one cache; the rest to the image's root.
@@ -115,8 +118,16 @@ def unpack(
     return result
 
 
-def _app_dir(name: str) -> str:
-    reference = StoreReference(name).docker_reference()
+def _app_dir(store: Store, name: str, found: str | None) -> str:
+    """applications/<repository's last part>/workdir, from the name the image is stored under
+    (found by ID or digest: its one name), never from an ID typed on the command line."""
+    if found is None:
+        names = sorted(set(store.names(store.resolve(name).digest)))
+        found = names[0] if len(names) == 1 else None
+    reference = None
+    if found is not None:
+        with contextlib.suppress(InvalidReference):
+            reference = Reference.parse(found)
     app = reference.repository.rsplit("/", 1)[-1] if reference is not None else "app"
     return f"applications/{app}/workdir"
 

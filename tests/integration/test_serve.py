@@ -317,6 +317,18 @@ def test_registry_copy_puts_one_image_under_its_path_and_create_lists_several_in
     raw = run_tool([skopeo, "inspect", "--raw", "--tls-verify=false",
                     f"docker://{target.host}/mirror/team/first:v1"]).stdout  # fmt: skip
     assert _digest(raw) == image.manifest.digest
+    # A short name of the store goes under the name it is stored as (localhost/solo:v1 -> solo),
+    # not Docker's reading of it (library/solo), found by name or by its image ID.
+    run_cli("tag", "localhost/team/first:v1", "solo:v1")
+    run_cli("registry", "copy", "store:solo:v1", f"{target.host}/short", "-q")
+    image_id = json.loads(run_cli("inspect", "solo:v1").stdout)["Id"]
+    run_cli("rmi", "localhost/team/first:v1")  # the ID now names one image with one name
+    run_cli("registry", "copy", f"store:{image_id[:12]}", f"{target.host}/byid", "-q")
+    for path in ("short/solo:v1", "byid/solo:v1"):
+        raw = run_tool([skopeo, "inspect", "--raw", "--tls-verify=false",
+                        f"docker://{target.host}/{path}"]).stdout  # fmt: skip
+        assert _digest(raw) == image.manifest.digest, path
+    run_cli("tag", "solo:v1", "localhost/team/first:v1")
     lines = run_cli("create", "localhost/team/first:v1", "localhost/team/second:v1").stdout
     first, second = lines.strip().splitlines()
     assert first.endswith("echo first") and second.endswith("echo second")

@@ -205,3 +205,17 @@ def test_a_killed_unpack_is_finished_by_the_next(tmp_path: Path, ci_home: Path) 
     assert big.stat().st_size < len(payload)
     run_cli("unpack", "localhost/big:v1", target)
     assert big.read_bytes() == payload and (target / "small.txt").read_text() == "small\n"
+
+
+def test_an_application_unpacked_by_id_or_short_name_is_named_after_its_repository(
+    tmp_path: Path, ci_home: Path
+) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1", layers=[{"app.yaml": b"kind: x\n"}])
+    run_cli("pull", image.transport_ref, "--name", "localhost/team/myapp:v1", "-q")
+    image_id = run_cli("images", "-q").stdout.split()[0]
+    for n, name in enumerate((image_id, "team/myapp:v1", image.manifest.digest[:19])):
+        target = tmp_path / f"cluster{n}"
+        result = json.loads(run_cli("unpack", "--layout", "sealos", name, target, "--json").stdout)
+        # Never the ID typed on the command line: the name the image is stored under.
+        assert [i["root"] for i in result["images"]] == ["applications/myapp/workdir"], name
+        assert (target / "applications/myapp/workdir/app.yaml").is_file()
