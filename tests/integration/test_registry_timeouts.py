@@ -100,5 +100,22 @@ def test_a_registry_that_stalls_after_the_ping_names_the_request(
 
 def test_the_default_timeout_is_at_most_30_seconds_and_every_registry_command_takes_it() -> None:
     assert DEFAULT_TIMEOUT <= 30 and ClientOptions().timeout <= 30
-    for command in ("pull", "push", "copy", "tags"):
-        assert "--timeout" in run_cli(command, "--help").stdout
+    commands = ("pull", "push", "copy", "tags", "inspect", "create", "diff", "save", "build")
+    for command in commands:
+        assert "--timeout" in run_cli(command, "--help").stdout, command
+
+
+@pytest.mark.parametrize("command", ["inspect", "create", "diff", "tags"])
+def test_every_command_reading_a_registry_honours_the_timeout(
+    command: str, ci_home: object, tmp_path: Path
+) -> None:
+    with silent_listener() as port:
+        ref = f"127.0.0.1:{port}/app:v1"
+        args = {
+            "inspect": ["inspect", f"docker://{ref}"],
+            "create": ["create", f"docker://{ref}"],
+            "diff": ["diff", f"docker://{ref}", f"docker://{ref}"],
+            "tags": ["tags", f"127.0.0.1:{port}/app"],
+        }[command]
+        line = _fails_in_one_line([*args, "--timeout", "1", "--retry", "0"], within=15)
+    assert f"127.0.0.1:{port}: no answer to GET /v2/ within 1 s" in line
