@@ -80,6 +80,22 @@ clusterimage save -o "$CLUSTERIMAGE_HOME/offline.tar" "$ref"
 say "export it as an OCI layout that skopeo, umoci and buildah read"
 rm -rf "$CLUSTERIMAGE_HOME/export"
 clusterimage copy "store:$ref" "oci:$CLUSTERIMAGE_HOME/export:v1"
+say "unpack it as the cluster runtime lays images out: rootfs/, applications/, one registry"
+rm -rf "$CLUSTERIMAGE_HOME/cluster"
+clusterimage unpack --layout sealos "$ref" "$CLUSTERIMAGE_HOME/cluster"
+say "serve the images it carries straight from the store (nothing unpacked), and read one back"
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/clusterimage registry serve "$ref" --address "127.0.0.1:$port" 2>/dev/null &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+done
+clusterimage tags "127.0.0.1:$port/example/tools" --tls-verify=false
+kill "$server"
+wait "$server" 2>/dev/null || true
+trap - EXIT
 clusterimage fsck
 
 say "done: try 'clusterimage inspect $ref' or 'clusterimage --help'"

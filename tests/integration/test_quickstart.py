@@ -34,8 +34,6 @@ def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
     out = result.stdout
     digests = [line for line in out.splitlines() if line.startswith("sha256:")]
     assert len(digests) >= 2 and len(set(digests)) == 1  # built, rebuilt from cache, copied
-    rows = [line.split() for line in out.splitlines() if line.startswith("localhost/quickstart")]
-    assert rows and rows[0][:3] == ["localhost/quickstart/offline", "v1", digests[0][7:19]]
     assert 'export NAMESPACE="tools"; cd ' in out and "kubectl apply -f manifests/" in out
     # The dry run lists what registry/ will hold; the manifest records it.
     assert "example/tools:v1  <- docker-archive:images/skopeo/tools.tar" in out
@@ -44,6 +42,15 @@ def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
     manifest = json.loads(out[start : out.index("\n}\n", start) + 2])
     carried = json.loads(manifest["annotations"]["io.clusterimage.images"])
     assert set(carried) == {"example/tools:v1", "example/config:v1"}
+    # IMAGE ID is the config digest, as in podman and docker.
+    rows = [line.split() for line in out.splitlines() if line.startswith("localhost/quickstart")]
+    image_id = manifest["config"]["digest"][7:19]
+    assert rows and rows[0][:3] == ["localhost/quickstart/offline", "v1", image_id]
+    # Unpacked as the runtime lays it out, and its images served from the store.
+    assert (home / "cluster" / "applications" / "offline" / "workdir").is_dir()
+    registry = home / "cluster" / "rootfs" / "registry" / "docker" / "registry" / "v2"
+    assert (registry / "repositories" / "example" / "tools").is_dir()
+    assert "\nv1\n" in f"\n{out}"  # `tags` of example/tools, read from the served registry
     assert (home / "offline.tar").is_file()
     assert "Traceback" not in result.stderr
     assert f"$ clusterimage build -t {REF}" in result.stderr  # commands shown on stderr
