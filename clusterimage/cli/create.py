@@ -14,6 +14,7 @@ from clusterimage.cli._registry_options import (
     AuthFile,
     CertDir,
     Creds,
+    RegistryCommand,
     Retry,
     Timeout,
     TlsVerify,
@@ -26,7 +27,7 @@ from clusterimage.transports.base import ImageReference
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command("create", cls=RegistryCommand)
     def create(
         images: Annotated[
             list[str],

@@ -54,6 +54,39 @@ def test_the_contract_covers_every_registered_command() -> None:
     assert set(COMMANDS) == set(_COMMAND_MODULES)
 
 
+_TLS_VERIFY_CHECK = """
+import json, typer.core, typer.main
+from clusterimage.cli._registry_options import BOOL_FLAGS, RegistryCommand
+from clusterimage.cli.main import _register_commands, app
+
+def leaves(group, prefix=""):
+    for name, command in group.commands.items():
+        if isinstance(command, typer.core.TyperGroup):
+            yield from leaves(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+_register_commands()
+found = {
+    name: isinstance(command, RegistryCommand)
+    for name, command in leaves(typer.main.get_group(app))
+    if any(set(getattr(p, "opts", ())) & BOOL_FLAGS for p in command.params)
+}
+print(json.dumps(found))
+"""
+
+
+def test_every_command_with_tls_verify_takes_it_as_podman_spells_it() -> None:
+    # `--tls-verify false` and a bare `--tls-verify` parse only through RegistryCommand.
+    # In a subprocess: registering every command mutates the app this process may share.
+    out = subprocess.run(
+        [sys.executable, "-c", _TLS_VERIFY_CHECK], capture_output=True, text=True, check=True
+    ).stdout
+    found = json.loads(out)
+    assert len(found) >= 12 and "create" in found and "manifest push" in found
+    assert [name for name, ok in found.items() if not ok] == []
+
+
 def test_top_level_help_lists_every_command() -> None:
     result = run_cli("--help")
     assert result.stderr == ""
