@@ -45,6 +45,7 @@ class Site:
     delta: Path
     v1_digest: str
     v2_digest: str
+    registry: str  # host:port of the loopback registry the images came from
 
     def env(self, home: Path) -> dict[str, str | None]:
         return {"CLUSTERIMAGE_HOME": str(home), "SOURCE_DATE_EPOCH": None}
@@ -139,6 +140,7 @@ def build_site(root: Path, registry: Registry) -> Site:
         bundles / "v2-delta.tar",
         digests[0],
         digests[1],
+        registry.host,
     )
 
 
@@ -364,3 +366,73 @@ def test_bad_delta_requests_are_one_line_errors(site: Site, tmp_path: Path) -> N
     assert verify.returncode == 1 and "says it omits 6" in verify.stderr
     loaded = run_cli("load", "-i", forged, env=site.env(tmp_path / "h"), check=False)
     assert loaded.returncode == 1 and "says it omits 6" in loaded.stderr
+
+
+def _diff(home: Path, a: str, b: str) -> dict[str, object]:
+    env = {"CLUSTERIMAGE_HOME": str(home)}
+    data: dict[str, object] = json.loads(run_cli("diff", a, b, "--json", env=env).stdout)
+    return data
+
+
+def _outside_registry(paths: object) -> list[str]:
+    assert isinstance(paths, list)
+    return [p for p in paths if not p.startswith("registry/")]
+
+
+def test_diff_names_exactly_the_replaced_image_and_the_changed_file(site: Site) -> None:
+    data = _diff(site.home, "localhost/app:v1", "localhost/app:v2")
+    assert data["images"] == {
+        "added": [f"team/img{CHANGED}:v2"],
+        "removed": [f"team/img{CHANGED}:v1"],
+        "changed": [],
+    }
+    files = data["files"]
+    assert isinstance(files, dict)
+    assert files["changed"] == [f"manifests/app{CHANGED}.yaml"]
+    assert _outside_registry(files["added"]) == _outside_registry(files["removed"]) == []
+    assert data["config"] == {}
+    env = {"CLUSTERIMAGE_HOME": str(site.home)}
+    text = run_cli("diff", "localhost/app:v1", "localhost/app:v2", env=env).stdout
+    assert f"~ file manifests/app{CHANGED}.yaml" in text
+    assert f"+ image team/img{CHANGED}:v2" in text and f"- image team/img{CHANGED}:v1" in text
+    same = run_cli("diff", "localhost/app:v2", "localhost/app:v2", env=env)
+    assert same.returncode == 0 and same.stdout == "" and same.stderr == ""
+
+
+def test_diff_names_an_image_whose_tag_now_holds_other_content_as_changed(
+    site: Site, tmp_path: Path
+) -> None:
+    """Same reference, new digest: v3 is v1's context built after team/img5:v1 was pushed
+    again with another layer; nothing else differs."""
+    home = tmp_path / "home"
+    shutil.copytree(site.home, home, symlinks=True)
+    rng = random.Random(7)
+    _push_image(
+        tmp_path / "img5-new",
+        "v1",
+        [rng.randbytes(LAYER_BYTES)],
+        f"{site.registry}/team/img5:v1",
+        home,
+    )
+    context = _context(tmp_path / "ctx-v3", site.registry, "v1")
+    try:
+        run_cli(
+            "build", "-q", "--tls-verify=false", "--platform", "linux/amd64", "--pull", "always",
+            "--timestamp", "1700000000", "-t", "localhost/app:v3", context,
+            env={"CLUSTERIMAGE_HOME": str(home), "SOURCE_DATE_EPOCH": None},
+        )  # fmt: skip
+    finally:  # the registry is the module's: team/img5:v1 as the other tests know it
+        run_cli(
+            "copy", "-q", "--dest-tls-verify=false", f"oci:{site.root / 'layouts' / 'img5'}:v1",
+            f"docker://{site.registry}/team/img5:v1", env={"CLUSTERIMAGE_HOME": str(home)},
+        )  # fmt: skip
+    data = _diff(home, "localhost/app:v1", "localhost/app:v3")
+    images = data["images"]
+    assert isinstance(images, dict)
+    assert images["added"] == images["removed"] == []
+    (changed,) = images["changed"]
+    assert changed.startswith("team/img5:v1"), changed
+    files = data["files"]
+    assert isinstance(files, dict)
+    assert _outside_registry(files["changed"]) == []
+    assert _outside_registry(files["added"]) == _outside_registry(files["removed"]) == []
