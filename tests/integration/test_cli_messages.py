@@ -98,3 +98,20 @@ def test_images_warns_about_missing_blobs_and_points_at_fsck(ci_home: Path, tmp_
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
     assert "localhost/broken:v1" in line and "clusterimage fsck" in line
     assert "1 image misses blobs or is damaged" in line
+
+
+def test_a_home_the_kernel_refuses_to_write_says_how_to_choose_another(tmp_path: Path) -> None:
+    # sysfs refuses mkdir even to root (EPERM; EROFS where /sys is mounted read-only): a real
+    # refusal, where file modes would not stop the root user the tests run as.
+    home = Path("/sys/clusterimage-test-home")
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    result = run_cli(
+        "pull", image.transport_ref, "--name", "localhost/x:v1",
+        env={"CLUSTERIMAGE_HOME": str(home)}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in result.stderr
+    assert "[Errno" not in line and "is not writable: choose another with" in line
+    assert "CLUSTERIMAGE_HOME" in line
+    assert not home.exists()
