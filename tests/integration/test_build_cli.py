@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def test_progress_goes_to_stderr_and_the_digest_to_stdout(ci_home: Path) -> None
     assert result.stdout.strip().startswith("sha256:")
     assert "STEP 1/6: FROM scratch" in result.stderr
     assert "Successfully tagged localhost/app:v1" in result.stderr
+    # Each written layer in human units, as podman prints sizes (issue 12), not a byte count.
+    written = re.findall(r"^--> sha256:[0-9a-f]{64} \((.+)\)$", result.stderr, re.MULTILINE)
+    assert len(written) == 1 + 3
+    for detail in written:
+        assert re.fullmatch(r"\d+(\.\d+)? (B|kB|MB|GB), \d+ entr(y|ies)", detail), detail
     again = run_cli("build", "-t", "app:v1", EXAMPLE)
     # manifests/, then registry/ as one layer per embedded image (3): every one reused
     assert again.stderr.count("--> Using cache") == 1 + 3

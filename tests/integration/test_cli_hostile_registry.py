@@ -1,5 +1,5 @@
-"""A registry that answers with crafted JSON (issue 12): each command that reads it fails in one
-``error:`` line, exit 1, no traceback.
+"""A registry that answers with crafted JSON or headers (issue 12): each command that reads it
+fails in one ``error:`` line, exit 1, no traceback.
 
 No real registry serves these bodies (docker-registry validates what it stores), so the server
 here is a hostile one written for the test, on loopback: it answers the ping, manifests and a
@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fixtures.http_server import LoopbackServer
+from tests.fixtures.oci_layout import make_oci_layout
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +57,12 @@ class _Hostile(BaseHTTPRequestHandler):
             self._send(404, b"{}", {"Content-Type": "application/json"})
 
     do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        # An upload session whose Location is no URL (an unclosed IPv6 bracket).
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self._send(202, b"", {"Location": "http://[::1", "Docker-Upload-UUID": "x"})
 
 
 class _Server:
@@ -135,3 +142,16 @@ def test_login_to_a_token_server_answering_json_nested_too_deep_is_one_line(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert _EXPECTED[True] in lines[0]
     assert "secret" not in result.stderr
+
+
+def test_push_to_a_registry_whose_upload_location_is_no_url_is_one_line(
+    ci_home: Path, tmp_path: Path
+) -> None:
+    server = _Server(auth=False)
+    server.start()
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    try:
+        line = _one_error_line("push", image.transport_ref, f"127.0.0.1:{server.port}/app:v1")
+    finally:
+        server.http.stop()
+    assert "answered with a Location that is not a URL" in line
