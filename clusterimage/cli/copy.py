@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
         ):
             if end_creds is not None:
                 end.creds = resolve_creds(end_creds, f"{prefix}-creds")
+                end.creds_flag = f"{prefix}-creds"
             if end_authfile is not None:
                 end.auth_file = end_authfile
             if end_tls is not None:

@@ -60,6 +60,7 @@ class ClientOptions:
     tls: TlsSettings = field(default_factory=TlsSettings)
     auth_file: Path | None = None
     creds: str | None = field(default=None, repr=False)  # "user:password": never in a repr
+    creds_flag: str = "--creds"  # which flag gave them (copy: --src-creds, --dest-creds)
     retries: int = 3
     # Seconds a request waits to connect, or for the next bytes of an answer. A server that
     # stays silent that long is not retried: it fails the command (see Registry.request).
@@ -540,7 +541,8 @@ class Registry:
         if self.options.creds is not None:
             # `login` would not help: the command line's credentials are used, not saved ones.
             return AuthError(
-                f"registry {self.name} refused the credentials given with --creds "
+                f"registry {self.name} refused the credentials given with "
+                f"{self.options.creds_flag} "
                 f"({creds.who}); check the user name and password"
             )
         origin = f", from {creds.source}" if creds.source else ""

@@ -47,6 +47,7 @@ class EndContext:
     creds: str | None = field(default=None, repr=False)
     tls_verify: bool | None = None  # None: verify, except for loopback registries over http
     cert_dir: Path | None = None
+    creds_flag: str = "--creds"  # the flag ``creds`` came from, for a refusal to name it
 
 
 @dataclass

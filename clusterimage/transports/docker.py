@@ -48,6 +48,7 @@ def client_options(ctx: Context, end: EndContext) -> ClientOptions:
         tls=TlsSettings(verify=end.tls_verify, cert_dir=end.cert_dir),
         auth_file=end.auth_file,
         creds=end.creds,
+        creds_flag=end.creds_flag,
         retries=ctx.retries,
         timeout=ctx.timeout,
         max_connections=max(8, ctx.jobs * 2 + 2),

@@ -260,6 +260,28 @@ def test_refused_creds_flag_names_the_flag_not_login(
     assert "clusterimage login" not in line and "wrong-pw" not in pulled.stderr
 
 
+def test_refused_copy_end_creds_name_that_end_s_flag(
+    tmp_path: Path, registry_factory: Callable[..., Registry]
+) -> None:
+    registry = registry_factory(users={"tester": "s3cret-pw"})
+    image = write_image(tmp_path / "src", [100_000], seed=13)
+    pushed = run_cli(
+        "copy", image.transport_ref, f"docker://{registry.host}/alice/app:v1",
+        "--dest-creds", "tester:wrong-pw", "--retry", "0", check=False,
+    )  # fmt: skip
+    assert pushed.returncode == 1
+    line = one_line_error(pushed.stderr)
+    assert "refused the credentials given with --dest-creds (user tester)" in line, line
+    pulled = run_cli(
+        "copy", f"docker://{registry.host}/alice/app:v1", f"oci:{tmp_path / 'out'}:v1",
+        "--src-creds", "tester:wrong-pw", "--retry", "0", check=False,
+    )  # fmt: skip
+    assert "refused the credentials given with --src-creds (user tester)" in one_line_error(
+        pulled.stderr
+    )
+    assert "wrong-pw" not in pushed.stderr + pulled.stderr
+
+
 @pytest.mark.parametrize("kind", ["token", "basic"])
 def test_refused_stored_credentials_say_run_login(
     kind: str, registry_factory: Callable[..., Registry], token_registry: Registry
