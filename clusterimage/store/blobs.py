@@ -96,21 +96,27 @@ def open_private(path: Path, mode: int) -> int:
         raise
 
 
-# A blob whose content was hashed and found right carries this extended attribute: its size and
-# modification time then. A pull of an image already stored trusts such a blob while both still
-# match (any write changes the mtime) instead of reading it again; fsck always reads.
+# A blob whose content was hashed and found right carries this extended attribute: the digest
+# it hashed to, its size and modification time then. A pull of an image already stored trusts
+# such a blob while all still match (any write changes the mtime) instead of reading it again;
+# fsck always reads. The digest is in it because copies keep attributes (cp -a, rsync -X): a
+# stamped blob copied over another's path must not vouch for that other digest.
 VERIFIED_XATTR = "user.clusterimage.verified"
 
 
-def _stamp_of(info: os.stat_result) -> bytes:
-    return f"{info.st_size}:{info.st_mtime_ns}".encode()
+def _stamp_of(digest: Digest, info: os.stat_result) -> bytes:
+    return f"{digest}:{info.st_size}:{info.st_mtime_ns}".encode()
 
 
-def stamp_verified(fd: int) -> None:
-    """Mark the open blob ``fd`` as hashed and right as it is now (silently not, where the
-    file system keeps no user attributes)."""
+def stamp_verified(fd: int, digest: Digest, hashed: os.stat_result | None = None) -> None:
+    """Mark the open blob ``fd`` as hashed to ``digest`` as it is now (silently not, where the
+    file system keeps no user attributes). ``hashed``: its stat from before it was hashed; a
+    write since (size or mtime changed) leaves it unstamped, as the hash may not cover it."""
     with contextlib.suppress(OSError):
-        os.setxattr(fd, VERIFIED_XATTR, _stamp_of(os.fstat(fd)))
+        now = os.fstat(fd)
+        if hashed is not None and _stamp_of(digest, hashed) != _stamp_of(digest, now):
+            return
+        os.setxattr(fd, VERIFIED_XATTR, _stamp_of(digest, now))
 
 
 def forget_verified(path: Path) -> None:
@@ -119,11 +125,12 @@ def forget_verified(path: Path) -> None:
         os.removexattr(path, VERIFIED_XATTR, follow_symlinks=False)
 
 
-def verified_as_is(path: Path, info: os.stat_result) -> bool:
+def verified_as_is(path: Path, info: os.stat_result, digest: Digest) -> bool:
     """True when ``path`` (``info``: its stat) carries a verification stamp that still matches:
-    no write since it was hashed."""
+    hashed to ``digest``, and no write since."""
     try:
-        return os.getxattr(path, VERIFIED_XATTR, follow_symlinks=False) == _stamp_of(info)
+        stamp = os.getxattr(path, VERIFIED_XATTR, follow_symlinks=False)
+        return stamp == _stamp_of(digest, info)
     except OSError:
         return False
 
@@ -219,7 +226,7 @@ class BlobWriter:
         except DigestMismatch:
             self._keep_partial = False
             raise
-        stamp_verified(self._file.fileno())  # hashed as written: no need to read it again
+        stamp_verified(self._file.fileno(), digest)  # hashed as written: not read again
         target = self._blob_path(digest)
         if target.is_file():
             # Same digest, same content: another writer published it first. (Anything else

@@ -85,9 +85,10 @@ def _check_blobs(layout: Layout, report: FsckReport, jobs: int) -> set[Digest]:
     def actual(digest: Digest) -> Digest | str | None:
         try:
             with layout.open_blob(digest) as stream:
+                before = os.fstat(stream.fileno())
                 got = hash_stream(stream, digest.algorithm).digest()
-                if got == digest:
-                    stamp_verified(stream.fileno())  # the next pull need not read it again
+                if got == digest:  # the next pull need not read it again
+                    stamp_verified(stream.fileno(), digest, before)
                 return got
         except BlobNotFound:
             return None
@@ -114,6 +115,8 @@ def _check_blobs(layout: Layout, report: FsckReport, jobs: int) -> set[Digest]:
 
 
 # -- repairing ----------------------------------------------------------------------------------
+
+REPAIR_TIMEOUT = 60.0  # seconds repair waits for running imports, as gc does
 
 _REMOVABLE = frozenset({"corrupt-blob", "not-regular"})
 
@@ -143,17 +146,25 @@ def restore_hint(image: str) -> str:
     return f"clusterimage pull {image}"
 
 
-def repair(layout: Layout, report: FsckReport) -> RepairReport:
+def repair(layout: Layout, report: FsckReport, timeout: float = REPAIR_TIMEOUT) -> RepairReport:
     """Remove the blobs ``report`` found damaged (wrong content, not a regular file), so the
     next pull, load or build writes them again instead of trusting the file there. Nothing is
-    fetched: the store does not know where an image came from."""
+    fetched: the store does not know where an image came from. Waits up to ``timeout``
+    seconds for running imports (StoreBusy after that), as gc does."""
     damaged = {p.digest: p.message for p in report.problems if p.kind in _REMOVABLE and p.digest}
     result = RepairReport()
     if not damaged:
         return result
-    with layout.writing():
+    # Held alone, as gc holds it: an import running now trusts the blobs it found in the
+    # store until it names its image, and must not lose one of them. StoreBusy after timeout.
+    with layout.exclusive(timeout):
         needs = _needs_by_image(layout)
-        for digest, why in damaged.items():
+        for digest in damaged:
+            # The report may be minutes old (fsck hashed the whole store first): a pull may
+            # have fetched the blob again meanwhile, and a sound blob must not go.
+            why = blob_damage(layout, digest, trust_stamp=False)
+            if why is None:
+                continue
             path = layout.blob_path(digest)
             try:
                 path.unlink()
@@ -180,11 +191,13 @@ def _needs_by_image(layout: Layout) -> list[tuple[str, set[Digest]]]:
     return out
 
 
-def blob_damage(layout: Layout, digest: Digest, size: int | None = None) -> str | None:
+def blob_damage(
+    layout: Layout, digest: Digest, size: int | None = None, *, trust_stamp: bool = True
+) -> str | None:
     """Why the stored blob ``digest`` cannot be trusted (not a regular file, ``size`` bytes
     expected and others found, content hashing to another digest); None when it is sound or
     absent. Reads the whole blob unless its verification stamp shows no write since it was
-    last hashed (see :data:`~clusterimage.store.blobs.VERIFIED_XATTR`)."""
+    last hashed (see :data:`~clusterimage.store.blobs.VERIFIED_XATTR`) and ``trust_stamp``."""
     try:
         info = layout.blob_path(digest).lstat()
     except FileNotFoundError:
@@ -195,13 +208,14 @@ def blob_damage(layout: Layout, digest: Digest, size: int | None = None) -> str 
     if size is not None and size >= 0 and info.st_size != size:
         return f"blob {digest} is {info.st_size} bytes, the manifest says {size}"
     path = layout.blob_path(digest)
-    if verified_as_is(path, info):
+    if trust_stamp and verified_as_is(path, info, digest):
         return None
     try:
         with layout.open_blob(digest) as stream:
+            before = os.fstat(stream.fileno())
             got = hash_stream(stream, digest.algorithm).digest()
             if got == digest:
-                stamp_verified(stream.fileno())
+                stamp_verified(stream.fileno(), digest, before)
     except BlobNotFound:
         return None
     except StoreError as exc:  # swapped for something else since the lstat
