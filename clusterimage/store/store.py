@@ -504,7 +504,12 @@ class Store(Layout):
     def set_ref(self, name: str | None, desc: Descriptor, *, keep_replaced: bool = False) -> None:
         """:meth:`Layout.set_ref`, then the time ``name`` was stored recorded (every name the
         store writes goes through here: tag, the store transport, builds). Setting a name to
-        the image it already has keeps the first time."""
+        the image it already has keeps the first time; a name removed and given again (rmi,
+        then pull) is stored anew."""
+        # Read before the change: afterwards the name is held either way.
+        held = name is not None and any(
+            d.ref_name == name and d.digest == desc.digest for d in self.entries()
+        )
         super().set_ref(name, desc, keep_replaced=keep_replaced)
         from datetime import UTC, datetime
 
@@ -516,7 +521,11 @@ class Store(Layout):
                 if name is not None and other != str(desc.digest) and name in names:
                     # The name moved: the image it left keeps that time as its untagged one.
                     names.setdefault("", names.pop(name))
-            times.setdefault(str(desc.digest), {}).setdefault(name or "", now)
+            mine = times.setdefault(str(desc.digest), {})
+            if name is not None and not held:
+                mine[name] = now  # the record of a name since removed is no longer its time
+            else:
+                mine.setdefault(name or "", now)
             raw = json.dumps(times, separators=(",", ":"), sort_keys=True).encode()
             self._write_atomic(self.state_dir / self.STORED_FILE, raw)
 

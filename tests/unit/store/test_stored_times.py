@@ -83,3 +83,20 @@ def test_an_unreadable_record_is_no_record(store: Store, tmp_path: Path, kind: s
     elif kind == "directory":
         path.mkdir()
     assert store.stored_times() == {}
+
+
+def test_a_name_given_again_after_its_removal_is_stored_now(store: Store, tmp_path: Path) -> None:
+    """rmi NAME then pull (or tag) it again: `images` lists the most recently stored name
+    first, so the name's time is the new one, not the time it had before it was removed
+    (the image kept other names, so its record stayed)."""
+    one = make_oci_layout(tmp_path / "one", ref="v1", layers=({"a": b"1"},))
+    digest = str(_import(store, one.transport_ref, "example.com/a:v1"))
+    store.tag("example.com/a:v1", "example.com/b:v1")
+    first = store.stored_times()[digest]
+    assert first["example.com/b:v1"] > first["example.com/a:v1"]
+
+    store.remove("example.com/a:v1")
+    _import(store, one.transport_ref, "example.com/a:v1")
+    again = store.stored_times()[digest]
+    assert again["example.com/b:v1"] == first["example.com/b:v1"]
+    assert again["example.com/a:v1"] > first["example.com/b:v1"]
