@@ -257,9 +257,16 @@ class Store(Layout):
                     found[entry.digest] = _plain(entry.descriptor)
         if len(found) > 1:
             listed = ", ".join(self._candidate(images, d) for d in sorted(found))
-            raise AmbiguousImageID(
-                f"{name}: ambiguous image ID, matches {len(found)} images: {listed}; "
+            # Manifests of one config (the same image pushed as OCI and as Docker v2s2) share
+            # their image ID: more of it cannot choose, a name or manifest digest can.
+            ids = {self.image_id(desc) for desc in found.values()}
+            hint = (
                 "give more of the ID, or a name"
+                if len(ids) > 1
+                else ("they share one config; give a name or the manifest digest")
+            )
+            raise AmbiguousImageID(
+                f"{name}: ambiguous image ID, matches {len(found)} images: {listed}; {hint}"
             )
         if found:
             return _Match(next(iter(found.values())), None)

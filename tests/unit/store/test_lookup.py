@@ -185,6 +185,10 @@ def test_a_prefix_of_two_images_is_ambiguous_and_lists_them(store: Store) -> Non
     assert message.startswith(f"{config.hex[:12]}: ambiguous image ID, matches 2 images: ")
     for name, doc in (("localhost/m1:latest", one), ("localhost/m2:latest", two)):
         assert f"{name} (ID {config.short}, manifest {doc.digest.short})" in message
+    # One config: more of the ID cannot choose, even all of it; the hint says what can.
+    assert message.endswith("they share one config; give a name or the manifest digest")
+    with pytest.raises(AmbiguousImageID, match="give a name or the manifest digest$"):
+        store.resolve(config.hex)
     # Each manifest digest still tells them apart; names are looked up before IDs.
     assert store.resolve(one.digest.hex[:12]).digest == one.digest
     assert store.resolve(two.digest.hex[:12]).digest == two.digest
