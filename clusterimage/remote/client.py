@@ -583,6 +583,12 @@ class Registry:
             if lacking:
                 actions = {a for item in lacking for a in item.rpartition(":")[2].split(",")}
                 needs = next((a for a in ("push", "delete", "pull") if a in actions), "it")
+                if creds.anonymous:  # an anonymous token (a private image): logging in helps
+                    return AuthError(
+                        f"{self.name}: the anonymous token for {self.name} lacks the scope "
+                        f"{' '.join(lacking)} that {needs} needs; "
+                        f"run `clusterimage login {self.name}`"
+                    )
                 return AuthError(
                     f"{self.name}: the token for {self.name} lacks the scope "
                     f"{' '.join(lacking)} that {needs} needs ({creds.who})"

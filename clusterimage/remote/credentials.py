@@ -194,6 +194,8 @@ def _decode_auth_entry(path: Path, key: str, entry: Any) -> Credentials | None:
     password = entry.get("password") or ""
     auth = entry.get("auth")
     if auth:
+        if not isinstance(auth, str):  # b64decode would raise TypeError: a traceback
+            raise AuthError(f"{path}: entry {key!r} has an invalid 'auth' value")
         try:
             decoded = base64.b64decode(auth, validate=False).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
