@@ -471,11 +471,13 @@ def _path_match(pattern: str, name: str) -> bool:
 
 def _label_matches(labels: dict[str, str], key: str, value: str | None) -> bool:
     """podman's MatchLabelFilters: the key (a pattern when it holds ``*``) is there, with
-    ``value`` when one is given."""
+    ``value`` when one is given. As podman's matchPattern, ``/`` becomes ``|`` on both sides
+    first, so a ``*`` spans it (``apps.sealos.io*`` finds ``apps.sealos.io/type``)."""
+    pattern = f"*{key}*".replace("/", "|")
     for label_key, label_value in labels.items():
-        if value is not None and label_value != value:
+        if value and label_value != value:  # podman: an empty value matches any
             continue
-        if label_key == key or ("*" in key and _path_match(f"*{key}*", label_key)):
+        if label_key == key or ("*" in key and _path_match(pattern, label_key.replace("/", "|"))):
             return True
     return False
 
