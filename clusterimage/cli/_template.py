@@ -32,7 +32,9 @@ from clusterimage._humanize import count
 from clusterimage.errors import UsageError
 
 __all__ = [
+    "NO_VALUE",
     "Header",
+    "Map",
     "Record",
     "Template",
     "TemplateError",
@@ -60,6 +62,22 @@ class Record:
 
     def as_json(self) -> Any:
         return self.json_value if self.json_value is not None else dict(self.fields)
+
+
+class Map(dict[str, Any]):
+    """A Go map (labels, annotations), not a struct: a key it lacks, read as a field
+    (``{{.Labels.version}}``), is Go's invalid value, which prints ``<no value>`` and is
+    ``null`` to ``json``, where a struct's unknown field is an error."""
+
+
+class _NoValue:
+    """What a map's missing key (and any field of it) evaluates to: Go's invalid value."""
+
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+NO_VALUE = _NoValue()
 
 
 class Header(str):
@@ -300,10 +318,12 @@ def _split(text: str) -> list[_Text | _Action]:
 
 
 def _field(value: Any, name: str, shown: str) -> Any:
-    if isinstance(value, Header):
-        return value
+    if isinstance(value, Header | _NoValue):
+        return value  # Go: a field of an invalid value is invalid too
     if isinstance(value, Record):
         value = value.fields
+    if isinstance(value, Map):
+        return value.get(name, NO_VALUE)
     if isinstance(value, Mapping):
         if name in value:
             return value[name]
@@ -315,6 +335,8 @@ def _field(value: Any, name: str, shown: str) -> Any:
 def _type_name(value: Any) -> str:
     if value is None:
         return "a missing value (<nil>)"
+    if isinstance(value, _NoValue):
+        return "a missing map key (<no value>)"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -392,7 +414,7 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    return value
+    return None if isinstance(value, _NoValue) else value
 
 
 def _eval(node: _Node, dot: Any, root: Any, shown: str, piped: list[Any] | None = None) -> Any:
@@ -426,6 +448,8 @@ def go_format(value: Any) -> str:
         return go_format(value.fields)
     if value is None:
         return "<nil>"
+    if isinstance(value, _NoValue):
+        return "<no value>"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

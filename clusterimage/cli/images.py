@@ -553,7 +553,7 @@ def _record(row: _Row, no_trunc: bool, now: datetime | None = None) -> _template
         "CreatedSince": since,
         "CreatedTime": created_at,
         "Size": human_size(row.image.summary.size),
-        "Labels": row.image.labels,
+        "Labels": _template.Map(row.image.labels),  # {{.Labels.absent}}: <no value>
         "Names": list(row.image.names),
         "RepoTags": list(row.image.names),
         "RepoDigests": _repo_digests(row),

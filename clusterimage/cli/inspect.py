@@ -194,8 +194,9 @@ def _summary(
             "Type": _string(rootfs.get("type")) if isinstance(rootfs, dict) else "",
             "Layers": [str(diff_id) for diff_id in config.diff_ids],
         },
-        "Labels": config.labels,
-        "Annotations": manifest.annotations,
+        # Maps, not structs, to --format: a key they lack is <no value>, as in podman.
+        "Labels": _template.Map(config.labels),
+        "Annotations": _template.Map(manifest.annotations),
         "ManifestType": manifest.media_type,
         "User": config.user,
         "History": history,
@@ -207,7 +208,7 @@ def _summary(
     out["ManifestDigest"] = str(manifest.digest)  # this platform's, when Digest is a list's
     out["Variant"] = config.platform.variant or ""
     out["Index"] = _index_section(index)
-    out["EmbeddedImages"] = _embedded_images(manifest)
+    out["EmbeddedImages"] = _template.Map(_embedded_images(manifest))
     out["ClusterImageType"] = _cluster_image_type(config.labels)
     return out
 
@@ -241,7 +242,7 @@ def _config_section(config: ImageConfig) -> dict[str, Any]:
         "Entrypoint": config.entrypoint,
         "Cmd": config.cmd,
         "WorkingDir": config.working_dir,
-        "Labels": config.labels,
+        "Labels": _template.Map(config.labels),
     }
     section: dict[str, Any] = {}
     for key in _OCI_CONFIG_FIELDS:
