@@ -12,6 +12,8 @@ and under the manifest list (which keeps the entries of other platforms it held)
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -40,9 +42,9 @@ from clusterimage.images.embed import IMAGES_ANNOTATION, EmbedResult, images_ann
 from clusterimage.images.found import Discovery
 from clusterimage.kubefile.parser import find_kubefile
 from clusterimage.oci import mediatypes as mt
-from clusterimage.oci.descriptor import Descriptor
+from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex
+from clusterimage.oci.manifest import ImageIndex, canonical_json
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.paths import home_dir
@@ -310,8 +312,9 @@ def build(
     tags = tuple(str(Reference.parse_local(tag)) for tag in settings.tags)
     stamp = timestamp(settings.timestamp)
     job = _Job(settings, store, _context(store, settings, ctx))
-    if job.plan.missing_sources:  # warnings in a dry run, errors in a build
-        raise job.plan.missing_sources[0].error()
+    # Missing sources (warnings in a dry run, errors here), and a RUN this machine cannot run
+    # for the platform: one line now, as for several platforms, not buildah's exec failure.
+    job.check()
     return job.run(tags, stamp, on_event, on_plan, on_copy)
 
 
@@ -421,42 +424,55 @@ def build_index(
         _existing_list(store, manifest)  # an image of that name is refused before building
     with store.writing():  # the untagged images are unreferenced until the index is stored
         before = {e.digest for e in store.images() if e.name is None}
-        builds = []
-        for number, (platform, job) in enumerate(zip(platforms, jobs, strict=True), 1):
-            if on_event is not None:
-                said = f"PLATFORM {number}/{len(platforms)}: {platform}"
-                on_event(BuildEvent("platform", said, {"platform": str(platform)}))
-            builds.append(job.run((), stamp, on_event, on_plan, on_copy))
-        entries = [_index_entry(store, outcome.descriptor) for outcome in builds]
-        # What this build stored that the index makes redundant: the platforms' own entries,
-        # and the list's previous version (podman edits a list in place: no dangling copy).
-        mine = {str(outcome.descriptor.digest) for outcome in builds}
-        if manifest is not None:
-            previous, listed = _existing_list(store, manifest)
-            built = {_platform_key(entry.platform) for entry in entries}
-            entries = [e for e in listed if _platform_key(e.platform) not in built] + entries
-            if previous is not None:
-                mine.add(str(previous))
-        index = ImageIndex.build(entries, media_type=mt.OCI_INDEX)
-        store.put_bytes(index.raw, expected=index.digest)
-        descriptor = index.descriptor()
-        for name in (*tags, *([str(manifest)] if manifest is not None else [])):
-            store.tag(descriptor, Reference.parse(name))
-            if on_event is not None:
-                on_event(BuildEvent("tag", f"Successfully tagged {name}", {"reference": name}))
-        if not tags and manifest is None:
-            store.set_ref(None, descriptor)  # untagged, as a single-platform build without -t
-        # Unnamed entries this build left (one listed before stays as it was).
-        store.update_index(
-            lambda old: [
-                e
-                for e in old
-                if entry_name(e) is not None
-                or e.get("digest") not in mine
-                or Digest.parse(e["digest"]) in before
-            ]
-        )
+        builds: list[BuildOutcome] = []
+        try:
+            for number, (platform, job) in enumerate(zip(platforms, jobs, strict=True), 1):
+                if on_event is not None:
+                    said = f"PLATFORM {number}/{len(platforms)}: {platform}"
+                    on_event(BuildEvent("platform", said, {"platform": str(platform)}))
+                builds.append(job.run((), stamp, on_event, on_plan, on_copy))
+            entries = [_index_entry(store, outcome.descriptor) for outcome in builds]
+            # (A list's previous version leaves index.json as the list moves, as podman
+            # edits a list in place.)
+            if manifest is not None:
+                descriptor = _add_to_list(store, manifest, entries)
+            else:
+                index = ImageIndex.build(entries, media_type=mt.OCI_INDEX)
+                store.put_bytes(index.raw, expected=index.digest)
+                descriptor = index.descriptor()
+            for name in tags:
+                store.tag(descriptor, Reference.parse(name))
+                if on_event is not None:
+                    said = f"Successfully tagged {name}"
+                    on_event(BuildEvent("tag", said, {"reference": name}))
+            if manifest is not None and on_event is not None:
+                said = f"Successfully tagged {manifest}"
+                on_event(BuildEvent("tag", said, {"reference": str(manifest)}))
+            if not tags and manifest is None:
+                store.set_ref(None, descriptor)  # untagged, as one platform without -t
+        except BaseException:
+            # Failed or interrupted after some platforms were built: their untagged images
+            # are no result of this build, and no index refers to them.
+            with contextlib.suppress(ClusterImageError, OSError):
+                _drop_untagged(store, builds, before)
+            raise
+        _drop_untagged(store, builds, before)
     return IndexOutcome(descriptor, tuple(builds), tags, str(manifest) if manifest else None)
+
+
+def _drop_untagged(store: Store, builds: Sequence[BuildOutcome], before: set[Digest]) -> None:
+    """Drop the unnamed entries of the platforms' images from index.json (the index, when
+    stored, refers to them); an unnamed image that was listed before stays as it was."""
+    mine = {str(outcome.descriptor.digest) for outcome in builds}
+    store.update_index(
+        lambda old: [
+            e
+            for e in old
+            if entry_name(e) is not None
+            or e.get("digest") not in mine
+            or Digest.parse(e["digest"]) in before
+        ]
+    )
 
 
 def _platform_key(platform: Platform | None) -> tuple[str, str, str] | None:
@@ -476,6 +492,53 @@ def _index_entry(store: Store, desc: Descriptor) -> Descriptor:
     return Descriptor(desc.media_type, desc.digest, desc.size, platform=described.platform)
 
 
+def _add_to_list(store: Store, ref: Reference, entries: list[Descriptor]) -> Descriptor:
+    """Put ``entries`` in the manifest list ``ref`` (made when missing), replacing its entries
+    of the same platforms; returns the list's new descriptor. One read-modify-write of
+    index.json under its lock, as the ``manifest`` verbs edit a list: the list is re-read
+    there, so an edit that lands meanwhile is kept, and so are the list's own annotations and
+    its other entries as they are."""
+    full = str(ref)
+    built = {_platform_key(entry.platform) for entry in entries}
+    result: list[Descriptor] = []
+
+    def update(old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        result.clear()
+        position = next((i for i, e in enumerate(old) if entry_name(e) == full), -1)
+        data: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+        if position >= 0:
+            current = Descriptor.from_dict(old[position], f"{full} in index.json")
+            listed = store.get_manifest(current.digest, current.media_type)
+            if not isinstance(listed, ImageIndex):
+                raise _not_a_list(ref)
+            data = copy.deepcopy(listed.data)
+            data["manifests"] = [
+                raw
+                for raw, desc in zip(data.get("manifests") or [], listed.manifests, strict=True)
+                if _platform_key(desc.platform) not in built
+            ]
+        data["mediaType"] = mt.OCI_INDEX  # its entries are OCI images now
+        data["manifests"] += [entry.to_dict() for entry in entries]
+        index = ImageIndex(canonical_json(data), mt.OCI_INDEX, data)
+        store.put_bytes(index.raw, expected=index.digest)
+        descriptor = index.descriptor()
+        named = descriptor.with_annotations({REF_NAME_ANNOTATION: full}).to_dict()
+        result.append(descriptor)
+        if position < 0:
+            return [*old, named]
+        return [*old[:position], named, *old[position + 1 :]]
+
+    store.update_index(update)
+    return result[0]
+
+
+def _not_a_list(ref: Reference) -> UsageError:
+    return UsageError(
+        f"--manifest {ref}: that name is an image, not a manifest list (remove it with "
+        "`clusterimage rmi`, or choose another name)"
+    )
+
+
 def _existing_list(store: Store, ref: Reference) -> tuple[Digest | None, list[Descriptor]]:
     """The digest and entries of the manifest list ``ref`` (None, [] when there is none yet);
     an image of that name that is not a list is an error, as in podman."""
@@ -485,10 +548,7 @@ def _existing_list(store: Store, ref: Reference) -> tuple[Digest | None, list[De
     desc = found[0].descriptor
     manifest = store.get_manifest(desc.digest, desc.media_type)
     if not isinstance(manifest, ImageIndex):
-        raise UsageError(
-            f"--manifest {ref}: that name is an image, not a manifest list (remove it with "
-            "`clusterimage rmi`, or choose another name)"
-        )
+        raise _not_a_list(ref)
     return desc.digest, manifest.manifests
 
 
