@@ -529,6 +529,7 @@ def _add_to_list(store: Store, ref: Reference, entries: list[Descriptor]) -> Des
         return [*old[:position], named, *old[position + 1 :]]
 
     store.update_index(update)
+    store.note_stored(full, result[0].digest)  # `images` lists it by this build's time
     return result[0]
 
 

@@ -518,6 +518,12 @@ class Store(Layout):
             d.ref_name == name and d.digest == desc.digest for d in self.entries()
         )
         super().set_ref(name, desc, keep_replaced=keep_replaced)
+        self.note_stored(name, desc.digest, anew=not held)
+
+    def note_stored(self, name: str | None, digest: Digest, *, anew: bool = True) -> None:
+        """Record now as the time ``name`` was stored on ``digest``, in :attr:`STORED_FILE`
+        only: for a caller that changed index.json itself, under its lock (a manifest list
+        edited in place). ``anew=False`` keeps a time already recorded for the name there."""
         from datetime import UTC, datetime
 
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -525,11 +531,11 @@ class Store(Layout):
             digests = {str(d.digest) for d in self.entries()}
             times = {k: v for k, v in self.stored_times().items() if k in digests}
             for other, names in times.items():
-                if name is not None and other != str(desc.digest) and name in names:
+                if name is not None and other != str(digest) and name in names:
                     # The name moved: the image it left keeps that time as its untagged one.
                     names.setdefault("", names.pop(name))
-            mine = times.setdefault(str(desc.digest), {})
-            if name is not None and not held:
+            mine = times.setdefault(str(digest), {})
+            if name is not None and anew:
                 mine[name] = now  # the record of a name since removed is no longer its time
             else:
                 mine.setdefault(name or "", now)

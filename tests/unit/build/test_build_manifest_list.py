@@ -53,6 +53,8 @@ def test_the_lists_own_annotations_survive_a_build_into_it(tmp_path: Path, ci_ho
     assert [str(d.platform) for d in index.manifests] == ["linux/amd64", "linux/arm64"]
     assert [e.name for e in store.images()] == [LIST]
     assert store.fsck() == []
+    # Recorded as stored by this build, so `images` lists it first, not by its 1970 config.
+    assert LIST in store.stored_times()[str(index.digest)]
 
 
 def test_an_edit_landing_while_the_build_stores_the_list_is_kept(
