@@ -51,6 +51,7 @@ from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, json_object
 from clusterimage.oci.reference import Reference
+from clusterimage.transports._layout import LayoutDestination
 from clusterimage.transports.base import (
     BlobKind,
     Context,
@@ -147,6 +148,11 @@ class Delta:
     def from_annotations(cls, annotations: dict[str, Any], where: str) -> Delta | None:
         if DELTA_BASE not in annotations:
             return None
+        # Annotation values are strings (OCI image-spec); another JSON type is damage, and
+        # int() of a null or a list would raise TypeError, not the error below.
+        for key in (DELTA_BASE, DELTA_OMITTED, DELTA_OMITTED_BYTES, DELTA_OMITTED_DIGEST):
+            if key in annotations and not isinstance(annotations[key], str):
+                raise ManifestError(f"{where}: index.json annotation {key} is not a string")
         try:
             bases = tuple(b for b in str(annotations[DELTA_BASE]).split(",") if b)
             count = int(annotations[DELTA_OMITTED])
@@ -240,11 +246,14 @@ def save(
     with _target(output, format, ctx) as path:
         target = transports.parse(f"{format.transport}:{path}")
         with target.new_writer(ctx) as writer:
+            layout_root: Path | None = None  # oci-dir: the (staging) folder being written
             for source in sources:
                 # As stored (myapp:v1 is localhost/myapp:v1); by ID, the image's one name.
                 names = own_names(source, ctx)
                 name = names[0] if len(names) == 1 else None
                 with writer.new_destination(name) as dest:
+                    if isinstance(dest, LayoutDestination):
+                        layout_root = dest.layout.root
                     into: ImageDestination = dest
                     if bases:
                         keep = _documents(source, ctx)  # never left out
@@ -257,9 +266,11 @@ def save(
                 result.delta = Delta.of(named, omitted)
                 if isinstance(writer, OciArchiveWriter):  # written with index.json
                     writer.annotations.update(result.delta.annotations())
+                elif layout_root is not None:
+                    # Before commit renames the staging folder into place (a delta never
+                    # writes into an existing folder): the bundle appears whole, a delta.
+                    _annotate_layout(layout_root, result.delta.annotations())
             writer.commit()
-        if result.delta is not None and format is BundleFormat.oci_dir:
-            _annotate_layout(path, result.delta.annotations())
     return result
 
 
@@ -438,24 +449,33 @@ def load(
         options = CopyOptions(all_platforms=True, on_event=on_event)
         images = bundle.list_images(ctx)
         result.delta = read_delta(path, format)
-        if result.delta is not None:
-            _check_delta(input, images, result.delta, ctx)
-        for image in images:
-            name = loaded_name(image)  # myapp:v1 -> localhost/myapp:v1, as podman loads it
-            dst = StoreReference(str(name) if name is not None else "")
-            copied = copy_image(image, dst, ctx, options)
-            loaded = LoadedImage(name, str(image), copied)
-            result.images.append(loaded)
-            if on_image is not None:
-                on_image(loaded)
+        with contextlib.ExitStack() as hold:
+            if result.delta is not None:
+                _check_delta(input, images, result.delta, ctx, hold)
+            for image in images:
+                name = loaded_name(image)  # myapp:v1 -> localhost/myapp:v1, as podman loads it
+                dst = StoreReference(str(name) if name is not None else "")
+                copied = copy_image(image, dst, ctx, options)
+                loaded = LoadedImage(name, str(image), copied)
+                result.images.append(loaded)
+                if on_image is not None:
+                    on_image(loaded)
         if not result.images:
             raise TransportError(f"{input}: the bundle holds no image")
     return result
 
 
-def _check_delta(input: str, images: list[ImageReference], delta: Delta, ctx: Context) -> None:
+def _check_delta(
+    input: str,
+    images: list[ImageReference],
+    delta: Delta,
+    ctx: Context,
+    hold: contextlib.ExitStack,
+) -> None:
     """Before a delta is loaded: what it lacks is what it says it omits, and the store has
-    every one of those blobs (with its size)."""
+    every one of those blobs (with its size). The store's gc guard is taken into ``hold``
+    before the blobs are looked at: a prune must not delete one (an image removed meanwhile
+    leaves them unreferenced) between this check and the copy that names it again."""
     from clusterimage.store import Store
 
     walked = _walk(images, ctx)
@@ -472,6 +492,8 @@ def _check_delta(input: str, images: list[ImageReference], delta: Delta, ctx: Co
         )
     root = store_root(ctx)
     store = Store.existing(root)
+    if store is not None:
+        hold.enter_context(store.writing())
     missing: list[str] = []
     for digest, size in sorted(walked.absent.items()):
         try:

@@ -83,9 +83,9 @@ def inventory(
     configs, layers) with its size. Reads headers and manifests only, no layer.
 
     Small: a site that has the bundle sends it back, and `save --delta-from` it leaves out
-    every layer the site has. The inventory's digest (sha256 of the JSON as printed, which is
-    canonical: sorted keys, no spaces) is what a delta bundle names as its base; it is shown
-    on stderr.
+    every layer the site has. The inventory's digest (sha256 of the JSON printed, without the
+    newline that ends it; the JSON is canonical: sorted keys, no spaces) is what a delta bundle
+    names as its base; it is shown on stderr.
 
     Examples:
 
