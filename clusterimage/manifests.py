@@ -298,9 +298,11 @@ def _edit(store: Store, name: str, change: Callable[[dict[str, Any]], None]) -> 
 def _put_entries(data: dict[str, Any], entries: Sequence[dict[str, Any]]) -> None:
     """Add ``entries``; one whose digest is listed already replaces that entry (at the end,
     as podman's AddInstance removes and appends)."""
-    new = {e["digest"] for e in entries}
-    kept = [e for e in data.get("manifests") or [] if e.get("digest") not in new]
-    data["manifests"] = kept + [dict(e) for e in entries]
+    out = list(data.get("manifests") or [])
+    for entry in entries:  # one at a time: the same image given twice is listed once
+        out = [e for e in out if e.get("digest") != entry["digest"]]
+        out.append(dict(entry))
+    data["manifests"] = out
 
 
 def create(
@@ -480,9 +482,10 @@ def delete(store: Store, names: Sequence[str]) -> list[tuple[str, Digest | None]
     """``manifest rm``: remove each list's name (and the list with its last name), never the
     images it lists. Every name is checked first: one that is no list removes nothing.
     Returns (name removed, list digest when the list left the store)."""
-    found = [find_list(store, name) for name in names]
+    # One list given twice (or by two spellings of its name) is removed once, as podman does.
+    found = {item.name: item for item in (find_list(store, name) for name in names)}
     out: list[tuple[str, Digest | None]] = []
-    for item in found:
+    for item in found.values():
         result = store.remove(item.name)
         out.append((item.name, result.deleted))
     return out
@@ -732,6 +735,10 @@ def push(
     hold the images already (a registry refuses a list naming manifests it lacks)."""
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected oci or v2s2")
+    if fmt == "v2s2" and all_images and options and options.compression_format == "zstd":
+        # The copy would rewrite each manifest as OCI (schema2 has no zstd layer type): the
+        # list pushed would not be the v2s2 asked for. containers/image refuses it too.
+        raise UsageError("--format v2s2 cannot carry zstd layers: use --compression-format gzip")
     found = find_list(store, name)
     source = _ListSource(store, found, fmt, all_images)
     if all_images:

@@ -249,6 +249,11 @@ def with_list(tmp_path: Path) -> Image:
         (("push", "nolist:v1", "127.0.0.1:1/x:v1"), 1, "manifest list not known"),
         (("push", "app:v1", "127.0.0.1:1/x:v1", "--format", "docker"), 2, "expected oci or v2s2"),
         (("push", "app:v1", "127.0.0.1:1/x:v1", "--all=maybe"), 2, "--all: expected true"),
+        (
+            ("push", "app:v1", "127.0.0.1:1/x:v1", "-f", "v2s2", "--compression-format", "zstd"),
+            2,
+            "--format v2s2 cannot carry zstd layers",
+        ),
     ],
 )
 def test_error_lines(args: tuple[str, ...], status: int, wanted: str, with_list: Image) -> None:
@@ -261,6 +266,13 @@ def test_error_lines(args: tuple[str, ...], status: int, wanted: str, with_list:
 def test_rm_of_a_non_list_removed_nothing(with_list: Image) -> None:
     run_cli("manifest", "rm", "app:v1", "img:v1", check=False)
     assert json.loads(run_cli("manifest", "inspect", "app:v1").stdout)["manifests"]
+
+
+def test_rm_of_one_list_named_twice_removes_and_reports_it_once(with_list: Image) -> None:
+    result = run_cli("manifest", "rm", "app:v1", "localhost/app:v1")
+    assert result.stdout.count("Untagged: localhost/app:v1") == 1, result.stdout
+    names = [i["Names"] for i in json.loads(run_cli("images", "--json").stdout)]
+    assert names == [["localhost/img:v1"]]
 
 
 def test_no_store_yet() -> None:

@@ -150,6 +150,19 @@ def test_add_of_the_same_digest_replaces_the_entry(store: Store, tmp_path: Path)
     assert listed[1]["annotations"] == {"second": "2"}  # replaced, not merged nor repeated
 
 
+def test_create_with_one_image_named_twice_lists_it_once(store: Store, tmp_path: Path) -> None:
+    """`manifest create app IMG IMG` (or IMG by two names): one entry, as podman's
+    AddInstance keeps one per digest, not the same digest twice."""
+    amd, arm = _image(tmp_path, "a", "amd64"), _image(tmp_path, "b", "arm64")
+    _load(store, amd, "localhost/a:v1")
+    found = manifests.create(
+        store, "app", [amd.transport_ref, arm.transport_ref, "a:v1"], _ctx(store)
+    )
+    digests = [e["digest"] for e in found.index.data["manifests"]]
+    assert digests == [arm.manifest.digest, amd.manifest.digest]  # the later one stays
+    assert _listed(store, "localhost/app:latest")["manifests"] == found.index.data["manifests"]
+
+
 def test_add_platform_flags_override_the_config(store: Store, tmp_path: Path) -> None:
     image = _image(tmp_path, "a", "arm64")
     manifests.create(store, "app")
@@ -294,6 +307,16 @@ def test_rm_removes_the_list_not_the_images(store: Store, tmp_path: Path) -> Non
     assert "localhost/other:latest" in _entries(store)
 
 
+def test_rm_of_one_list_named_twice_removes_it_once(store: Store) -> None:
+    """`manifest rm app app` or `manifest rm app localhost/app:latest`: one list, removed once
+    and reported once (podman's rm dedupes), not removed and then "not known"."""
+    manifests.create(store, "app")
+    manifests.create(store, "keep")
+    removed = manifests.delete(store, ["app", "localhost/app:latest", "app"])
+    assert [name for name, _ in removed] == ["localhost/app:latest"]
+    assert set(_entries(store)) == {"localhost/keep:latest"}
+
+
 def test_two_empty_lists_share_a_digest_but_edit_apart(store: Store, tmp_path: Path) -> None:
     first = manifests.create(store, "one")
     second = manifests.create(store, "two")
@@ -387,6 +410,36 @@ def test_push_as_v2s2_converts_list_and_images(store: Store, tmp_path: Path) -> 
     assert manifests.find_list(store, "app").index.media_type == mt.OCI_INDEX
     with pytest.raises(UsageError, match="expected oci or v2s2"):
         manifests.push(store, "app", parse(f"oci:{out}:v2"), _ctx(store), fmt="docker")
+
+
+def test_push_as_v2s2_with_zstd_is_refused_not_pushed_as_oci(store: Store, tmp_path: Path) -> None:
+    """Schema2 cannot say zstd: the copy would rewrite every manifest as OCI, so the list that
+    lands is not the v2s2 asked for. Refused before anything is written, as podman does."""
+    amd = _image(tmp_path, "a", "amd64")
+    manifests.create(store, "app", [amd.transport_ref], _ctx(store))
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=r"v2s2 cannot carry zstd"):
+        manifests.push(
+            store,
+            "app",
+            parse(f"oci:{out}:v1"),
+            _ctx(store),
+            fmt="v2s2",
+            options=CopyOptions(compression_format="zstd"),
+        )
+    assert not out.exists()
+    # gzip is what schema2 says: that push is v2s2 through and through.
+    result = manifests.push(
+        store,
+        "app",
+        parse(f"oci:{out}:v1"),
+        _ctx(store),
+        fmt="v2s2",
+        options=CopyOptions(compression_format="gzip"),
+    )
+    index = json.loads((out / "blobs" / "sha256" / result.digest.hex).read_bytes())
+    assert index["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    assert [e["mediaType"] for e in index["manifests"]] == [mt.DOCKER_MANIFEST]
 
 
 def test_convert_refuses_what_v2s2_cannot_say() -> None:
