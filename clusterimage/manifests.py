@@ -292,6 +292,7 @@ def _edit(store: Store, name: str, change: Callable[[dict[str, Any]], None]) -> 
     # The new index blob is referenced only once index.json is written: hold gc off till then.
     with store.writing():
         store.update_index(update)
+    store.note_stored(found.name, result[0].descriptor.digest)  # edited now: listed first
     return result[0]
 
 
@@ -353,6 +354,7 @@ def create(
             return out
 
         store.update_index(update)
+    store.note_stored(full, result[0].descriptor.digest)  # `images` orders by it
     return result[0]
 
 

@@ -86,6 +86,17 @@ def test_create_stores_an_empty_oci_index_under_localhost(store: Store) -> None:
     assert store.gc().blobs == []  # the list's blob is reachable: gc keeps it
 
 
+def test_a_list_made_or_edited_counts_as_stored_then(store: Store, tmp_path: Path) -> None:
+    # `images` lists newest stored first: a list must not sort by a config it does not have.
+    made = manifests.create(store, "mylist:v1")
+    times = store.stored_times()
+    assert "localhost/mylist:v1" in times[str(made.digest)]
+    _load(store, _image(tmp_path, "a", "amd64"), "localhost/a:v1")
+    grown, _ = manifests.add(store, "mylist:v1", "a:v1", _ctx(store))
+    assert grown.digest != made.digest
+    assert "localhost/mylist:v1" in store.stored_times()[str(grown.digest)]
+
+
 def test_create_refuses_an_existing_name_without_amend(store: Store, tmp_path: Path) -> None:
     manifests.create(store, "mylist")
     with pytest.raises(ClusterImageError, match="exists already; use --amend"):
