@@ -584,13 +584,14 @@ def _present(source: ImageSource, desc: Descriptor) -> bool:
 
 def read_delta(path: Path, format: BundleFormat) -> Delta | None:
     """The delta annotations of the bundle at ``path`` (None: a full bundle)."""
+    from clusterimage.store.layout import read_index_bytes
     from clusterimage.transports._tararchive import TarIndex
 
     where = str(path)
     if format is BundleFormat.docker_archive:
         return None
     if format is BundleFormat.oci_dir:
-        raw: bytes | None = (path / "index.json").read_bytes()
+        raw: bytes | None = read_index_bytes(path / "index.json")
     else:
         raw = TarIndex.read(path, where).read_small("index.json", where)
     if raw is None:
@@ -656,6 +657,8 @@ def read_inventory(source: str, ctx: Context) -> Inventory:
             head = f.read(64).lstrip()
         if head.startswith(b"{"):
             return _parse_inventory(path)
+    elif not path.is_dir():  # a pipe (--delta-from <(...)): read once, as an inventory
+        return _parse_inventory(path)
     try:
         return inventory(path, ctx)
     except ClusterImageError as exc:
@@ -666,10 +669,13 @@ def read_inventory(source: str, ctx: Context) -> Inventory:
 
 def _parse_inventory(path: Path) -> Inventory:
     where = f"--delta-from {path}"
-    if path.stat().st_size > _INVENTORY_LIMIT:
+    # Read, not stat'ed: a pipe (--delta-from <(ssh site cat inv.json)) has no size.
+    with path.open("rb") as stream:
+        raw = stream.read(_INVENTORY_LIMIT + 1)
+    if len(raw) > _INVENTORY_LIMIT:
         raise TransportError(f"{where}: larger than {_INVENTORY_LIMIT} bytes: not an inventory")
     try:
-        data = json_object(path.read_bytes(), where)
+        data = json_object(raw, where)
     except ManifestError as exc:
         raise TransportError(str(exc)) from None
     if data.get("format") != INVENTORY_FORMAT:

@@ -46,6 +46,8 @@ BLOBS_DIR = "blobs"
 # Larger manifests and configs are refused rather than read into memory (distribution caps
 # manifests at 4 MiB; configs with long histories stay far below 32 MiB).
 MAX_MANIFEST_SIZE = 4 << 20
+# index.json lists one ~250-byte entry per name: 64 MiB is some 250,000 of them.
+MAX_INDEX_SIZE = 64 << 20
 MAX_CONFIG_SIZE = 32 << 20
 
 # What a folder may hold while another process is still creating a layout in it.
@@ -131,7 +133,7 @@ class Layout:
         """``index.json`` as a dict (unknown fields kept). Readers need no lock: writers rename."""
         path = self.root / INDEX_FILE
         try:
-            data = jsonsafe.loads(path.read_bytes())
+            data = jsonsafe.loads(read_index_bytes(path))
         except FileNotFoundError:
             raise StoreError(f"{path} is missing") from None
         except (ValueError, UnicodeDecodeError) as exc:
@@ -490,3 +492,25 @@ def _skip(stream: IO[bytes], count: int) -> None:
         if not chunk:
             return
         count -= len(chunk)
+
+
+def read_index_bytes(path: Path) -> bytes:
+    """The bytes of an ``index.json`` (a layout, a bundle folder), read as a regular file of at
+    most :data:`MAX_INDEX_SIZE`: a FIFO in its place would block the read forever and a
+    device or a huge file would never end (StoreError). FileNotFoundError when missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise StoreError(f"{path}: {exc.strerror}") from None
+    with open(fd, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        kind = special_kind(info.st_mode)
+        if kind is not None:  # a directory, FIFO, socket or device
+            raise StoreError(f"{path} is {kind}, not a file")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        data = stream.read(MAX_INDEX_SIZE + 1)
+    if len(data) > MAX_INDEX_SIZE:
+        raise StoreError(f"{path} is larger than {MAX_INDEX_SIZE >> 20} MiB")
+    return data

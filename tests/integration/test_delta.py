@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -436,3 +439,45 @@ def test_diff_names_an_image_whose_tag_now_holds_other_content_as_changed(
     assert isinstance(files, dict)
     assert _outside_registry(files["changed"]) == []
     assert _outside_registry(files["added"]) == _outside_registry(files["removed"]) == []
+
+
+def test_an_inventory_comes_through_a_pipe(site: Site, tmp_path: Path) -> None:
+    # As `--delta-from <(ssh site clusterimage bundle inventory app-v1.tar)` passes it.
+    inventory = run_cli("bundle", "inventory", "-q", site.v1_full).stdout
+    out = tmp_path / "piped.tar"
+    script = (
+        f"{sys.executable} -m clusterimage save -q -o {out} "
+        f"--delta-from <(printf '%s' \"$INVENTORY\") localhost/app:v2"
+    )
+    subprocess.run(
+        ["bash", "-c", script],
+        env={
+            **{k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"},
+            "CLUSTERIMAGE_HOME": str(site.home),
+            "INVENTORY": inventory,
+        },
+        check=True,
+        timeout=120,
+    )
+    assert _members(out) == _members(site.delta)
+
+
+def test_a_fifo_for_index_json_is_one_line_not_a_hang(site: Site, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    run_cli(
+        "save",
+        "-q",
+        "--format",
+        "oci-dir",
+        "-o",
+        bundle,
+        "localhost/app:v1",
+        env=site.env(site.home),
+    )
+    (bundle / "index.json").unlink()
+    os.mkfifo(bundle / "index.json")
+    for args in (["load", "-i", str(bundle)], ["bundle", "verify", str(bundle)]):
+        result = run_cli(*args, env=site.env(tmp_path / "home"), check=False, timeout=60)
+        assert result.returncode == 1, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert "index.json is a FIFO, not a file" in line, line
