@@ -712,7 +712,7 @@ def _source(input: str, ctx: Context) -> Iterator[Path]:
         yield path
         return
     if sys.stdin.isatty():
-        raise TransportError("load: standard input is a terminal; use -i FILE or a pipe")
+        raise UsageError("load: standard input is a terminal; use -i FILE or a pipe")
     with _scratch(ctx) as folder:
         path = folder / "stdin.tar"
         with open(path, "wb") as out:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -336,3 +337,26 @@ def test_bundle_verify_passes_a_whole_bundle_and_names_a_flipped_byte(
     bad = run_cli("bundle", "verify", bundle, check=False)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert wanted in bad.stderr and ("damaged" in bad.stderr or "match" in bad.stderr)
+
+
+def test_save_to_and_load_from_a_terminal_are_usage_errors(ci_home: Path, tmp_path: Path) -> None:
+    # An archive is no text for a terminal, and a terminal holds no archive: exit 2, one line.
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    run_cli("pull", image.transport_ref, "--name", "localhost/app:v1", "-q")
+    for args, where in ((["save", "-o", "-", "localhost/app:v1"], "stdout"), (["load"], "stdin")):
+        primary, secondary = pty.openpty()
+        try:
+            streams = {"stdout": secondary} if where == "stdout" else {"stdin": secondary}
+            result = subprocess.run(
+                [sys.executable, "-m", "clusterimage", *args],
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                **({"stdout": subprocess.DEVNULL, "stdin": subprocess.DEVNULL} | streams),
+            )
+        finally:
+            os.close(primary)
+            os.close(secondary)
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert "terminal" in line and ("-o FILE" in line or "-i FILE" in line), line
