@@ -8,10 +8,14 @@ space-separated spellings into ``--tls-verify=VALUE`` before parsing.
 
 from __future__ import annotations
 
+import functools
 import getpass
+import inspect
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperCommand
@@ -203,3 +207,79 @@ def registry_context(
         blob_info=BlobInfoCache(blob_info_cache()),
         tmp_dir=temp_dir(),
     )
+
+
+@dataclass(frozen=True)
+class RegistryFlags:
+    """The registry flags every command that talks to registries takes, as it was given them:
+    ``--retry``, ``--timeout``, ``--creds``, ``--authfile``, ``--tls-verify``, ``--cert-dir``.
+    A command declares ``registry: RegistryFlags = NO_FLAGS`` and :func:`with_registry_flags`."""
+
+    retry: int = DEFAULT_RETRIES
+    timeout: float = DEFAULT_TIMEOUT
+    creds: str | None = field(default=None, repr=False)  # "user:password": never in a repr
+    authfile: Path | None = None
+    tls_verify: str | None = None
+    cert_dir: Path | None = None
+
+    def context(self, *, jobs: int = DEFAULT_JOBS, platform: str | None = None) -> Context:
+        """The transport context of these flags (see :func:`registry_context`)."""
+        return registry_context(
+            tls_verify=self.tls_verify,
+            cert_dir=self.cert_dir,
+            authfile=self.authfile,
+            creds=self.creds,
+            retry=self.retry,
+            timeout=self.timeout,
+            jobs=jobs,
+            platform=platform,
+        )
+
+
+NO_FLAGS = RegistryFlags()  # the default of a ``registry`` parameter; the wrapper always sets it
+
+# (parameter, its typer annotation, default): what with_registry_flags shows typer.
+_FLAG_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
+    ("retry", Retry, DEFAULT_RETRIES),
+    ("timeout", Timeout, DEFAULT_TIMEOUT),
+    ("creds", Creds, None),
+    ("authfile", AuthFile, None),
+    ("tls_verify", TlsVerify, None),
+    ("cert_dir", CertDir, None),
+)
+
+_Result = TypeVar("_Result")
+
+
+def with_registry_flags(command: Callable[..., _Result]) -> Callable[..., _Result]:
+    """Give a typer command the registry flags, declared once here, as its one ``registry``
+    parameter (a :class:`RegistryFlags`).
+
+    Written by hand because typer has no option groups: it builds a command's options from
+    the function's signature. The wrapper shows typer a signature with the six flags in place
+    of ``registry``, and folds what typer passes back into one RegistryFlags.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    if "registry" not in signature.parameters:
+        raise TypeError(f"{command.__name__}: declare `registry: RegistryFlags = NO_FLAGS`")
+    names = {name for name, _, _ in _FLAG_PARAMETERS}
+    kept = [p for p in signature.parameters.values() if p.name != "registry"]
+    clash = names & {p.name for p in kept}
+    if clash:
+        raise TypeError(f"{command.__name__}: declares {', '.join(sorted(clash))} itself")
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint)
+        for name, hint, default in _FLAG_PARAMETERS
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> _Result:
+        flags = RegistryFlags(**{name: kwargs.pop(name) for name in names if name in kwargs})
+        return command(*args, registry=flags, **kwargs)
+
+    shown = signature.replace(parameters=[*kept, *added])
+    wrapper.__signature__ = shown  # type: ignore[attr-defined]
+    # Evaluated objects, not the strings of `from __future__ import annotations`: typer reads
+    # type hints too, and must not look up names the command's module does not import.
+    wrapper.__annotations__ = {p.name: p.annotation for p in shown.parameters.values()}
+    return wrapper

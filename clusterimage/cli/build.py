@@ -14,17 +14,11 @@ from clusterimage.build.plan import BuildPlan, parse_assignments
 from clusterimage.build.runner import BuildSettings
 from clusterimage.cli._common import CopyProgress, JsonOutput, print_json, stderr, store_dir
 from clusterimage.cli._registry_options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     RegistryCommand,
-    Retry,
-    Timeout,
-    TlsVerify,
+    RegistryFlags,
     parse_bool,
-    registry_context,
+    with_registry_flags,
 )
 from clusterimage.errors import UsageError
 from clusterimage.images.found import Discovery
@@ -63,6 +57,7 @@ class _Printer:
 
 def register(app: typer.Typer) -> None:
     @app.command("build", cls=RegistryCommand)
+    @with_registry_flags
     def build(
         context: Annotated[
             Path,
@@ -169,12 +164,7 @@ def register(app: typer.Typer) -> None:
                 "again (only missing blobs travel); never: use the cache and the store only.",
             ),
         ] = PullPolicy.missing,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         dry_run: Annotated[
             bool,
             typer.Option(
@@ -271,15 +261,7 @@ def register(app: typer.Typer) -> None:
                     _warn(str(warning))
 
         printer = _Printer(quiet or json_output)
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-            platform=platform[0] if platform and not settings.multi else None,
-        )
+        ctx = registry.context(platform=platform[0] if platform and not settings.multi else None)
         if settings.multi:
             with CopyProgress(enabled=False if quiet or json_output else None) as progress:
                 index = runner.build_index(

@@ -10,27 +10,22 @@ import typer
 from clusterimage.cli._common import JsonOutput, Quiet
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
+    NO_FLAGS,
     CompressionFormat,
-    Creds,
     DigestFile,
     Jobs,
     RegistryCommand,
-    Retry,
+    RegistryFlags,
     SelectPlatform,
-    Timeout,
-    TlsVerify,
     parse_bool,
-    registry_context,
     resolve_creds,
+    with_registry_flags,
 )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("copy", cls=RegistryCommand)
+    @with_registry_flags
     def copy(
         source: Annotated[
             str,
@@ -47,12 +42,7 @@ def register(app: typer.Typer) -> None:
         platform: SelectPlatform = None,
         digestfile: DigestFile = None,
         compression_format: CompressionFormat = None,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         src_creds: Annotated[
             str | None,
             typer.Option("--src-creds", metavar="USER[:PASSWORD]", help="Credentials for SRC."),
@@ -107,16 +97,7 @@ def register(app: typer.Typer) -> None:
 
         src = transports.parse(source)
         dst = transports.parse(destination)
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-            jobs=jobs,
-            platform=platform,
-        )
+        ctx = registry.context(jobs=jobs, platform=platform)
         # Each end's own flags replace the shared ones for that end only (as skopeo).
         for end, end_creds, end_authfile, end_tls, end_cert_dir, prefix in (
             (ctx.source, src_creds, src_authfile, src_tls_verify, src_cert_dir, "--src"),

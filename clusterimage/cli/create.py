@@ -9,16 +9,10 @@ import typer
 from clusterimage import transports
 from clusterimage.cli._common import JsonOutput, StoredImage, print_json
 from clusterimage.cli._registry_options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     RegistryCommand,
-    Retry,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    RegistryFlags,
+    with_registry_flags,
 )
 from clusterimage.errors import UsageError
 from clusterimage.image import read_image
@@ -28,6 +22,7 @@ from clusterimage.transports.base import ImageReference
 
 def register(app: typer.Typer) -> None:
     @app.command("create", cls=RegistryCommand)
+    @with_registry_flags
     def create(
         images: Annotated[
             list[str],
@@ -67,12 +62,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         json_output: JsonOutput = False,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
     ) -> None:
         """Print the command line the runtime would run for each image, in the order given.
 
@@ -95,15 +85,7 @@ def register(app: typer.Typer) -> None:
         """
         cluster_env = _parse_env(env or [])
         # An image may come from a registry (docker://...): the same flags as inspect and pull.
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-            platform=platform,
-        )
+        ctx = registry.context(platform=platform)
         results: list[dict[str, object]] = []
         for image in images:
             ref = transports.parse(image, default="store")

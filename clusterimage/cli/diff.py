@@ -8,32 +8,22 @@ import typer
 
 from clusterimage.cli._common import JsonOutput, StoredImage, print_json
 from clusterimage.cli._registry_options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     RegistryCommand,
-    Retry,
+    RegistryFlags,
     SelectPlatform,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    with_registry_flags,
 )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("diff", cls=RegistryCommand)
+    @with_registry_flags
     def diff(
         first: Annotated[str, StoredImage(metavar="A", help="An image: NAME or TRANSPORT:REF.")],
         second: Annotated[str, StoredImage(metavar="B", help="The image to compare with A.")],
         platform: SelectPlatform = None,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         json_output: JsonOutput = False,
     ) -> None:
         """Show what changed from image A to image B: files added, removed and changed (read
@@ -51,15 +41,7 @@ def register(app: typer.Typer) -> None:
         from clusterimage import transports
         from clusterimage.runtime.diff import diff as run_diff
 
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-            platform=platform,
-        )
+        ctx = registry.context(platform=platform)
         a = transports.parse(first, default="store")
         b = transports.parse(second, default="store")
         result = run_diff(a, b, ctx, ctx.platform)

@@ -13,16 +13,10 @@ from clusterimage import transports
 from clusterimage.cli import _template
 from clusterimage.cli._common import complete_images, print_json
 from clusterimage.cli._registry_options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     RegistryCommand,
-    Retry,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    RegistryFlags,
+    with_registry_flags,
 )
 from clusterimage.errors import InvalidReference
 from clusterimage.image import resolve
@@ -45,6 +39,7 @@ class InspectType(enum.StrEnum):
 
 def register(app: typer.Typer) -> None:
     @app.command("inspect", cls=RegistryCommand)
+    @with_registry_flags
     def inspect(
         image: Annotated[
             str,
@@ -76,12 +71,7 @@ def register(app: typer.Typer) -> None:
                 '{{index .Config.Labels "k"}}, {{json .Config}}), or json.',
             ),
         ] = None,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
     ) -> None:
         """Show an image as JSON: a summary (default), its manifest, or its config.
 
@@ -115,14 +105,7 @@ def register(app: typer.Typer) -> None:
 
         ref = transports.parse(image, default="store")
         want = Platform.parse(platform) if platform else None
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-        )
+        ctx = registry.context()
         ctx.platform = want
         with ref.new_source(ctx) as source:
             top = source.get_manifest()

@@ -14,20 +14,14 @@ import typer
 from clusterimage.cli._common import JsonOutput, Quiet, StoredImage, info, print_json, store_dir
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
+    NO_FLAGS,
     CompressionFormat,
-    Creds,
     DigestFile,
     Jobs,
     RegistryCommand,
-    Retry,
-    Timeout,
-    TlsVerify,
+    RegistryFlags,
     parse_bool,
-    registry_context,
+    with_registry_flags,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +93,7 @@ def _platform(**flags: Any) -> PlatformFlags:
 
 
 @manifest_app.command("create", cls=RegistryCommand)
+@with_registry_flags
 def create(
     name: Annotated[str, StoredImage(metavar="LIST", help="The list's name (a tag).")],
     images: Annotated[
@@ -112,12 +107,7 @@ def create(
         bool, typer.Option("--amend", "-a", help="Add to the list of that name if it exists.")
     ] = False,
     annotation: Annotation = None,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
-    retry: Retry = DEFAULT_RETRIES,
-    timeout: Timeout = DEFAULT_TIMEOUT,
+    registry: RegistryFlags = NO_FLAGS,
 ) -> None:
     """Create a manifest list in the store, empty or with IMAGEs; prints its digest.
 
@@ -137,14 +127,7 @@ def create(
     from clusterimage import manifests
 
     annotations = manifests.parse_annotations(annotation)
-    ctx = registry_context(
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        authfile=authfile,
-        creds=creds,
-        retry=retry,
-        timeout=timeout,
-    )
+    ctx = registry.context()
     found = manifests.create(
         _writable_store(),
         name,
@@ -158,6 +141,7 @@ def create(
 
 
 @manifest_app.command("add", cls=RegistryCommand)
+@with_registry_flags
 def add(
     name: Annotated[str, StoredImage(metavar="LIST", help="A manifest list in the store.")],
     image: Annotated[
@@ -177,12 +161,7 @@ def add(
     os_version: OsVersion = None,
     features: Features = None,
     annotation: Annotation = None,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
-    retry: Retry = DEFAULT_RETRIES,
-    timeout: Timeout = DEFAULT_TIMEOUT,
+    registry: RegistryFlags = NO_FLAGS,
 ) -> None:
     """Add an image to a manifest list; prints the list's new digest.
 
@@ -205,14 +184,7 @@ def add(
 
     annotations = manifests.parse_annotations(annotation)
     flags = _platform(os=os, arch=arch, variant=variant, os_version=os_version, features=features)
-    ctx = registry_context(
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        authfile=authfile,
-        creds=creds,
-        retry=retry,
-        timeout=timeout,
-    )
+    ctx = registry.context()
     store = _existing_store()
     manifests.find_list(store, name)  # a missing store or list: said before anything is made
     assert store is not None
@@ -305,6 +277,7 @@ def remove(
 
 
 @manifest_app.command("inspect", cls=RegistryCommand)
+@with_registry_flags
 def inspect(
     name: Annotated[
         str,
@@ -315,11 +288,7 @@ def inspect(
     raw: Annotated[
         bool, typer.Option("--raw", help="The exact bytes (their sha256 is the digest).")
     ] = False,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
-    retry: Retry = DEFAULT_RETRIES,
+    registry: RegistryFlags = NO_FLAGS,
 ) -> None:
     """Print a manifest list as JSON: the one in the store of that name, else (as podman) the
     manifest at NAME in its registry.
@@ -334,9 +303,7 @@ def inspect(
     """
     from clusterimage import manifests
 
-    ctx = registry_context(
-        tls_verify=tls_verify, cert_dir=cert_dir, authfile=authfile, creds=creds, retry=retry
-    )
+    ctx = registry.context()
     found = manifests.inspect(_existing_store(), name, ctx)
     if raw:
         sys.stdout.buffer.write(found.raw)
@@ -386,6 +353,7 @@ class _PushCommand(RegistryCommand):
 
 
 @manifest_app.command("push", cls=_PushCommand)
+@with_registry_flags
 def push(
     name: Annotated[str, StoredImage(metavar="LIST", help="A manifest list in the store.")],
     destination: Annotated[
@@ -420,12 +388,7 @@ def push(
     ] = False,
     digestfile: DigestFile = None,
     compression_format: CompressionFormat = None,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
-    retry: Retry = DEFAULT_RETRIES,
-    timeout: Timeout = DEFAULT_TIMEOUT,
+    registry: RegistryFlags = NO_FLAGS,
     jobs: Jobs = DEFAULT_JOBS,
     quiet: Quiet = False,
     json_output: JsonOutput = False,
@@ -452,15 +415,7 @@ def push(
     every = parse_bool(all_images, "--all")
     if format_ is not None and format_ not in manifests.FORMATS:
         raise UsageError(f"--format {format_!r}: expected oci or v2s2")
-    ctx = registry_context(
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        authfile=authfile,
-        creds=creds,
-        retry=retry,
-        timeout=timeout,
-        jobs=jobs,
-    )
+    ctx = registry.context(jobs=jobs)
     options = copy_options(ctx, all_platforms=True, compression_format=compression_format)
     store = _existing_store()
     found = manifests.find_list(store, name)

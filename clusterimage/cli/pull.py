@@ -11,18 +11,12 @@ from clusterimage._humanize import count
 from clusterimage.cli._common import CopyProgress, JsonOutput, info, print_json, warn
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     Jobs,
     RegistryCommand,
-    Retry,
+    RegistryFlags,
     SelectPlatform,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    with_registry_flags,
 )
 from clusterimage.oci.reference import Reference
 from clusterimage.pull import PullPolicy
@@ -31,6 +25,7 @@ from clusterimage.pull import pull as run_pull
 
 def register(app: typer.Typer) -> None:
     @app.command("pull", cls=RegistryCommand)
+    @with_registry_flags
     def pull(
         source: Annotated[
             str,
@@ -58,12 +53,7 @@ def register(app: typer.Typer) -> None:
                 "without it.",
             ),
         ] = PullPolicy.always,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         jobs: Jobs = DEFAULT_JOBS,
         quiet: Annotated[
             bool,
@@ -91,16 +81,7 @@ def register(app: typer.Typer) -> None:
           clusterimage pull localhost:5000/app:v1 --tls-verify=false --creds ci:secret
         """
         src = transports.parse(source, default="docker")
-        ctx = registry_context(
-            platform=platform,
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            jobs=jobs,
-            timeout=timeout,
-        )
+        ctx = registry.context(platform=platform, jobs=jobs)
         with CopyProgress(enabled=False if quiet or json_output else None) as progress:
             outcome = run_pull(
                 src,

@@ -9,19 +9,13 @@ import typer
 from clusterimage.cli._common import JsonOutput, Quiet, StoredImage
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
+    NO_FLAGS,
     CompressionFormat,
-    Creds,
     DigestFile,
     Jobs,
     RegistryCommand,
-    Retry,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    RegistryFlags,
+    with_registry_flags,
 )
 from clusterimage.errors import RegistryError, UsageError
 from clusterimage.oci.reference import Reference
@@ -32,6 +26,7 @@ if TYPE_CHECKING:
 
 def register(app: typer.Typer) -> None:
     @app.command("push", cls=RegistryCommand)
+    @with_registry_flags
     def push(
         source: Annotated[
             str,
@@ -54,12 +49,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         digestfile: DigestFile = None,
         compression_format: CompressionFormat = None,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         jobs: Jobs = DEFAULT_JOBS,
         quiet: Quiet = False,
         json_output: JsonOutput = False,
@@ -86,15 +76,7 @@ def register(app: typer.Typer) -> None:
         from clusterimage.cli._transfer import copy_options, run_copy
 
         src = transports.parse(source, default="store")
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-            jobs=jobs,
-        )
+        ctx = registry.context(jobs=jobs)
         if destination is not None:
             dst = transports.parse(destination, default="docker")
         else:

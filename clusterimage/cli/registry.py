@@ -10,17 +10,11 @@ import typer
 from clusterimage._humanize import count
 from clusterimage.cli._common import CopyProgress, JsonOutput, Quiet, info, print_json
 from clusterimage.cli._registry_options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     RegistryCommand,
-    Retry,
+    RegistryFlags,
     SelectPlatform,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    with_registry_flags,
 )
 from clusterimage.pull import PullPolicy
 
@@ -41,6 +35,7 @@ def register(app: typer.Typer) -> None:
 
 
 @registry_app.command("save", cls=RegistryCommand)
+@with_registry_flags
 def save(
     context: Annotated[
         Path,
@@ -65,12 +60,7 @@ def save(
         PullPolicy,
         typer.Option("--pull", help="missing (default), always or never: as `build --pull`."),
     ] = PullPolicy.missing,
-    retry: Retry = DEFAULT_RETRIES,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
+    registry: RegistryFlags = NO_FLAGS,
     quiet: Quiet = False,
     json_output: JsonOutput = False,
 ) -> None:
@@ -93,15 +83,7 @@ def save(
     from clusterimage.images.embed import EmbedSettings, fetch, items_for, lay_out
     from clusterimage.oci.platform import Platform
 
-    ctx = registry_context(
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        authfile=authfile,
-        creds=creds,
-        retry=retry,
-        timeout=timeout,
-        platform=platform,
-    )
+    ctx = registry.context(platform=platform)
     settings = EmbedSettings(
         platform=None if all_platforms else ctx.platform or Platform.host(),
         all_platforms=all_platforms,
@@ -216,6 +198,7 @@ def _registry_files(source: str, platform: str | None) -> RegistryFiles:
 
 
 @registry_app.command("sync", cls=RegistryCommand)
+@with_registry_flags
 def sync(
     source: Annotated[
         str,
@@ -229,12 +212,7 @@ def sync(
         str, typer.Argument(metavar="DST", help="A registry: HOST[:PORT][/PREFIX].")
     ],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images at once.")] = 4,
-    retry: Retry = DEFAULT_RETRIES,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
+    registry: RegistryFlags = NO_FLAGS,
     platform: SelectPlatform = None,
     quiet: Quiet = False,
     json_output: JsonOutput = False,
@@ -256,14 +234,7 @@ def sync(
     from clusterimage.runtime import sync as syncing
 
     syncing.check_destination(destination)
-    ctx = registry_context(
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        authfile=authfile,
-        creds=creds,
-        retry=retry,
-        timeout=timeout,
-    )
+    ctx = registry.context()
     with CopyProgress(enabled=False if quiet or json_output else None) as progress:
         if Path(source).is_dir():
             items = syncing.folder_items(Path(source))
@@ -294,6 +265,7 @@ def _is_registry(source: str) -> bool:
 
 
 @registry_app.command("copy", cls=RegistryCommand)
+@with_registry_flags
 def copy(
     image: Annotated[
         str, typer.Argument(metavar="IMAGE", help="An image: NAME, or TRANSPORT:REF.")
@@ -301,12 +273,7 @@ def copy(
     destination: Annotated[
         str, typer.Argument(metavar="DST", help="A registry: HOST[:PORT][/PREFIX].")
     ],
-    retry: Retry = DEFAULT_RETRIES,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    creds: Creds = None,
-    authfile: AuthFile = None,
-    tls_verify: TlsVerify = None,
-    cert_dir: CertDir = None,
+    registry: RegistryFlags = NO_FLAGS,
     quiet: Quiet = False,
 ) -> None:
     """Copy one image, every platform of it, into a registry under its own path (sealos's
@@ -328,14 +295,7 @@ def copy(
     from clusterimage.transports.store import own_names
 
     src = transports.parse(image, default="docker")
-    ctx = registry_context(
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        authfile=authfile,
-        creds=creds,
-        retry=retry,
-        timeout=timeout,
-    )
+    ctx = registry.context()
     # An image of the store goes under the name it is stored as (store:myapp:v1 is
     # localhost/myapp:v1 when built or tagged here), not under Docker's reading of the name.
     names = own_names(src, ctx)

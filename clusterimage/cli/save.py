@@ -11,23 +11,18 @@ from clusterimage.bundle import BundleFormat, SavedImage
 from clusterimage.cli._common import CopyProgress, JsonOutput, StoredImage, info, print_json
 from clusterimage.cli._registry_options import (
     DEFAULT_JOBS,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     Jobs,
     RegistryCommand,
-    Retry,
+    RegistryFlags,
     SelectPlatform,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    with_registry_flags,
 )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("save", cls=RegistryCommand)
+    @with_registry_flags
     def save(
         images: Annotated[
             list[str],
@@ -70,12 +65,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         platform: SelectPlatform = None,
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         jobs: Jobs = DEFAULT_JOBS,
         quiet: Annotated[
             bool,
@@ -113,16 +103,7 @@ def register(app: typer.Typer) -> None:
         """
         from clusterimage import bundle
 
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-            jobs=jobs,
-            platform=platform,
-        )
+        ctx = registry.context(jobs=jobs, platform=platform)
         with CopyProgress(enabled=False if quiet or json_output else None) as progress:
             result = bundle.save(
                 images,

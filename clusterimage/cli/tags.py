@@ -8,33 +8,23 @@ import typer
 
 from clusterimage.cli._common import JsonOutput, print_json
 from clusterimage.cli._registry_options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    AuthFile,
-    CertDir,
-    Creds,
+    NO_FLAGS,
     RegistryCommand,
-    Retry,
-    Timeout,
-    TlsVerify,
-    registry_context,
+    RegistryFlags,
+    with_registry_flags,
 )
 from clusterimage.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("tags", cls=RegistryCommand)
+    @with_registry_flags
     def tags(
         repository: Annotated[
             str,
             typer.Argument(metavar="REPO", help="HOST/REPOSITORY (no tag; docker:// optional)."),
         ],
-        retry: Retry = DEFAULT_RETRIES,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        creds: Creds = None,
-        authfile: AuthFile = None,
-        tls_verify: TlsVerify = None,
-        cert_dir: CertDir = None,
+        registry: RegistryFlags = NO_FLAGS,
         json_output: JsonOutput = False,
     ) -> None:
         """List the tags of a repository in a registry, one a line (--json: a JSON list).
@@ -54,14 +44,7 @@ def register(app: typer.Typer) -> None:
         ref = Reference.parse(name, default_tag=False)
         if ref.tag is not None or ref.digest is not None:
             raise UsageError(f"tags: {repository}: name a repository, without tag or digest")
-        ctx = registry_context(
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
-            authfile=authfile,
-            creds=creds,
-            retry=retry,
-            timeout=timeout,
-        )
+        ctx = registry.context()
         options = client_options(ctx, ctx.source)
         with Registry(ref.registry, options, repository=ref.repository) as client:
             found = list(Repository(client, ref.repository).tags())

@@ -105,7 +105,7 @@ def test_the_default_timeout_is_at_most_30_seconds_and_every_registry_command_ta
         assert "--timeout" in run_cli(command, "--help").stdout, command
 
 
-@pytest.mark.parametrize("command", ["inspect", "create", "diff", "tags"])
+@pytest.mark.parametrize("command", ["inspect", "create", "diff", "tags", "manifest inspect"])
 def test_every_command_reading_a_registry_honours_the_timeout(
     command: str, ci_home: object, tmp_path: Path
 ) -> None:
@@ -116,6 +116,7 @@ def test_every_command_reading_a_registry_honours_the_timeout(
             "create": ["create", f"docker://{ref}"],
             "diff": ["diff", f"docker://{ref}", f"docker://{ref}"],
             "tags": ["tags", f"127.0.0.1:{port}/app"],
+            "manifest inspect": ["manifest", "inspect", f"docker://{ref}"],
         }[command]
         line = _fails_in_one_line([*args, "--timeout", "1", "--retry", "0"], within=15)
     assert f"127.0.0.1:{port}: no answer to GET /v2/ within 1 s" in line
