@@ -187,7 +187,7 @@ def test_a_prefix_of_two_images_is_ambiguous_and_lists_them(store: Store) -> Non
         assert f"{name} (ID {config.short}, manifest {doc.digest.short})" in message
     # One config: more of the ID cannot choose, even all of it; the hint says what can.
     assert message.endswith("they share one config; give a name or the manifest digest")
-    with pytest.raises(AmbiguousImageID, match="give a name or the manifest digest$"):
+    with pytest.raises(AmbiguousImageID, match=r"give a name or the manifest digest$"):
         store.resolve(config.hex)
     # Each manifest digest still tells them apart; names are looked up before IDs.
     assert store.resolve(one.digest.hex[:12]).digest == one.digest
