@@ -49,16 +49,15 @@ from clusterimage.errors import (
 )
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest, json_object
+from clusterimage.oci.manifest import ImageIndex, ImageManifest, json_object
 from clusterimage.oci.reference import Reference
 from clusterimage.transports._layout import LayoutDestination
 from clusterimage.transports.base import (
-    BlobKind,
     Context,
+    ForwardingDestination,
     ImageDestination,
     ImageReference,
     ImageSource,
-    ProgressFn,
 )
 from clusterimage.transports.oci_archive import OciArchiveWriter
 from clusterimage.transports.store import (
@@ -292,7 +291,7 @@ def _documents(source: ImageReference, ctx: Context) -> set[str]:
     return found
 
 
-class _Omitting(ImageDestination):
+class _Omitting(ForwardingDestination):
     """A bundle's destination that answers "already there" for the blobs a delta leaves out
     (the copy engine then skips them), noting each in ``omitted``."""
 
@@ -303,13 +302,10 @@ class _Omitting(ImageDestination):
         omitted: dict[str, int],
         lock: threading.Lock,
     ) -> None:
-        self._dest = dest
+        super().__init__(dest)
         self._skip = skip
         self._omitted = omitted
         self._lock = lock
-        self.supported_manifest_types = dest.supported_manifest_types
-        self.accepts_index = dest.accepts_index
-        self.layer_compression = dest.layer_compression
 
     def has_blob(self, desc: Descriptor) -> bool:
         if self._dest.has_blob(desc):
@@ -320,35 +316,6 @@ class _Omitting(ImageDestination):
         with self._lock:
             self._omitted[digest] = desc.size
         return True
-
-    def blob_scope(self) -> str | None:
-        return self._dest.blob_scope()
-
-    def blob_offset(self, desc: Descriptor) -> int:
-        return self._dest.blob_offset(desc)
-
-    def put_blob(
-        self,
-        desc: Descriptor,
-        stream: IO[bytes],
-        offset: int = 0,
-        progress: ProgressFn | None = None,
-        *,
-        kind: BlobKind = "layer",
-    ) -> None:
-        self._dest.put_blob(desc, stream, offset, progress, kind=kind)
-
-    def put_manifest(self, manifest: Manifest, *, top: bool) -> Manifest:
-        return self._dest.put_manifest(manifest, top=top)
-
-    def commit(self) -> None:
-        self._dest.commit()
-
-    def close(self) -> None:
-        self._dest.close()
-
-    def __str__(self) -> str:
-        return str(self._dest)
 
 
 def _annotate_layout(path: Path, annotations: dict[str, str]) -> None:

@@ -229,12 +229,11 @@ class ImageWriter(abc.ABC):
         self.close()
 
 
-class SoleDestination(ImageDestination):
-    """The one image of a writer (``copy ... oci-archive:FILE``): the copy's commit commits the
-    whole place, its close closes it. It accepts what the writer's destination accepts."""
+class ForwardingDestination(ImageDestination):
+    """A destination that hands everything to another (``self._dest``): the base of wrappers
+    that change one thing about a destination and forward the rest."""
 
-    def __init__(self, writer: ImageWriter, dest: ImageDestination) -> None:
-        self._writer = writer
+    def __init__(self, dest: ImageDestination) -> None:
         self._dest = dest
         self.supported_manifest_types = dest.supported_manifest_types
         self.accepts_index = dest.accepts_index
@@ -268,10 +267,25 @@ class SoleDestination(ImageDestination):
 
     def commit(self) -> None:
         self._dest.commit()
+
+    def close(self) -> None:
+        self._dest.close()
+
+    def __str__(self) -> str:
+        return str(self._dest)
+
+
+class SoleDestination(ForwardingDestination):
+    """The one image of a writer (``copy ... oci-archive:FILE``): the copy's commit commits the
+    whole place, its close closes it. It accepts what the writer's destination accepts."""
+
+    def __init__(self, writer: ImageWriter, dest: ImageDestination) -> None:
+        super().__init__(dest)
+        self._writer = writer
+
+    def commit(self) -> None:
+        self._dest.commit()
         self._writer.commit()
 
     def close(self) -> None:
         self._writer.close()
-
-    def __str__(self) -> str:
-        return str(self._dest)
