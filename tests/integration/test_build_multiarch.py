@@ -244,9 +244,7 @@ def test_manifest_creates_a_list_and_later_builds_add_or_replace_platforms(
     assert "localhost/apps/plain:v1" in line and "not a manifest list" in line
 
 
-def test_run_for_a_platform_this_machine_cannot_run_is_one_line_before_building(
-    tmp_path: Path, ci_home: Path
-) -> None:
+def _foreign_platform() -> str:
     foreign = next(
         (
             p
@@ -257,16 +255,26 @@ def test_run_for_a_platform_this_machine_cannot_run_is_one_line_before_building(
     )
     if foreign is None:
         pytest.skip("this machine runs arm64, s390x and ppc64le programs (binfmt_misc)")
+    return foreign
+
+
+@pytest.mark.parametrize("with_host", [False, True], ids=["alone", "with-the-host"])
+def test_run_for_a_platform_this_machine_cannot_run_is_one_line_before_building(
+    with_host: bool, tmp_path: Path, ci_home: Path
+) -> None:
+    # Alone (one-platform build) or in a list: the same check, before buildah is started.
+    foreign = _foreign_platform()
     context = tmp_path / "ctx"
     context.mkdir()
     (context / "Kubefile").write_text('FROM scratch\nCOPY Kubefile /k\nRUN ["/bin/true"]\n')
-    host = str(Platform.host())
+    platforms = f"{Platform.host()},{foreign}" if with_host else foreign
     result = run_cli(
-        "build", "--platform", f"{host},{foreign}", "-t", "localhost/run:v1", context, check=False
+        "build", "--platform", platforms, "-t", "localhost/run:v1", context, check=False
     )
     assert result.returncode == 1
     line = one_line_error(result.stderr)
     assert "Kubefile:3" in line and foreign in line and "binfmt_misc" in line
+    assert "STEP" not in result.stderr  # buildah never started
     assert not (ci_home / "store" / "index.json").exists() or _names(ci_home / "store") == []
 
 
