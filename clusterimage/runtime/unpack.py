@@ -22,6 +22,7 @@ from clusterimage.errors import InvalidReference
 from clusterimage.image import resolve
 from clusterimage.layers.extract import ExtractStats, extract_layer
 from clusterimage.layers.tarsafe import open_tar
+from clusterimage.oci.digest import Digest
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.runtime.command import APPLICATION, image_type
@@ -86,7 +87,8 @@ def unpack(
         kind = image_type(image.config.labels, where=name)
         root = target
         if layout is Layout.sealos:
-            root = target / ("rootfs" if kind != APPLICATION else _app_dir(store, name, found))
+            app = kind == APPLICATION
+            root = target / (_app_dir(store, desc.digest, found) if app else "rootfs")
 
         def route(member: str, root: Path = root) -> Path:
             # registry/... of every image goes to the one cache; the rest to the image's root.
@@ -118,11 +120,11 @@ def unpack(
     return result
 
 
-def _app_dir(store: Store, name: str, found: str | None) -> str:
+def _app_dir(store: Store, digest: Digest, found: str | None) -> str:
     """applications/<repository's last part>/workdir, from the name the image is stored under
     (found by ID or digest: its one name), never from an ID typed on the command line."""
     if found is None:
-        names = sorted(set(store.names(store.resolve(name).digest)))
+        names = sorted(set(store.names(digest)))
         found = names[0] if len(names) == 1 else None
     reference = None
     if found is not None:
