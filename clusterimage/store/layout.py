@@ -109,9 +109,11 @@ class Layout:
         """What is wrong with ``oci-layout`` or ``index.json``, or None."""
         path = self.root / OCI_LAYOUT_FILE
         try:
-            data = jsonsafe.loads(path.read_bytes())
+            data = jsonsafe.loads(read_index_bytes(path, MAX_MANIFEST_SIZE))
         except FileNotFoundError:
             return f"{path} is missing"
+        except StoreError as exc:  # a FIFO or device in its place, or too large
+            return str(exc)
         except (ValueError, UnicodeDecodeError):
             return f"{path} is not valid JSON"
         version = data.get("imageLayoutVersion") if isinstance(data, dict) else None
@@ -494,10 +496,10 @@ def _skip(stream: IO[bytes], count: int) -> None:
         count -= len(chunk)
 
 
-def read_index_bytes(path: Path) -> bytes:
-    """The bytes of an ``index.json`` (a layout, a bundle folder), read as a regular file of at
-    most :data:`MAX_INDEX_SIZE`: a FIFO in its place would block the read forever and a
-    device or a huge file would never end (StoreError). FileNotFoundError when missing."""
+def read_index_bytes(path: Path, limit: int = MAX_INDEX_SIZE) -> bytes:
+    """The bytes of an ``index.json`` or ``oci-layout`` (a layout, a bundle folder), read as a
+    regular file of at most ``limit`` bytes: a FIFO in its place would block the read forever
+    and a device or a huge file would never end (StoreError). FileNotFoundError when missing."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -510,7 +512,7 @@ def read_index_bytes(path: Path) -> bytes:
         if kind is not None:  # a directory, FIFO, socket or device
             raise StoreError(f"{path} is {kind}, not a file")
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        data = stream.read(MAX_INDEX_SIZE + 1)
-    if len(data) > MAX_INDEX_SIZE:
-        raise StoreError(f"{path} is larger than {MAX_INDEX_SIZE >> 20} MiB")
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise StoreError(f"{path} is larger than {limit >> 20} MiB")
     return data

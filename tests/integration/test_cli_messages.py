@@ -3,6 +3,7 @@ traceback, no ``[Errno N]``, and names the fix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,14 @@ def test_a_home_the_kernel_refuses_to_write_says_how_to_choose_another(tmp_path:
     assert "[Errno" not in line and "is not writable: choose another with" in line
     assert "CLUSTERIMAGE_HOME" in line
     assert not home.exists()
+
+
+@pytest.mark.parametrize("name", ["oci-layout", "index.json"])
+def test_a_fifo_in_a_layout_is_one_line_not_a_hang(name: str, tmp_path: Path) -> None:
+    image = make_oci_layout(tmp_path / "layout", ref="v1")
+    (image.layout / name).unlink()
+    os.mkfifo(image.layout / name)
+    result = run_cli("inspect", image.transport_ref, check=False, timeout=60)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{name} is a FIFO, not a file" in line, line
