@@ -170,6 +170,9 @@ def copy_many(jobs: Sequence[CopyJob], ctx: Context, *, parallel: int = 5) -> li
             wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
             if failed:
+                # Report a cause: not a copy stopped by another's failure, nor a refusal that
+                # only follows from it (an archive the first failure spoilt).
+                failed.sort(key=lambda e: (isinstance(e, _Cancelled), _is_consequence(e)))
                 # The others stop at their next chunk (the pool's exit waits for them).
                 flights.cancel()
                 for future in futures:
@@ -184,9 +187,15 @@ def _labelled(exc: ClusterImageError, label: str) -> ClusterImageError:
     """``exc`` with ``label: `` before its message, of the same kind when it can be made."""
     message = f"{label}: {exc}"
     try:
-        return type(exc)(message)
+        labelled = type(exc)(message)
     except TypeError:  # a kind whose constructor takes more than a message
-        return ClusterImageError(message)
+        labelled = ClusterImageError(message)
+    labelled.consequence = exc.consequence
+    return labelled
+
+
+def _is_consequence(error: BaseException | None) -> bool:
+    return isinstance(error, ClusterImageError) and error.consequence
 
 
 class _Flights:
@@ -243,6 +252,7 @@ class _Copier:
         self._name = name
         self._lock = threading.Lock()
         self._failed = threading.Event()  # set when a blob fails: the others stop at once
+        self._blob_errors: list[BaseException] = []  # in the order they happened
         self._result: CopyResult | None = None
         self._stats = {"copied": 0, "skipped": 0, "mounted": 0, "recompressed": 0, "bytes": 0}
         self._replaced: dict[Digest, recompress.Recompressed] = {}
@@ -331,7 +341,7 @@ class _Copier:
             )
             for desc in ordered:
                 self._emit("blob-planned", desc)
-            futures: list[Future[None]] = [pool.submit(self._copy_blob, d) for d in ordered]
+            futures: list[Future[None]] = [pool.submit(self._copy_blob_noting, d) for d in ordered]
             # Without a failure, wait returns once every future is done.
             try:
                 _, pending = wait(futures, return_when=FIRST_EXCEPTION)
@@ -344,12 +354,22 @@ class _Copier:
                 self._failed.set()
             for future in pending:
                 future.cancel()
-        for future in futures:
-            if future.cancelled():
-                continue
-            error = future.exception()
-            if error is not None and not isinstance(error, _Cancelled):
-                raise error
+        # The first failure in time is the cause; those after it (an archive the first one
+        # spoilt refusing the next blob) would hide it, whatever order the futures are in.
+        errors = [e for e in self._blob_errors if not _is_consequence(e)]
+        if self._blob_errors:
+            raise (errors or self._blob_errors)[0]
+
+    def _copy_blob_noting(self, desc: Descriptor) -> None:
+        try:
+            self._copy_blob(desc)
+        except _Cancelled:
+            raise
+        except BaseException as exc:
+            with self._lock:
+                self._blob_errors.append(exc)
+            self._failed.set()  # the others stop at their next chunk, now
+            raise
 
     def _check(self) -> None:
         if self._failed.is_set() or self._flights.cancelled.is_set():

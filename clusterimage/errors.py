@@ -12,6 +12,9 @@ class ClusterImageError(Exception):
     """A user-facing error: the message is one line that says what and where."""
 
     exit_code = 1
+    #: True when this error only follows from another one already raised (an archive that an
+    #: earlier blob spoilt refuses the next): where several transfers fail, report the cause.
+    consequence = False
 
 
 class UsageError(ClusterImageError):

@@ -290,7 +290,9 @@ class TarWriter:
 
     def _check(self) -> None:
         if self.failed is not None:
-            raise self._failure(f"{self.target}: cannot write more: {self.failed}")
+            error = self._failure(f"{self.target}: cannot write more: {self.failed}")
+            error.consequence = True
+            raise error
 
     def _parents(self, name: str) -> None:
         parent = posixpath.dirname(name)

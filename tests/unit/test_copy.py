@@ -447,6 +447,47 @@ def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
     assert dst.top is None and manifest.layers[0].digest not in dst.blobs
 
 
+def test_the_failure_that_spoilt_the_destination_is_reported_not_what_followed() -> None:
+    """A blob that fails can spoil the destination (an archive then refuses the next member).
+    The copy reports that first failure, whichever blob comes first in the plan and even when
+    the refusal is noted first."""
+    src, dst = MemoryPlace(), MemoryPlace()
+    manifest = _image(src, b"the layer")
+    src.top = manifest.digest
+    src.blobs[manifest.layers[0].digest] = b"other bytes"
+    spoilt = threading.Event()
+
+    class SpoilableDestination(MemoryDestination):
+        def put_blob(
+            self,
+            desc: Descriptor,
+            stream: IO[bytes],
+            offset: int = 0,
+            progress: ProgressFn | None = None,
+            *,
+            kind: BlobKind = "layer",
+        ) -> None:
+            if kind == "config":  # planned first; refuses once the layer spoilt the place
+                assert spoilt.wait(5)
+                refusal = DigestMismatch("archive: cannot write more: a blob did not match")
+                refusal.consequence = True
+                raise refusal
+            try:
+                super().put_blob(desc, stream, offset, progress, kind=kind)
+            finally:
+                spoilt.set()
+
+    class Ref(MemoryReference):
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return SpoilableDestination(self.place)
+
+    with pytest.raises(DigestMismatch) as caught:
+        copy_image(Ref(src), Ref(dst), Context(jobs=2))
+    assert "cannot write more" not in str(caught.value)
+    assert str(manifest.layers[0].digest) in str(caught.value)
+    assert dst.top is None
+
+
 # -- what a destination accepts, and what a source's format forces --------------------------
 
 
