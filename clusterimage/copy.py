@@ -359,6 +359,7 @@ class _Copier:
         errors = [e for e in self._blob_errors if not _is_consequence(e)]
         if self._blob_errors:
             raise (errors or self._blob_errors)[0]
+        self._check()  # another copy of copy_many failed: write no manifest over missing blobs
 
     def _copy_blob_noting(self, desc: Descriptor) -> None:
         try:

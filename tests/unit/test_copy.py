@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -381,10 +382,24 @@ def test_a_stale_or_edited_recompression_record_falls_back_to_recompressing(
     assert _zstd_copy(src, fresh, cache).blobs_recompressed == 1
 
 
+class _SlowStream(io.RawIOBase):
+    """1 KiB per 10 ms: a 1 MiB blob would take ~10 s. Each read is noted in ``reads``."""
+
+    def __init__(self, data: bytes, reads: list[int]) -> None:
+        self._data = io.BytesIO(data)
+        self._reads = reads
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        time.sleep(0.01)
+        self._reads.append(1)
+        return self._data.read(1024)
+
+
 def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
     """One blob failing must not leave the copy waiting for every other transfer to finish."""
-    import time
-
     src, dst = MemoryPlace(), MemoryPlace()
     big = b"x" * (1 << 20)
     manifest = _image(src, big, b"missing layer")
@@ -392,23 +407,11 @@ def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
     del src.blobs[manifest.layers[1].digest]
     reads: list[int] = []
 
-    class SlowStream(io.RawIOBase):
-        def __init__(self, data: bytes) -> None:
-            self._data = io.BytesIO(data)
-
-        def readable(self) -> bool:
-            return True
-
-        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
-            time.sleep(0.01)  # 1 KiB per 10 ms: the whole layer would take ~10 s
-            reads.append(1)
-            return self._data.read(1024)
-
     class SlowSource(MemorySource):
         @contextmanager
         def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
             if desc.digest == manifest.layers[0].digest:
-                yield SlowStream(self.place.blobs[desc.digest][offset:])  # type: ignore[misc]
+                yield _SlowStream(self.place.blobs[desc.digest][offset:], reads)  # type: ignore[misc]
             else:
                 with super().open_blob(desc, offset) as stream:
                     yield stream
@@ -644,3 +647,62 @@ def test_copy_many_stops_every_copy_at_the_first_failure() -> None:
         jobs.append(CopyJob(MemoryReference(place), MemoryReference(MemoryPlace())))
     with pytest.raises(BlobNotFound, match=str(bad.layers[0].digest)):
         copy_many(jobs, Context())
+
+
+def test_copy_many_writes_no_manifest_for_a_copy_the_failure_of_another_stopped() -> None:
+    """The copy whose layer was still coming when another failed stops, and names no image
+    over a layer it never finished; the error shown is the cause, not that stop."""
+    src = MemoryPlace()
+    slow = _image(src, b"s" * (1 << 20))
+    bad = _image(src, b"missing layer")
+    del src.blobs[bad.layers[0].digest]
+    reads: list[int] = []
+
+    class SlowSource(MemorySource):
+        @contextmanager
+        def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
+            if desc.digest == slow.layers[0].digest:
+                yield _SlowStream(self.place.blobs[desc.digest][offset:], reads)  # type: ignore[misc]
+            else:
+                with super().open_blob(desc, offset) as stream:
+                    yield stream
+
+    class ChunkedDestination(MemoryDestination):
+        def put_blob(
+            self,
+            desc: Descriptor,
+            stream: IO[bytes],
+            offset: int = 0,
+            progress: ProgressFn | None = None,
+            *,
+            kind: BlobKind = "layer",
+        ) -> None:
+            data = b""
+            while chunk := stream.read(1 << 16):
+                data += chunk
+                if progress:
+                    progress(len(chunk))  # where the copy stops a transfer it cancelled
+            super().put_blob(desc, io.BytesIO(data), offset, kind=kind)
+
+    class SlowRef(MemoryReference):
+        def new_source(self, ctx: Context) -> ImageSource:
+            return SlowSource(self.place)
+
+        def new_destination(self, ctx: Context) -> ImageDestination:
+            return ChunkedDestination(self.place)
+
+    slow_place, bad_place = MemoryPlace(), MemoryPlace()
+    slow_place.blobs, slow_place.manifests, slow_place.top = src.blobs, src.manifests, slow.digest
+    bad_place.blobs, bad_place.manifests, bad_place.top = src.blobs, src.manifests, bad.digest
+    slow_dest, bad_dest = MemoryPlace(), MemoryPlace()
+    jobs = [
+        CopyJob(SlowRef(slow_place), SlowRef(slow_dest)),
+        CopyJob(MemoryReference(bad_place), MemoryReference(bad_dest)),
+    ]
+    started = time.monotonic()
+    with pytest.raises(BlobNotFound, match=str(bad.layers[0].digest)):
+        copy_many(jobs, Context())
+    assert time.monotonic() - started < 3
+    assert reads, "the slow layer was under way when the other copy failed"
+    assert slow_dest.top is None and not slow_dest.manifests
+    assert bad_dest.top is None
