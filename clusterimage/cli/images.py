@@ -422,10 +422,14 @@ def _time_of(f: _Filter, store: Store, rows: list[_Row]) -> datetime:
 def _reference_matches(row: _Row, pattern: str) -> bool:
     """podman's reference filter: the pattern (a glob, ``*`` not crossing ``/``) matches the
     whole name, or it without its registry, or its last component, each with or without the
-    tag or digest."""
+    tag or digest. ``NAME@DIGEST`` matches the image of that manifest digest under a name that
+    NAME matches, whatever its tag: a stored name keeps the tag, not the digest it was pulled by."""
     name = row.entry.name
     if name is None:
         return False
+    name_pattern, at, digest = pattern.partition("@")
+    if at:
+        return str(row.entry.digest) == digest and _reference_matches(row, name_pattern)
     ref = row.entry.reference
     candidates = [name]
     if ref is not None:

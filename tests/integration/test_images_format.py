@@ -216,6 +216,12 @@ def test_filters_each_key(ci_home: Path, stored: OciImage, app: OciImage) -> Non
     assert _names("--filter", "reference=library/rootfs") == [ROOTFS]
     assert _names("--filter", "reference=docker.io/*") == []  # * does not cross /
     assert _names("app:v2") == ["quay.io/org/app:v2"]  # the positional IMAGE
+    # NAME@DIGEST: that manifest under a name NAME matches, whatever the tag.
+    assert set(_names(f"app@{app.manifest.digest}")) == {APP, "quay.io/org/app:v2"}
+    assert _names("-f", f"reference=quay.io/org/app@{app.manifest.digest}") == [
+        "quay.io/org/app:v2"
+    ]
+    assert _names(f"rootfs@{app.manifest.digest}") == []
     # label: KEY, KEY=VALUE, and KEY!=... excludes.
     assert set(_names("-f", "label=sealos.io.type")) == {APP, "quay.io/org/app:v2", ROOTFS}
     assert _names("-f", "label=sealos.io.type=rootfs") == [ROOTFS]
