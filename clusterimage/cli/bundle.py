@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from clusterimage._humanize import count
+from clusterimage._humanize import count, human_size
 from clusterimage.cli._common import JsonOutput, error, info, print_json
 
 bundle_app = typer.Typer(
@@ -54,13 +54,13 @@ def verify(
         delta = result.delta
         omitted = (
             f"; a delta on {', '.join(delta.bases)}: {count(delta.count, 'blob')} "
-            f"({count(delta.bytes, 'byte')}) left out, for the store to have"
+            f"({human_size(delta.bytes)}) left out, for the store to have"
             if delta is not None
             else ""
         )
         typer.echo(
             f"ok: {count(result.images, 'image')}, {count(result.blobs, 'blob')}, "
-            f"{count(result.bytes, 'byte')} verified "
+            f"{human_size(result.bytes)} verified "
             f"({result.format.value}){omitted}"
         )
     else:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -311,6 +312,7 @@ def test_bundle_verify_passes_a_whole_bundle_and_names_a_flipped_byte(
     run_cli("save", "-m", "--format", fmt, "-o", bundle, *(r for r, _ in images))
     ok = run_cli("bundle", "verify", bundle)
     assert ok.stdout.startswith("ok: 2 images, ") and fmt in ok.stdout
+    assert re.search(r", [\d.]+ (B|kB|MB) verified ", ok.stdout), ok.stdout  # a size people read
     data = json.loads(run_cli("bundle", "verify", bundle, "--json").stdout)
     assert data["ok"] and data["images"] == 2 and data["blobs"] >= 5
     # Flip one byte of the layer only the second image has.
