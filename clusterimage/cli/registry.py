@@ -209,7 +209,10 @@ def sync(
         ),
     ],
     destination: Annotated[
-        str, typer.Argument(metavar="DST", help="A registry: HOST[:PORT][/PREFIX].")
+        str,
+        typer.Argument(
+            metavar="DST", help="A registry: HOST or HOST:PORT, optionally with a /PREFIX."
+        ),
     ],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Images at once.")] = 4,
     registry: RegistryFlags = NO_FLAGS,
@@ -271,7 +274,10 @@ def copy(
         str, typer.Argument(metavar="IMAGE", help="An image: NAME, or TRANSPORT:REF.")
     ],
     destination: Annotated[
-        str, typer.Argument(metavar="DST", help="A registry: HOST[:PORT][/PREFIX].")
+        str,
+        typer.Argument(
+            metavar="DST", help="A registry: HOST or HOST:PORT, optionally with a /PREFIX."
+        ),
     ],
     registry: RegistryFlags = NO_FLAGS,
     quiet: Quiet = False,

@@ -104,6 +104,44 @@ def test_help_has_a_runnable_looking_example(command: str) -> None:
     assert f"clusterimage {command}" in examples, text
 
 
+_LEAF_HELP_CHECK = """
+import json, typer.core, typer.main
+from typer.testing import CliRunner
+from clusterimage.cli.main import _register_commands, app
+
+def leaves(group, prefix=""):
+    for name, command in group.commands.items():
+        if isinstance(command, typer.core.TyperGroup):
+            yield from leaves(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}"
+
+_register_commands()
+found = {}
+for name in leaves(typer.main.get_group(app)):
+    result = CliRunner().invoke(app, [*name.split(), "--help"])
+    text = result.output
+    found[name] = {
+        "exit": result.exit_code,
+        "error": repr(result.exception) if result.exception else None,
+        "example": "Example" in text and f"clusterimage {name}" in text[text.index("Example"):],
+    }
+print(json.dumps(found))
+"""
+
+
+def test_every_subcommand_has_help_with_an_example() -> None:
+    # `registry copy --help` once died on rich markup ("[/PREFIX]" read as a closing tag): the
+    # top-level parametrization above never opened a subcommand's help. One subprocess for all.
+    out = subprocess.run(
+        [sys.executable, "-c", _LEAF_HELP_CHECK], capture_output=True, text=True, check=True
+    ).stdout
+    found = json.loads(out)
+    assert len(found) >= 30 and "registry copy" in found and "manifest annotate" in found
+    bad = {name: got for name, got in found.items() if got["exit"] != 0 or not got["example"]}
+    assert bad == {}
+
+
 @pytest.mark.parametrize(
     "args",
     [
