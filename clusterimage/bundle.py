@@ -47,6 +47,7 @@ from clusterimage.errors import (
     TransportError,
     UsageError,
 )
+from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, json_object
@@ -402,26 +403,37 @@ def load(
     input: str,
     ctx: Context,
     *,
+    to: str | None = None,
     on_event: Callable[[CopyEvent], None] | None = None,
     on_image: Callable[[LoadedImage], None] | None = None,
 ) -> BundleResult:
     """Copy every image of the bundle at ``input`` (a file, a folder, or ``-`` for standard
-    input) into the store. Images the bundle names keep their names; others are stored
-    untagged. A delta bundle is checked first: every blob it leaves out must be in the store
-    already, or nothing is written."""
+    input) into the store, or with ``to`` into that registry (``HOST[:PORT][/PREFIX]``, each
+    image under its own path, as ``registry copy`` puts it). Images the bundle names keep
+    their names; others are stored untagged (a registry takes named images only). A delta
+    bundle is checked first: every blob it leaves out must be in the store (or in the
+    registry, in the repository of each image that uses it) already, or nothing is written."""
     with _source(input, ctx) as path:
         format = detect_format(path)
         bundle = transports.parse(f"{format.transport}:{path}")
         result = BundleResult(format, input)
         options = CopyOptions(all_platforms=True, on_event=on_event)
         images = bundle.list_images(ctx)
+        names = [loaded_name(image) for image in images]  # myapp:v1 -> localhost/myapp:v1
+        targets: list[ImageReference] = (
+            [StoreReference(str(name) if name is not None else "") for name in names]
+            if to is None
+            else _registry_targets(input, images, names, to)
+        )
         result.delta = read_delta(path, format)
         with contextlib.ExitStack() as hold:
             if result.delta is not None:
-                _check_delta(input, images, result.delta, ctx, hold)
-            for image in images:
-                name = loaded_name(image)  # myapp:v1 -> localhost/myapp:v1, as podman loads it
-                dst = StoreReference(str(name) if name is not None else "")
+                _check_delta(
+                    input, images, result.delta, ctx, hold, None if to is None else targets
+                )
+            for image, name, dst in zip(images, names, targets, strict=True):
+                if to is not None:
+                    name = dst.docker_reference()
                 copied = copy_image(image, dst, ctx, options)
                 loaded = LoadedImage(name, str(image), copied)
                 result.images.append(loaded)
@@ -432,17 +444,38 @@ def load(
     return result
 
 
+def _registry_targets(
+    input: str, images: list[ImageReference], names: list[Reference | None], to: str
+) -> list[ImageReference]:
+    """Each image's place in the registry ``to``; every image must have a name to go under
+    (checked for all before anything is written)."""
+    from clusterimage.runtime.sync import check_destination, rehomed
+
+    check_destination(to)
+    unnamed = [str(image) for image, name in zip(images, names, strict=True) if name is None]
+    if unnamed:
+        raise TransportError(
+            f"{input}: {count(len(unnamed), 'image')} with no name to push under into {to} "
+            f"({_named(unnamed)}); save the bundle with names, or load it into the store"
+        )
+    return [transports.parse(rehomed(name, to)) for name in names if name is not None]
+
+
 def _check_delta(
     input: str,
     images: list[ImageReference],
     delta: Delta,
     ctx: Context,
     hold: contextlib.ExitStack,
+    registry: list[ImageReference] | None = None,
 ) -> None:
     """Before a delta is loaded: what it lacks is what it says it omits, and the store has
     every one of those blobs (with its size). The store's gc guard is taken into ``hold``
     before the blobs are looked at: a prune must not delete one (an image removed meanwhile
-    leaves them unreferenced) between this check and the copy that names it again."""
+    leaves them unreferenced) between this check and the copy that names it again.
+
+    With ``registry`` (each image's destination there), each omitted blob must be in the
+    repository of every image that uses it: a copy finds it there and sends nothing."""
     from clusterimage.store import Store
 
     walked = _walk(images, ctx)
@@ -457,6 +490,9 @@ def _check_delta(
             f"index says it omits {delta.count} ({DELTA_OMITTED_DIGEST} {delta.list_digest}): "
             "damaged, or not written by save --delta-from"
         )
+    if registry is not None:
+        _check_registry_has(input, delta, walked, registry, ctx)
+        return
     root = store_root(ctx)
     store = Store.existing(root)
     if store is not None:
@@ -475,6 +511,29 @@ def _check_delta(
             f"{input}: a delta bundle (base inventory {base}) that leaves out "
             f"{count(len(missing), 'blob')} the store {root} lacks: {_named(missing)}; load its "
             "base bundle first (nothing was loaded)"
+        )
+
+
+def _check_registry_has(
+    input: str, delta: Delta, walked: _Walked, registry: list[ImageReference], ctx: Context
+) -> None:
+    missing: dict[str, None] = {}  # ordered, once each
+    where: set[str] = set()
+    for target, absent in zip(registry, walked.absent_by_image, strict=True):
+        if not absent:
+            continue
+        with target.new_destination(ctx) as dest:
+            for digest, size in sorted(absent.items()):
+                # The media type is not asked: a registry finds a blob by digest alone.
+                if not dest.has_blob(Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(digest), size)):
+                    missing[digest] = None
+                    where.add(target.docker_reference().name)  # type: ignore[union-attr]
+    if missing:
+        base = ", ".join(delta.bases) or "none"
+        raise TransportError(
+            f"{input}: a delta bundle (base inventory {base}) that leaves out "
+            f"{count(len(missing), 'blob')} not in {', '.join(sorted(where))}: "
+            f"{_named(list(missing))}; load its base bundle there first (nothing was loaded)"
         )
 
 
@@ -498,6 +557,7 @@ class _Walked:
     present: dict[str, tuple[int, str]] = field(default_factory=dict)
     absent: dict[str, int] = field(default_factory=dict)
     absent_documents: list[str] = field(default_factory=list)
+    absent_by_image: list[dict[str, int]] = field(default_factory=list)  # as ``images``
 
 
 def _walk(images: list[ImageReference], ctx: Context) -> _Walked:
@@ -510,6 +570,8 @@ def _walk(images: list[ImageReference], ctx: Context) -> _Walked:
                 {"name": str(name) if name is not None else None, "digest": str(top.digest)}
             )
             walked.present[str(top.digest)] = (top.size, "manifest")
+            mine: dict[str, int] = {}
+            walked.absent_by_image.append(mine)
             pending = [top]
             while pending:
                 manifest = pending.pop()
@@ -525,6 +587,8 @@ def _walk(images: list[ImageReference], ctx: Context) -> _Walked:
                 assert isinstance(manifest, ImageManifest)
                 for blob in manifest.blobs:
                     digest = str(blob.digest)
+                    if digest in walked.absent:  # another image lacks it too
+                        mine[digest] = blob.size
                     if digest in walked.present or digest in walked.absent:
                         continue
                     is_config = blob.digest == manifest.config.digest
@@ -533,7 +597,7 @@ def _walk(images: list[ImageReference], ctx: Context) -> _Walked:
                     elif is_config:
                         walked.absent_documents.append(digest)
                     else:
-                        walked.absent[digest] = blob.size
+                        walked.absent[digest] = mine[digest] = blob.size
     return walked
 
 

@@ -310,9 +310,5 @@ def copy(
         raise UsageError(f"{image}: the image has several names ({listed}); copy one of them")
     if not names:
         raise UsageError(f"{image}: names no repository to copy it under; use `copy` instead")
-    ref = names[0]
-    host, _, prefix = destination.partition("/")
-    path = f"{prefix}/{ref.repository}" if prefix else ref.repository
-    suffix = f":{ref.tag}" if ref.tag else f"@{ref.digest}"
-    dst = transports.parse(f"docker://{host}/{path}{suffix}")
+    dst = transports.parse(syncing.rehomed(names[0], destination))
     run_copy(src, dst, ctx, CopyOptions(all_platforms=True), verb="Copied to", quiet=quiet)

@@ -163,3 +163,13 @@ def check_destination(destination: str) -> None:
         raise ClusterImageError(
             f"{destination}: give the registry as HOST[:PORT][/PREFIX], without a scheme"
         )
+
+
+def rehomed(ref: Reference, destination: str) -> str:
+    """Where ``ref`` goes in the registry ``destination`` (``HOST[:PORT][/PREFIX]``), under its
+    own path as sealos's ``registry copy`` puts it: docker.io/library/nginx:1.25 into
+    hub:5000/mirror is ``docker://hub:5000/mirror/library/nginx:1.25``."""
+    host, _, prefix = destination.rstrip("/").partition("/")
+    path = f"{prefix}/{ref.repository}" if prefix else ref.repository
+    suffix = f":{ref.tag}" if ref.tag else f"@{ref.digest}"
+    return f"docker://{host}/{path}{suffix}"

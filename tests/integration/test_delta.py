@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.fixtures.oci_layout import OCI_CONFIG, OCI_MANIFEST, REF_NAME, Blob
 from tests.fixtures.registry import Registry, start_registry
+from tests.fixtures.tools import require_tool, run_tool
 from tests.helpers.images import OCI_LAYER, set_index_entries, write_blob
 
 pytestmark = pytest.mark.integration
@@ -286,6 +287,60 @@ def test_a_delta_where_v1_is_missing_fails_before_writing_naming_the_blobs(
     again = run_cli("load", "-i", site.delta, env=site.env(partial), check=False)
     assert again.returncode == 1 and victim in again.stderr and "1 blob the store" in again.stderr
     assert _store_state(partial) == before
+
+
+def _skopeo_digest(reference: str) -> str:
+    raw = run_tool([require_tool("skopeo"), "inspect", "--raw", "--tls-verify=false", reference])
+    return "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest()
+
+
+def test_a_delta_loads_into_a_registry_that_has_v1_and_nowhere_else(
+    site: Site, tmp_path: Path
+) -> None:
+    """load --to: the site's registry, not a store, is where the base must be."""
+    env = site.env(tmp_path / "home")
+    have, empty = f"{site.registry}/site-a", f"{site.registry}/site-b"
+    loaded = run_cli("load", "-i", site.v1_full, "--to", have, "--tls-verify=false", env=env)
+    assert loaded.stdout == f"Loaded image: {have}/app:v1\n"
+    out = json.loads(
+        run_cli(
+            "load", "--json", "-i", site.delta, "--to", have, "--tls-verify=false", env=env
+        ).stdout
+    )
+    assert out["images"][0]["name"] == f"{have}/app:v2"
+    assert out["images"][0]["digest"] == site.v2_digest
+    # Only the layer v1 lacks (and manifests, configs) went over the wire.
+    assert out["images"][0]["blobsSkipped"] == IMAGES - 1
+    assert _skopeo_digest(f"docker://{have}/app:v2") == site.v2_digest
+    assert not (tmp_path / "home" / "store").exists()  # the store was never touched
+    # Into a registry without v1: refused before anything is pushed, naming the blobs.
+    result = run_cli(
+        "load", "-i", site.delta, "--to", empty, "--tls-verify=false", env=env, check=False
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"leaves out {IMAGES - 1} blobs not in {empty}/app" in result.stderr
+    assert "load its base bundle there first" in result.stderr
+    repositories = site.root / "registry" / "storage" / "docker" / "registry" / "v2"
+    assert (repositories / "repositories" / "site-a").is_dir()
+    assert not (repositories / "repositories" / "site-b").exists()
+
+
+def test_load_into_a_registry_refuses_unnamed_images_and_schemes(
+    site: Site, tmp_path: Path
+) -> None:
+    env = site.env(tmp_path / "home")
+    unnamed = tmp_path / "unnamed.tar"
+    run_cli("load", "-q", "-i", site.v1_full, env=env)
+    run_cli("tag", "localhost/app:v1", "localhost/other:v1", env=env)
+    image_id = run_cli("images", "-q", env=env).stdout.split()[0]
+    # Saved by ID, an image of two names goes without one (RepoTags [], as docker save).
+    run_cli("save", "-q", "--format", "docker-archive", "-o", unnamed, image_id, env=env)
+    to = f"{site.registry}/site-c"
+    result = run_cli("load", "-i", unnamed, "--to", to, "--tls-verify=false", env=env, check=False)
+    assert result.returncode == 1
+    assert f"1 image with no name to push under into {to}" in result.stderr, result.stderr
+    schemed = run_cli("load", "-i", site.v1_full, "--to", f"http://{to}", env=env, check=False)
+    assert schemed.returncode == 1 and "without a scheme" in schemed.stderr
 
 
 def test_one_flipped_byte_fails_bundle_verify_naming_the_blob(site: Site, tmp_path: Path) -> None:
