@@ -990,16 +990,22 @@ def _write_layout_image(layout: Path, name: str, layers: list[bytes]) -> None:
     index_path.write_text(json.dumps(index))
 
 
-def _images_context(work: Path, refs: list[str], binary_mib: int) -> Path:
+def _images_context(work: Path, refs: list[str], binary_mib: int, copy_all: bool = False) -> Path:
+    """A context whose manifests name ``refs``, with a binary; its Kubefile copies each
+    folder, or with ``copy_all`` the whole context (`COPY . .`, as half the corpus does)."""
     context = work / "context"
     (context / "manifests").mkdir(parents=True)
     (context / "bin").mkdir()
     (context / "bin" / "tool").write_bytes(os.urandom(binary_mib * MIB))
     lines = [f"# app {n}\n---\nspec:\n  image: {ref}\n" for n, ref in enumerate(refs)]
     (context / "manifests" / "apps.yaml").write_text("".join(lines))
+    copies = (
+        "COPY . .\n"
+        if copy_all
+        else "COPY manifests manifests\nCOPY bin bin\nCOPY registry registry\n"
+    )
     (context / "Kubefile").write_text(
-        "FROM scratch\nCOPY manifests manifests\nCOPY bin bin\nCOPY registry registry\n"
-        'CMD ["kubectl apply -f manifests/"]\n'
+        f'FROM scratch\n{copies}CMD ["kubectl apply -f manifests/"]\n'
     )
     return context
 
@@ -1355,6 +1361,9 @@ def add_delta_parser(sub: Any) -> None:
     parser.add_argument("--image-mib", type=int, default=30, help="size of each image")
     parser.add_argument("--base-mib", type=int, default=8, help="the layer they all share")
     parser.add_argument("--binary-mib", type=int, default=20, help="a binary in the context")
+    parser.add_argument(
+        "--copy-all", action="store_true", help="the Kubefile copies the context with COPY . ."
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (medians)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -1395,7 +1404,7 @@ def run_delta(args: argparse.Namespace) -> int:
              f"oci:{work / 'layout-v2'}:changed", f"docker://{new_ref}"],
             {**os.environ, "CLUSTERIMAGE_HOME": str(work / "seed-home")},
         )  # fmt: skip
-        v1_context = _images_context(work / "v1", refs, args.binary_mib)
+        v1_context = _images_context(work / "v1", refs, args.binary_mib, args.copy_all)
         v2_context = work / "v2" / "context"
         shutil.copytree(v1_context, v2_context)
         apps = v2_context / "manifests" / "apps.yaml"
@@ -1452,6 +1461,7 @@ def run_delta(args: argparse.Namespace) -> int:
         full_bytes, delta_bytes = full.stat().st_size, delta.stat().st_size
         result = {
             "command": "delta",
+            "copy_all": args.copy_all,
             "images": args.images,
             "image_mib": args.image_mib,
             "rounds": args.rounds,

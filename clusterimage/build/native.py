@@ -308,7 +308,9 @@ class _Build:
         )
         compression = self.request.registry_compression if registry_only else None
         kind = "multi" if len(sources) > 1 else ("dir" if sources[0].node.is_dir else "file")
-        groups = _registry_groups(entries) if registry_only and unpacked is None else None
+        # Split wherever the copy brings a registry/ folder: `COPY . .` does in half the
+        # corpus, and as one layer its images would be compressed again and never shared.
+        groups = _registry_groups(entries) if in_context and unpacked is None else None
         if groups is not None:
             self._copy_groups(state, step, entries, groups, kind, compression)
             return
@@ -327,15 +329,19 @@ class _Build:
         kind: str,
         compression: str | None,
     ) -> None:
-        """A COPY of registry/ as one layer per embedded image (see layering): an image that
-        is the same in two builds keeps its layer's digest, so deltas and registries share it.
-        Every group is keyed on the step's parent, not on the groups before it: a changed
-        image rebuilds its own layer only."""
+        """A COPY that brings registry/ as one layer per embedded image (see layering): an
+        image that is the same in two builds keeps its layer's digest, so deltas and registries
+        share it. Every group is keyed on the step's parent, not on the groups before it: a
+        changed image rebuilds its own layer only.
+
+        An image's layer holds compressed blobs: it gets the registry's compression (none by
+        default). The other files (all of a `COPY . .` but registry/) get ``compression``."""
         parent = chain_id(state.diff_ids)
         for group in groups:
             part = {path: entries[path] for path in group.paths}
             instruction = f"{step.created_by} ({group.label})"
-            layer, digest = self._layer(state, part, instruction, compression, parent=parent)
+            chosen = self.request.registry_compression if group.image is not None else compression
+            layer, digest = self._layer(state, part, instruction, chosen, parent=parent)
             created_by = (
                 f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in "
                 f"{step.dest_path} ({group.label})"

@@ -1,4 +1,5 @@
-"""One layer per embedded image: how a ``COPY registry ...`` step splits into layers.
+"""One layer per embedded image: how a COPY step that brings ``registry/`` (``COPY registry
+registry``, or ``COPY . .``) splits into layers.
 
 A cluster image's ``registry/`` holds every image it needs in distribution's on-disk layout. As
 one layer, changing one embedded image changes the whole layer, so nothing below the image level

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -66,6 +67,57 @@ def test_json_output(ci_home: Path) -> None:
     third = json.loads(run_cli("build", "--json", "--no-cache", "-t", "app:v1", EXAMPLE).stdout)
     assert [layer["cached"] for layer in third["layers"]] == [False] * 4
     assert third["digest"] == first["digest"]
+
+
+def _layer_names(store: Path, layer: dict[str, str]) -> set[str]:
+    raw = (store / "blobs" / "sha256" / layer["digest"].split(":")[1]).read_bytes()
+    if layer["mediaType"].endswith("+gzip"):
+        raw = gzip.decompress(raw)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        return {name.rstrip("/") for name in tar.getnames()}
+
+
+def test_copy_dot_splits_registry_into_one_layer_per_image_as_well(
+    tmp_path: Path, ci_home: Path
+) -> None:
+    """`COPY . .` (128 of the corpus's 258 Kubefiles) brings registry/ with the rest of the
+    context: it splits as `COPY registry registry` does, each image's blobs stored as they are
+    (not gzipped again), so an edit elsewhere leaves every image's layer as it was."""
+    ctx = tmp_path / "ctx"
+    shutil.copytree(EXAMPLE, ctx)
+    kubefile = (ctx / "Kubefile").read_text()
+    two_copies = "COPY manifests manifests\nCOPY registry registry\n"
+    assert two_copies in kubefile
+    (ctx / "Kubefile").write_text(kubefile.replace(two_copies, "COPY . .\n"))
+    first = json.loads(run_cli("build", "--json", "-t", "app:v1", ctx).stdout)
+    manifest = json.loads(run_cli("inspect", "-t", "manifest", "app:v1").stdout)
+    layers = manifest["layers"]
+    # The 3 embedded images, then everything else.
+    assert [layer["mediaType"] for layer in layers] == [
+        "application/vnd.oci.image.layer.v1.tar"
+    ] * 3 + ["application/vnd.oci.image.layer.v1.tar+gzip"]
+    config = json.loads(run_cli("inspect", "-t", "config", "app:v1").stdout)
+    history = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
+    assert all("(image " in h for h in history[:3]) and history[3].endswith("(other files)")
+    store = ci_home / "store"
+    names = [_layer_names(store, layer) for layer in layers]
+    assert {"Kubefile", "manifests/service.yaml", "images/shim/extra-images.txt"} <= names[3]
+    blobs = "registry/docker/registry/v2/blobs"
+    assert not any(n.startswith(f"{blobs}/sha256/") for n in names[3])
+    for image_layer in names[:3]:
+        assert any(n.startswith(f"{blobs}/sha256/") for n in image_layer)
+        assert "Kubefile" not in image_layer and "manifests" not in image_layer
+    # One layer per image: no blob file is in two of them.
+    files = [n for layer in names[:3] for n in layer if n.endswith("/data")]
+    assert len(files) == len(set(files))
+    # An edit outside registry/ rebuilds the other files' layer only.
+    service = ctx / "manifests" / "service.yaml"
+    service.write_text(service.read_text() + "# edited\n")
+    second = json.loads(run_cli("build", "--json", "-t", "app:v2", ctx).stdout)
+    assert [layer["cached"] for layer in first["layers"]] == [False] * 4
+    assert [layer["cached"] for layer in second["layers"]] == [True] * 3 + [False]
+    again = json.loads(run_cli("inspect", "-t", "manifest", "app:v2").stdout)["layers"]
+    assert again[:3] == layers[:3] and again[3] != layers[3]
 
 
 def test_dry_run_writes_nothing_and_warns_about_missing_sources(
