@@ -141,13 +141,24 @@ def default_write_path(auth_file: Path | None = None) -> Path:
     return Path(config_home) / "containers" / "auth.json"
 
 
+#: An auth file holds a few kB of JSON.
+_AUTH_FILE_LIMIT = 4 << 20
+
+
 def _read_file(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bounded: --authfile /dev/zero (or a runaway file) must not fill memory. A pipe
+        # (--authfile <(...)) is read as podman reads it.
+        with open(path, "rb") as stream:
+            raw = stream.read(_AUTH_FILE_LIMIT + 1)
     except FileNotFoundError:
         return None
     except NotADirectoryError:
         return None
+    if len(raw) > _AUTH_FILE_LIMIT:
+        raise AuthError(f"{path}: larger than {_AUTH_FILE_LIMIT >> 20} MiB, so not an auth file")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:  # a ValueError, not an OSError: the CLI would show a traceback
         raise AuthError(f"{path}: not UTF-8 text (an auth file is UTF-8 JSON)") from None
     if not text.strip():

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,26 @@ def test_an_auth_file_that_is_not_utf8_is_a_one_line_error(home: Path) -> None:
         cr.lookup("a.io")
     with pytest.raises(AuthError, match="not UTF-8"):
         cr.save("a.io", cr.Credentials("u", "p"), auth_file=path)
+
+
+def test_an_auth_file_is_read_bounded(home: Path, tmp_path: Path) -> None:
+    # /dev/zero as --authfile: a one-line error, not a process that fills memory.
+    with pytest.raises(AuthError, match="/dev/zero: larger than 4 MiB, so not an auth file"):
+        cr.lookup("a.io", auth_file=Path("/dev/zero"))
+    # A pipe is read whole (--authfile <(...)), as podman reads it.
+    fifo = tmp_path / "auth.fifo"
+    os.mkfifo(fifo)
+    entry = json.dumps({"auths": {"a.io": {"auth": _auth("u", "p")}}}).encode()
+
+    def feed() -> None:
+        with open(fifo, "wb") as writer:
+            writer.write(entry)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    found = cr.lookup("a.io", auth_file=fifo)
+    writer.join(timeout=5)
+    assert found.username == "u" and found.has_password
 
 
 def test_reprs_of_what_carries_command_line_credentials_hide_them() -> None:
