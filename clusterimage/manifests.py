@@ -448,19 +448,45 @@ def annotate(
 
 def _target_digest(store: Store, found: ManifestList, target: str) -> Digest:
     """The entry ``target`` means: a digest as given, else the manifest digest of the image of
-    that name in the store; ImageNotFound when the list has no such entry."""
+    that name in the store; ImageNotFound when the list has no such entry.
+
+    A multi-platform image of the store (added with ``manifest add --all``) is in the list
+    by its platforms' digests, not its own: the one of its platforms the list holds, or of
+    several, this host's (as podman resolves a name to an image)."""
     try:
         digest = Digest.parse(target)
     except InvalidDigest:
         try:
-            digest = store.resolve(target).digest
+            desc = store.resolve(target)
         except (ImageNotFound, InvalidReference) as exc:
             raise ImageNotFound(
                 f"{target}: neither a digest nor an image in the store ({exc})"
             ) from None
+        digest = desc.digest
+        if digest not in found.digests() and desc.media_type in mt.INDEXES:
+            digest = _platform_entry(store, found, target, desc)
     if digest not in found.digests():
         raise ImageNotFound(f"{digest}: not in the manifest list {found.name}")
     return digest
+
+
+def _platform_entry(store: Store, found: ManifestList, target: str, desc: Descriptor) -> Digest:
+    index = store.get_manifest(desc.digest, desc.media_type)
+    assert isinstance(index, ImageIndex)
+    listed = [e for e in index.manifests if e.digest in found.digests()]
+    if len(listed) == 1:
+        return listed[0].digest
+    host = Platform.host()
+    mine = [e for e in listed if e.platform is not None and host.matches(e.platform)]
+    if mine:
+        return mine[0].digest
+    if not listed:
+        return desc.digest  # not in the list: the caller says so
+    platforms = ", ".join(str(e.platform or e.digest) for e in listed)
+    raise ImageNotFound(
+        f"{target}: {len(listed)} of its platforms are in the manifest list {found.name} "
+        f"({platforms}), none this host's; give the digest of the one to annotate"
+    )
 
 
 def remove(store: Store, name: str, digest: str) -> ManifestList:

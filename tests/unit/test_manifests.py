@@ -23,6 +23,7 @@ from clusterimage.manifests import NotAList, PlatformFlags
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, canonical_json
+from clusterimage.oci.platform import Platform
 from clusterimage.store import Store
 from clusterimage.transports import Context, parse
 from tests.fixtures.oci_layout import OciImage, host_architecture, make_oci_layout
@@ -265,6 +266,37 @@ def test_annotate_an_entry_and_the_index(store: Store, tmp_path: Path) -> None:
     found, none = manifests.annotate(store, "app", None, annotations={"top": "1"}, on_index=True)
     assert none is None and found.index.data["annotations"] == {"top": "1"}
     assert _listed(store, "localhost/app:latest") == found.index.data
+
+
+def test_annotate_by_the_name_of_a_multi_platform_image(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed by its platforms' digests, a multi-platform image of the store is found by its
+    name: the one platform a list holds, or this host's of several."""
+    multi = make_index_layout(tmp_path / "multi", ref="m", platforms=("amd64", "arm64", "s390x"))
+    options = CopyOptions(all_platforms=True)
+    copy_image(
+        parse(f"oci:{multi.layout}:m"), parse("store:localhost/multi:v1"), _ctx(store), options
+    )
+    arm = Digest.parse(multi.images["linux/arm64"].manifest.digest)
+    manifests.create(store, "one")
+    manifests.add(store, "one", "multi:v1", platform=PlatformFlags.parse(arch="arm64"))
+    _, digest = manifests.annotate(store, "one", "multi:v1", annotations={"k": "v"})
+    assert digest == arm
+    manifests.create(store, "every")
+    manifests.add(store, "every", "multi:v1", all_images=True)
+    monkeypatch.setattr(
+        manifests.Platform, "host", classmethod(lambda cls: Platform("linux", "arm64"))
+    )
+    found, digest = manifests.annotate(store, "every", "multi:v1", annotations={"k": "v"})
+    assert digest == arm
+    annotated = [e for e in found.index.data["manifests"] if e.get("annotations")]
+    assert [e["digest"] for e in annotated] == [str(arm)]
+    # Several platforms listed, none this host's: which one is meant is not guessed.
+    manifests.remove(store, "every", str(arm))
+    with pytest.raises(ImageNotFound, match=r"2 of its platforms are in the manifest list .*"
+                       r"\(linux/amd64, linux/s390x\), none this host's"):  # fmt: skip
+        manifests.annotate(store, "every", "multi:v1", annotations={"k": "v"})
 
 
 def test_annotate_errors(store: Store, tmp_path: Path) -> None:
