@@ -54,9 +54,9 @@ def test_the_contract_covers_every_registered_command() -> None:
     assert set(COMMANDS) == set(_COMMAND_MODULES)
 
 
-_TLS_VERIFY_CHECK = """
+# Run in a subprocess: registering every command mutates the app this process may share.
+_LEAVES = """
 import json, typer.core, typer.main
-from clusterimage.cli._registry_options import BOOL_FLAGS, RegistryCommand
 from clusterimage.cli.main import _register_commands, app
 
 def leaves(group, prefix=""):
@@ -67,6 +67,12 @@ def leaves(group, prefix=""):
             yield f"{prefix}{name}", command
 
 _register_commands()
+"""
+
+_TLS_VERIFY_CHECK = (
+    _LEAVES
+    + """
+from clusterimage.cli._registry_options import BOOL_FLAGS, RegistryCommand
 found = {
     name: isinstance(command, RegistryCommand)
     for name, command in leaves(typer.main.get_group(app))
@@ -74,11 +80,11 @@ found = {
 }
 print(json.dumps(found))
 """
+)
 
 
 def test_every_command_with_tls_verify_takes_it_as_podman_spells_it() -> None:
     # `--tls-verify false` and a bare `--tls-verify` parse only through RegistryCommand.
-    # In a subprocess: registering every command mutates the app this process may share.
     out = subprocess.run(
         [sys.executable, "-c", _TLS_VERIFY_CHECK], capture_output=True, text=True, check=True
     ).stdout
@@ -104,21 +110,12 @@ def test_help_has_a_runnable_looking_example(command: str) -> None:
     assert f"clusterimage {command}" in examples, text
 
 
-_LEAF_HELP_CHECK = """
-import json, typer.core, typer.main
+_LEAF_HELP_CHECK = (
+    _LEAVES
+    + """
 from typer.testing import CliRunner
-from clusterimage.cli.main import _register_commands, app
-
-def leaves(group, prefix=""):
-    for name, command in group.commands.items():
-        if isinstance(command, typer.core.TyperGroup):
-            yield from leaves(command, f"{prefix}{name} ")
-        else:
-            yield f"{prefix}{name}"
-
-_register_commands()
 found = {}
-for name in leaves(typer.main.get_group(app)):
+for name, _ in leaves(typer.main.get_group(app)):
     result = CliRunner().invoke(app, [*name.split(), "--help"])
     text = result.output
     found[name] = {
@@ -128,6 +125,7 @@ for name in leaves(typer.main.get_group(app)):
     }
 print(json.dumps(found))
 """
+)
 
 
 def test_every_subcommand_has_help_with_an_example() -> None:

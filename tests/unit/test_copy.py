@@ -398,6 +398,50 @@ class _SlowStream(io.RawIOBase):
         return self._data.read(1024)
 
 
+class _SlowReference(MemoryReference):
+    """A place whose blob ``slow`` reads as a :class:`_SlowStream`, and which takes blobs
+    chunk by chunk with progress after each (where the copy stops a transfer it cancelled)."""
+
+    def __init__(self, place: MemoryPlace, slow: Digest, reads: list[int]) -> None:
+        super().__init__(place)
+        self.slow, self.reads = slow, reads
+
+    def new_source(self, ctx: Context) -> ImageSource:
+        outer = self
+
+        class Source(MemorySource):
+            @contextmanager
+            def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
+                if desc.digest != outer.slow:
+                    with super().open_blob(desc, offset) as stream:
+                        yield stream
+                    return
+                data = self.place.blobs[desc.digest][offset:]
+                yield _SlowStream(data, outer.reads)  # type: ignore[misc]
+
+        return Source(self.place)
+
+    def new_destination(self, ctx: Context) -> ImageDestination:
+        class Destination(MemoryDestination):
+            def put_blob(
+                self,
+                desc: Descriptor,
+                stream: IO[bytes],
+                offset: int = 0,
+                progress: ProgressFn | None = None,
+                *,
+                kind: BlobKind = "layer",
+            ) -> None:
+                data = b""
+                while chunk := stream.read(1 << 16):
+                    data += chunk
+                    if progress:
+                        progress(len(chunk))
+                super().put_blob(desc, io.BytesIO(data), offset, kind=kind)
+
+        return Destination(self.place)
+
+
 def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
     """One blob failing must not leave the copy waiting for every other transfer to finish."""
     src, dst = MemoryPlace(), MemoryPlace()
@@ -406,43 +450,13 @@ def test_a_failing_blob_stops_the_transfers_in_flight_promptly() -> None:
     src.top = manifest.digest
     del src.blobs[manifest.layers[1].digest]
     reads: list[int] = []
-
-    class SlowSource(MemorySource):
-        @contextmanager
-        def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
-            if desc.digest == manifest.layers[0].digest:
-                yield _SlowStream(self.place.blobs[desc.digest][offset:], reads)  # type: ignore[misc]
-            else:
-                with super().open_blob(desc, offset) as stream:
-                    yield stream
-
-    class ChunkedDestination(MemoryDestination):
-        def put_blob(
-            self,
-            desc: Descriptor,
-            stream: IO[bytes],
-            offset: int = 0,
-            progress: ProgressFn | None = None,
-            *,
-            kind: BlobKind = "layer",
-        ) -> None:
-            data = b""
-            while chunk := stream.read(1 << 16):
-                data += chunk
-                if progress:
-                    progress(len(chunk))
-            self.place.partial[desc.digest] = data  # kept for a resume, not a visible blob
-
-    class Ref(MemoryReference):
-        def new_source(self, ctx: Context) -> ImageSource:
-            return SlowSource(self.place)
-
-        def new_destination(self, ctx: Context) -> ImageDestination:
-            return ChunkedDestination(self.place)
+    slow = manifest.layers[0].digest
 
     started = time.monotonic()
     with pytest.raises(BlobNotFound):
-        copy_image(Ref(src), Ref(dst), Context(jobs=4))
+        copy_image(
+            _SlowReference(src, slow, reads), _SlowReference(dst, slow, reads), Context(jobs=4)
+        )
     assert time.monotonic() - started < 3
     settled = len(reads)
     time.sleep(0.1)
@@ -657,46 +671,14 @@ def test_copy_many_writes_no_manifest_for_a_copy_the_failure_of_another_stopped(
     bad = _image(src, b"missing layer")
     del src.blobs[bad.layers[0].digest]
     reads: list[int] = []
-
-    class SlowSource(MemorySource):
-        @contextmanager
-        def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[IO[bytes]]:
-            if desc.digest == slow.layers[0].digest:
-                yield _SlowStream(self.place.blobs[desc.digest][offset:], reads)  # type: ignore[misc]
-            else:
-                with super().open_blob(desc, offset) as stream:
-                    yield stream
-
-    class ChunkedDestination(MemoryDestination):
-        def put_blob(
-            self,
-            desc: Descriptor,
-            stream: IO[bytes],
-            offset: int = 0,
-            progress: ProgressFn | None = None,
-            *,
-            kind: BlobKind = "layer",
-        ) -> None:
-            data = b""
-            while chunk := stream.read(1 << 16):
-                data += chunk
-                if progress:
-                    progress(len(chunk))  # where the copy stops a transfer it cancelled
-            super().put_blob(desc, io.BytesIO(data), offset, kind=kind)
-
-    class SlowRef(MemoryReference):
-        def new_source(self, ctx: Context) -> ImageSource:
-            return SlowSource(self.place)
-
-        def new_destination(self, ctx: Context) -> ImageDestination:
-            return ChunkedDestination(self.place)
+    layer = slow.layers[0].digest
 
     slow_place, bad_place = MemoryPlace(), MemoryPlace()
     slow_place.blobs, slow_place.manifests, slow_place.top = src.blobs, src.manifests, slow.digest
     bad_place.blobs, bad_place.manifests, bad_place.top = src.blobs, src.manifests, bad.digest
     slow_dest, bad_dest = MemoryPlace(), MemoryPlace()
     jobs = [
-        CopyJob(SlowRef(slow_place), SlowRef(slow_dest)),
+        CopyJob(_SlowReference(slow_place, layer, reads), _SlowReference(slow_dest, layer, reads)),
         CopyJob(MemoryReference(bad_place), MemoryReference(bad_dest)),
     ]
     started = time.monotonic()
