@@ -99,7 +99,8 @@ def _registry_groups(entries: dict[str, Node]) -> list[layering.Group] | None:
         except (OSError, BuildError):
             return None
 
-    return layering.group_paths({path: node.kind for path, node in entries.items()}, read)
+    kinds = {path: node.kind for path, node in entries.items()}
+    return layering.group_paths(kinds, read, max_layers=layering.MAX_IMAGE_LAYERS)
 
 
 def rfc3339(timestamp: int) -> str:
@@ -340,7 +341,7 @@ class _Build:
         for group in groups:
             part = {path: entries[path] for path in group.paths}
             instruction = f"{step.created_by} ({group.label})"
-            chosen = self.request.registry_compression if group.image is not None else compression
+            chosen = self.request.registry_compression if group.images else compression
             layer, digest = self._layer(state, part, instruction, chosen, parent=parent)
             created_by = (
                 f"{_NOP}{step.instruction} {kind}:{digest.partition(':')[2]} in "

@@ -16,10 +16,17 @@ several images lives in the first one's layer. What no image claims (stray files
 folders no claimed file is under) forms a last group. Each group also carries the folders above
 its files, so each layer extracts on its own. Everything is decided from names and link or
 manifest contents: the same registry folder always gives the same groups.
+
+Layers are not free: a runtime mounts an image's layers as overlay lower folders, and docker
+and CRI-O refuse more than about 125 ("max depth exceeded"); the corpus has cluster images of
+120 and 441 images, and ``merge`` adds layers up. Past :data:`MAX_IMAGE_LAYERS` images, they
+share that many layers, each image in the one its repository's name hashes to: a new version
+of an image (same repository) still changes one layer, and adding an image changes one more.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +34,8 @@ from dataclasses import dataclass
 from typing import Final
 
 V2: Final = "docker/registry/v2"
+#: At most this many layers for the images of one COPY (see the module's docstring).
+MAX_IMAGE_LAYERS: Final = 32
 #: The manifests it reads to learn what an image uses; larger files are not manifests.
 MANIFEST_LIMIT: Final = 4 << 20
 _HEX: Final = re.compile(r"^[a-f0-9]{64}$")
@@ -39,9 +48,14 @@ Reader = Callable[[str], bytes | None]
 class Group:
     """The paths of one layer, and what it is, for the image's history."""
 
-    label: str  # "image team/app:v1", "image team/app@sha256:...", or "other files"
+    label: str  # "image team/app:v1", "images a:v1, b@sha256:... and 3 more", "other files"
     paths: tuple[str, ...]
-    image: str | None = None  # "repo:tag" or "repo@digest"; None for the leftover group
+    images: tuple[str, ...] = ()  # "repo:tag" or "repo@digest" each; () for the leftover group
+
+    @property
+    def image(self) -> str | None:
+        """The image of a group that holds one."""
+        return self.images[0] if len(self.images) == 1 else None
 
 
 @dataclass
@@ -64,8 +78,11 @@ def registry_root(paths: Iterable[str]) -> str | None:
     return roots.pop() if len(roots) == 1 else None
 
 
-def group_paths(kinds: Mapping[str, str], read: Reader) -> list[Group] | None:
-    """Split a COPY's paths (``kinds``: path -> "file", "dir", "symlink", ...) into layers.
+def group_paths(
+    kinds: Mapping[str, str], read: Reader, *, max_layers: int = MAX_IMAGE_LAYERS
+) -> list[Group] | None:
+    """Split a COPY's paths (``kinds``: path -> "file", "dir", "symlink", ...) into layers:
+    one per image, or ``max_layers`` shared by hash when there are more images.
 
     ``read(path)`` gives the bytes of a small file among them (None if it cannot be read, or is
     larger than :data:`MANIFEST_LIMIT`). Returns None when there is nothing to split (no
@@ -77,23 +94,30 @@ def group_paths(kinds: Mapping[str, str], read: Reader) -> list[Group] | None:
     v2 = f"{root}{V2}"
     blobs = _blob_files(kinds, v2)
     units = _units(kinds, v2, blobs, read)
-    claimed: dict[str, int] = {}  # path -> index of the unit that claimed it
-    for index, unit in enumerate(units):
+    # The layer of each unit: its own, or past max_layers the one its repository hashes to.
+    slots = (
+        list(range(len(units)))
+        if len(units) <= max_layers
+        else [_bucket(unit.name, max_layers) for unit in units]
+    )
+    claimed: dict[str, int] = {}  # path -> slot of the unit that claimed it
+    for slot, unit in zip(slots, units, strict=True):
         for path in unit.files:
-            claimed.setdefault(path, index)
+            claimed.setdefault(path, slot)
         for hex_digest in unit.blobs:
             for path in blobs.get(hex_digest, ()):
-                claimed.setdefault(path, index)
+                claimed.setdefault(path, slot)
     groups: list[Group] = []
     used_dirs: set[str] = set()
-    for index, unit in enumerate(units):
-        files = [p for p, owner in claimed.items() if owner == index]
+    for slot in sorted(set(slots)):
+        files = [p for p, owner in claimed.items() if owner == slot]
         if not files:
-            continue  # everything it uses came with an earlier image
+            continue  # everything its images use came with an earlier one
+        names = tuple(u.name for s, u in zip(slots, units, strict=True) if s == slot)
         dirs = _ancestors(files, kinds)
         used_dirs |= dirs
         paths = tuple(sorted([*files, *dirs], key=_sort_key))
-        groups.append(Group(f"image {unit.name}", paths, unit.name))
+        groups.append(Group(_label(names), paths, names))
     rest = [
         p for p, kind in kinds.items() if p not in claimed and (kind != "dir" or p not in used_dirs)
     ]
@@ -103,6 +127,20 @@ def group_paths(kinds: Mapping[str, str], read: Reader) -> list[Group] | None:
     if len(groups) < 2:
         return None
     return groups
+
+
+def _bucket(name: str, count: int) -> int:
+    """The shared layer of image ``name`` (``repo:tag`` or ``repo@digest``): by its
+    repository alone, so a new tag of the same image lands in the same layer."""
+    repository = re.split(r"[:@]", name, maxsplit=1)[0]
+    return int.from_bytes(hashlib.sha256(repository.encode()).digest()[:8], "big") % count
+
+
+def _label(names: tuple[str, ...]) -> str:
+    if len(names) == 1:
+        return f"image {names[0]}"
+    shown = ", ".join(names[:3])
+    return f"images {shown} and {len(names) - 3} more" if len(names) > 3 else f"images {shown}"
 
 
 def _sort_key(path: str) -> tuple[str, ...]:

@@ -8,6 +8,9 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
+from clusterimage.images import layering
 from clusterimage.images.layering import Group, Reader, group_paths, registry_root
 from tests.unit.build.test_native import _build, _context
 
@@ -180,6 +183,38 @@ def test_the_split_is_the_same_whatever_order_the_paths_come_in(tmp_path: Path) 
     assert [g.image for g in once] == [f"r/img{n}:v1" for n in range(6)]
 
 
+def test_past_the_cap_images_share_layers_by_repository(tmp_path: Path) -> None:
+    """More images than layers allowed (rancher embeds 441; runtimes mount ~125 layers at
+    most): each image goes to the layer its repository hashes to, so a new tag of one image
+    changes that layer only."""
+    v1, v2 = Registry(tmp_path / "v1"), Registry(tmp_path / "v2")
+    for n in range(12):
+        for reg in (v1, v2):
+            tag = "v2" if reg is v2 and n == 7 else "v1"
+            reg.manifest(f"r/img{n}", [b"common", f"img{n} {tag}".encode()], tag=tag)
+    once = group_paths(v1.kinds(), v1.reader(), max_layers=4)
+    assert once is not None and 2 <= len(once) <= 4
+    assert group_paths(v1.kinds(), v1.reader(), max_layers=4) == once  # deterministic
+    # Every image is in exactly one layer, every path the COPY writes in some layer, and no
+    # file in two.
+    names = [name for group in once for name in group.images]
+    assert sorted(names) == sorted(f"r/img{n}:v1" for n in range(12))
+    assert set(v1.kinds()) == {p for g in once for p in g.paths}
+    files = [p for g in once for p in g.paths if p.endswith(("/data", "/link"))]
+    assert len(files) == len(set(files))
+    shared = next(g for g in once if len(g.images) > 1)
+    assert shared.image is None and shared.label.startswith("images r/img")
+    # v2: img7 at a new tag. Only the layer holding img7 differs.
+    again = group_paths(v2.kinds(), v2.reader(), max_layers=4)
+    assert again is not None
+    changed = [(a.images, b.images) for a, b in zip(once, again, strict=True) if a != b]
+    assert len(changed) == 1 and "r/img7:v1" in changed[0][0] and "r/img7:v2" in changed[0][1]
+    # Under the cap, one layer each, as before.
+    each = group_paths(v1.kinds(), v1.reader())
+    repositories = sorted(f"r/img{n}" for n in range(12))  # the order units come in
+    assert each is not None and [g.image for g in each] == [f"{r}:v1" for r in repositories]
+
+
 def test_nothing_to_split_stays_one_layer(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "registry")
     assert group_paths({"registry": "dir", "registry/x": "file"}, reg.reader()) is None
@@ -227,3 +262,22 @@ def test_the_native_builder_writes_one_layer_per_image_and_caches_each(tmp_path:
     assert grown.kinds == ["cached"] * 4 + ["layer"]
     fresh = _build(context, tmp_path / "other-home", registry_dir=reg.root, timestamp=1)
     assert fresh.descriptor.digest == grown.descriptor.digest
+
+
+def test_the_native_builder_keeps_to_the_cap_with_many_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(layering, "MAX_IMAGE_LAYERS", 3)
+    reg = Registry(tmp_path / "generated-registry")
+    for n in range(8):
+        reg.manifest(f"team/img{n}", [b"base", f"image {n}".encode()], tag="v1")
+    context = _context(tmp_path / "ctx", "FROM scratch\nCOPY . .\n", {"app.yaml": "kind: Pod\n"})
+    built = _build(context, tmp_path / "home", registry_dir=reg.root, timestamp=1)
+    # At most 3 layers of images, then the rest of the context.
+    assert 2 <= len(built.manifest.layers) <= 3 + 1
+    history = [h["created_by"] for h in built.config.history]
+    assert history[-1].endswith("(other files)")
+    assert all("(image" in h for h in history[:-1])
+    members = [m for i in range(len(built.manifest.layers) - 1) for m in built.layer_members(i)]
+    for n in range(8):
+        assert f"registry/{V2}/repositories/team/img{n}/_manifests/tags/v1/current/link" in members
