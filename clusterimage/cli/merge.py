@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from clusterimage._humanize import count
-from clusterimage.cli._common import JsonOutput, StoredImage, info, print_json, store_dir
+from clusterimage.cli._common import JsonOutput, StoredImage, info, print_json, store_dir, warn
+from clusterimage.images.layering import MOUNT_LAYER_LIMIT
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +70,12 @@ def register(app: typer.Typer) -> None:
         if json_output:
             print_json(result.to_dict())
             return
+        if result.layers > MOUNT_LAYER_LIMIT:  # even with -q: it is about the image
+            warn(
+                f"{target} has {result.layers} layers: docker and CRI-O mount at most "
+                f'{MOUNT_LAYER_LIMIT} ("max depth exceeded"); sealos, buildah and podman '
+                "(containers/storage) up to 500"
+            )
         if not quiet:
             merged = count(len(images), "image")
             info(f"Merged {merged} into {target} ({count(result.layers, 'layer')})")

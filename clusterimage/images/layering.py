@@ -36,6 +36,8 @@ from typing import Final
 V2: Final = "docker/registry/v2"
 #: At most this many layers for the images of one COPY (see the module's docstring).
 MAX_IMAGE_LAYERS: Final = 32
+#: The layers docker and CRI-O mount at most ("max depth exceeded" past it).
+MOUNT_LAYER_LIMIT: Final = 125
 #: The manifests it reads to learn what an image uses; larger files are not manifests.
 MANIFEST_LIMIT: Final = 4 << 20
 _HEX: Final = re.compile(r"^[a-f0-9]{64}$")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.fixtures.oci_layout import make_oci_layout
 from tests.integration.test_buildah_engine import image_config, require_buildah, tree, unpack
 
 pytestmark = pytest.mark.integration
@@ -148,3 +149,20 @@ def test_merge_needs_two_images_of_one_platform(tmp_path: Path, ci_home: Path) -
     assert result.returncode == 2 and "at least two images" in result.stderr
     result = run_cli("merge", "-t", "localhost/x:v1", base, "localhost/nope:v1", check=False)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_merge_warns_past_the_layers_docker_can_mount(tmp_path: Path, ci_home: Path) -> None:
+    names = []
+    for part in ("a", "b"):
+        layers = tuple({f"{part}/{n}.txt": f"{part}{n}\n".encode()} for n in range(70))
+        image = make_oci_layout(tmp_path / part, ref="v1", layers=layers)
+        run_cli("pull", "-q", image.transport_ref, "--name", f"localhost/{part}:v1")
+        names.append(f"localhost/{part}:v1")
+    result = run_cli("merge", "-q", "-t", "localhost/many:v1", *names)
+    assert result.stdout.startswith("sha256:")
+    assert result.stderr == (
+        'warning: localhost/many:v1 has 140 layers: docker and CRI-O mount at most 125 ("max '
+        'depth exceeded"); sealos, buildah and podman (containers/storage) up to 500\n'
+    )
+    few = run_cli("merge", "-q", "-t", "localhost/few:v1", names[0], names[0])
+    assert few.stderr == ""
