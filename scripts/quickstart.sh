@@ -77,6 +77,15 @@ say "what the cluster runtime would run for it"
 clusterimage create "$ref"
 say "save it as one file to carry to a site without a registry (load it there)"
 clusterimage save -o "$CLUSTERIMAGE_HOME/offline.tar" "$ref"
+say "v2 edits a manifest: diff says what changed, and a site that has v1 gets only what v2 adds"
+v2=localhost/quickstart/offline:v2
+printf '# v2: one more line\n' >> "$example/manifests/tools.yaml"
+clusterimage build -q -t "$v2" "$example" > /dev/null
+clusterimage diff "$ref" "$v2"
+rm -f "$CLUSTERIMAGE_HOME/offline-v2-delta.tar"
+clusterimage save -o "$CLUSTERIMAGE_HOME/offline-v2-delta.tar" \
+    --delta-from "$CLUSTERIMAGE_HOME/offline.tar" "$v2"
+clusterimage bundle verify "$CLUSTERIMAGE_HOME/offline-v2-delta.tar"
 say "export it as an OCI layout that skopeo, umoci and buildah read"
 rm -rf "$CLUSTERIMAGE_HOME/export"
 clusterimage copy "store:$ref" "oci:$CLUSTERIMAGE_HOME/export:v1"

@@ -52,6 +52,12 @@ def test_quickstart_builds_and_shows_an_example(tmp_path: Path) -> None:
     assert (registry / "repositories" / "example" / "tools").is_dir()
     assert "\nv1\n" in f"\n{out}"  # `tags` of example/tools, read from the served registry
     assert (home / "offline.tar").is_file()
+    # v2 edits one manifest: diff names it, and the delta on v1's bundle carries what changed.
+    assert "\n~ file manifests/tools.yaml\n" in out
+    assert "(oci-archive); a delta on sha256:" in out
+    assert (home / "offline-v2-delta.tar").stat().st_size * 4 < (
+        home / "offline.tar"
+    ).stat().st_size
     assert "Traceback" not in result.stderr
     assert f"$ clusterimage build -t {REF}" in result.stderr  # commands shown on stderr
     assert "Traceback" not in result.stderr
