@@ -78,15 +78,16 @@ def big_bytes(size: int, seed: int = 7) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def make_big_image(layout: Path, data: bytes, *, ref: str = "big") -> tuple[str, str]:
-    """An image whose only layer is ``data`` (an uncompressed blob; content does not matter to
-    the store). Returns (manifest digest, layer digest)."""
-    layer = Blob(OCI_LAYER, write_blob(layout, data), len(data))
+def make_raw_image(layout: Path, layers: list[bytes], *, ref: str) -> tuple[str, list[str]]:
+    """An image of ``layers`` (uncompressed blobs; their content does not matter to the store
+    or to registries) in ``layout`` under ``ref``, the layout's only entry. Returns (manifest
+    digest, layer digests)."""
+    descs = [Blob(OCI_LAYER, write_blob(layout, data), len(data)) for data in layers]
     config_raw = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
+            "rootfs": {"type": "layers", "diff_ids": [d.digest for d in descs]},
         }
     ).encode()
     config = Blob(OCI_CONFIG, write_blob(layout, config_raw), len(config_raw))
@@ -95,7 +96,7 @@ def make_big_image(layout: Path, data: bytes, *, ref: str = "big") -> tuple[str,
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": config.descriptor(),
-            "layers": [layer.descriptor()],
+            "layers": [d.descriptor() for d in descs],
         }
     ).encode()
     manifest = write_blob(layout, manifest_raw)
@@ -107,4 +108,10 @@ def make_big_image(layout: Path, data: bytes, *, ref: str = "big") -> tuple[str,
         "annotations": {REF_NAME: ref},
     }
     set_index_entries(layout, [entry])
-    return manifest, layer.digest
+    return manifest, [d.digest for d in descs]
+
+
+def make_big_image(layout: Path, data: bytes, *, ref: str = "big") -> tuple[str, str]:
+    """An image whose only layer is ``data``. Returns (manifest digest, layer digest)."""
+    manifest, layers = make_raw_image(layout, [data], ref=ref)
+    return manifest, layers[0]

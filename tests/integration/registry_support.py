@@ -226,6 +226,11 @@ def skopeo_digest(ref: str, *flags: str) -> str:
     return str(json.loads(skopeo("inspect", *flags, ref))["Digest"])
 
 
+def ingest_sizes(store_dir: Path) -> dict[str, int]:
+    """The partial downloads a store keeps for a resume: file name -> bytes so far."""
+    return {p.name: p.stat().st_size for p in store_dir.glob(".clusterimage/ingest/*")}
+
+
 def one_line_error(stderr: str) -> str:
     """The single ``error: ...`` line of a failed command (asserting there is only that)."""
     lines = [line for line in stderr.splitlines() if line.strip()]

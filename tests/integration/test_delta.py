@@ -25,10 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.fixtures.oci_layout import OCI_CONFIG, OCI_MANIFEST, REF_NAME, Blob
 from tests.fixtures.registry import Registry, start_registry
 from tests.fixtures.tools import require_tool, run_tool
-from tests.helpers.images import OCI_LAYER, set_index_entries, write_blob
+from tests.helpers.images import make_raw_image
 
 pytestmark = pytest.mark.integration
 
@@ -59,26 +58,7 @@ def _push_image(layout: Path, tag: str, layers: list[bytes], dest: str, home: Pa
     """One image (uncompressed random layers; their content does not matter to registries)
     into ``layout`` under ``tag``, copied to ``dest`` on the loopback registry."""
     layout.mkdir(parents=True, exist_ok=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    descs = [Blob(OCI_LAYER, write_blob(layout, data), len(data)) for data in layers]
-    config_raw = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [d.digest for d in descs]},
-        }
-    ).encode()
-    config = Blob(OCI_CONFIG, write_blob(layout, config_raw), len(config_raw))
-    manifest_raw = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config.descriptor(),
-            "layers": [d.descriptor() for d in descs],
-        }
-    ).encode()
-    manifest = Blob(OCI_MANIFEST, write_blob(layout, manifest_raw), len(manifest_raw))
-    set_index_entries(layout, [{**manifest.descriptor(), "annotations": {REF_NAME: tag}}])
+    make_raw_image(layout, layers, ref=tag)
     run_cli(
         "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{dest}",
         env={"CLUSTERIMAGE_HOME": str(home)},

@@ -16,6 +16,7 @@ from tests.conftest import run_cli, wait_until
 from tests.fixtures.registry import Registry
 from tests.integration.registry_support import (
     MiB,
+    ingest_sizes,
     isolated_auth,  # noqa: F401 - fixture
     throttled,
     write_image,
@@ -24,10 +25,6 @@ from tests.integration.registry_support import (
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ci_home", "isolated_auth")]
 
 LAYER = 32 * MiB
-
-
-def _ingest(store_dir: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in store_dir.glob(".clusterimage/ingest/*")}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
@@ -49,7 +46,7 @@ def test_interrupted_pull_resumes_the_partial_layer(
         )
         try:
             wait_until(
-                lambda: sum(_ingest(store_dir).values()) >= LAYER // 2,
+                lambda: sum(ingest_sizes(store_dir).values()) >= LAYER // 2,
                 timeout=30,
                 interval=0.01,
                 message="half the layer in the ingest folder",
@@ -66,8 +63,8 @@ def test_interrupted_pull_resumes_the_partial_layer(
             assert "Traceback" not in stderr, stderr
         else:
             assert proc.returncode == -signal.SIGKILL
-        kept = _ingest(store_dir).get(layer.replace(":", "-"), 0)
-        assert LAYER // 2 <= kept < LAYER, (kept, _ingest(store_dir))
+        kept = ingest_sizes(store_dir).get(layer.replace(":", "-"), 0)
+        assert LAYER // 2 <= kept < LAYER, (kept, ingest_sizes(store_dir))
         assert not (store_dir / "blobs" / "sha256" / layer.split(":", 1)[1]).exists()
 
         wait_until(relay.idle, timeout=10, message="the first pull's connections to end")
@@ -87,6 +84,6 @@ def test_interrupted_pull_resumes_the_partial_layer(
     # Only the missing part travels (plus manifest, config and headers): well under the layer.
     assert fetched <= missing + 64 * 1024, (fetched, missing)
     assert fetched < LAYER * 3 // 4
-    assert _ingest(store_dir) == {}
+    assert ingest_sizes(store_dir) == {}
     report = json.loads(run_cli("fsck", "--json").stdout)
     assert report["ok"] is True, report

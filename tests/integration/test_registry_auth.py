@@ -240,14 +240,20 @@ def _token_password(registry: Registry, user: str) -> str:
     return dict(registry.token_server.users)[user]
 
 
+def _asking(
+    kind: str, registry_factory: Callable[..., Registry], token_registry: Registry
+) -> tuple[Registry, str]:
+    """A registry that asks for credentials, by token (user alice) or basic auth (tester)."""
+    if kind == "token":
+        return token_registry, "alice"
+    return registry_factory(users={"tester": "s3cret-pw"}), "tester"
+
+
 @pytest.mark.parametrize("kind", ["token", "basic"])
 def test_refused_creds_flag_names_the_flag_not_login(
     kind: str, registry_factory: Callable[..., Registry], token_registry: Registry
 ) -> None:
-    if kind == "token":
-        registry, user = token_registry, "alice"
-    else:
-        registry, user = registry_factory(users={"tester": "s3cret-pw"}), "tester"
+    registry, user = _asking(kind, registry_factory, token_registry)
     pulled = run_cli(
         "pull", f"{registry.host}/alice/app:v1", "--creds", f"{user}:wrong-pw", check=False
     )
@@ -286,10 +292,7 @@ def test_refused_copy_end_creds_name_that_end_s_flag(
 def test_refused_stored_credentials_say_run_login(
     kind: str, registry_factory: Callable[..., Registry], token_registry: Registry
 ) -> None:
-    if kind == "token":
-        registry, user = token_registry, "alice"
-    else:
-        registry, user = registry_factory(users={"tester": "s3cret-pw"}), "tester"
+    registry, user = _asking(kind, registry_factory, token_registry)
     auth_file = _auth_file()
     auth_file.parent.mkdir(parents=True, exist_ok=True)
     secret = base64.b64encode(f"{user}:stale-pw".encode()).decode()

@@ -20,6 +20,7 @@ from tests.fixtures.fault_proxy import FaultProxy
 from tests.fixtures.registry import Registry
 from tests.integration.registry_support import (
     MiB,
+    ingest_sizes,
     isolated_auth,  # noqa: F401 - fixture
     load,
     one_line_error,
@@ -29,10 +30,6 @@ from tests.integration.registry_support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ci_home", "isolated_auth")]
-
-
-def _ingest(store_dir: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in store_dir.glob(".clusterimage/ingest/*")}
 
 
 def _fsck_ok() -> None:
@@ -119,7 +116,7 @@ def test_corrupted_byte_fails_the_pull_and_stores_nothing(
     assert images == []
     blob = store_dir / "blobs" / "sha256" / bad.split(":", 1)[1]
     assert not blob.exists()
-    assert not any(bad.split(":", 1)[1] in name for name in _ingest(store_dir))
+    assert not any(bad.split(":", 1)[1] in name for name in ingest_sizes(store_dir))
     _fsck_ok()
 
 
@@ -139,7 +136,7 @@ def test_killed_pull_resumes_with_only_the_missing_bytes(
         )
         try:
             wait_until(
-                lambda: sum(_ingest(store_dir).values()) >= 30 * MiB,
+                lambda: sum(ingest_sizes(store_dir).values()) >= 30 * MiB,
                 timeout=30,
                 interval=0.01,
                 message="30 MiB of partial downloads",
@@ -150,7 +147,7 @@ def test_killed_pull_resumes_with_only_the_missing_bytes(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        kept = sum(_ingest(store_dir).values())
+        kept = sum(ingest_sizes(store_dir).values())
         assert 30 * MiB <= kept < image.size
         wait_until(relay.idle, timeout=10, message="the killed pull's connections to end")
         relay.rate = 10_000 * MiB  # the rest at full speed
@@ -162,5 +159,5 @@ def test_killed_pull_resumes_with_only_the_missing_bytes(
     gets = [e for e in registry.requests(mark) if e.method == "GET" and "/blobs/" in e.path]
     assert any(e.status == 206 for e in gets), gets  # resumed with Range
     assert fetched <= image.size - kept + 64 * 1024, (fetched, image.size, kept)
-    assert _ingest(store_dir) == {}
+    assert ingest_sizes(store_dir) == {}
     _fsck_ok()

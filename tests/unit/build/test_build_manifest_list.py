@@ -17,17 +17,9 @@ from clusterimage.build import runner
 from clusterimage.build.runner import BuildSettings
 from clusterimage.oci.manifest import ImageIndex
 from clusterimage.store import Store
+from tests.unit.build.test_multiplatform import _context
 
 LIST = "localhost/apps/list:v1"
-
-
-def _context(tmp_path: Path) -> Path:
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "Kubefile").write_text(
-        "FROM scratch\nARG TARGETARCH\nCOPY Kubefile /k-$TARGETARCH\n"
-    )
-    return context
 
 
 def _build(store: Store, context: Path, platform: str) -> runner.IndexOutcome:

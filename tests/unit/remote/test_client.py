@@ -514,6 +514,19 @@ def test_a_416_on_a_chunk_resumes_the_session_other_refusals_end_it(
         assert fake.blobs[sha256(data)] == data
 
 
+def _uploader_told(location: str) -> BlobUploader:
+    """An uploader whose registry answers the upload's POST with ``Location: location``."""
+    fake = FakeRegistry()
+
+    def opened(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": location})
+        return None
+
+    fake.faults.append(opened)
+    return BlobUploader(Repository(client(fake), "app", push=True))
+
+
 @pytest.mark.parametrize(
     ("location", "expected"),
     [
@@ -525,31 +538,13 @@ def test_a_416_on_a_chunk_resumes_the_session_other_refusals_end_it(
 def test_a_relative_upload_location_resolves_against_the_request_url(
     location: str, expected: str
 ) -> None:
-    fake = FakeRegistry()
-
-    def opened(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "POST":
-            return httpx.Response(202, headers={"Location": location})
-        return None
-
-    fake.faults.append(opened)
-    uploader = BlobUploader(Repository(client(fake), "app", push=True))
-    assert uploader.start().location == expected
+    assert _uploader_told(location).start().location == expected
 
 
 @pytest.mark.parametrize("location", ["http://[::1", "\x00bad", "ftp://files.example/x"])
 def test_an_upload_location_that_is_no_url_is_a_one_line_registry_error(location: str) -> None:
-    fake = FakeRegistry()
-
-    def opened(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "POST":
-            return httpx.Response(202, headers={"Location": location})
-        return None
-
-    fake.faults.append(opened)
-    uploader = BlobUploader(Repository(client(fake), "app", push=True))
     with pytest.raises(RegistryError, match="a Location that is not") as caught:
-        uploader.start()
+        _uploader_told(location).start()
     assert "\n" not in str(caught.value)
 
 
