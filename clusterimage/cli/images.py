@@ -23,8 +23,6 @@ from clusterimage.errors import (
 )
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex, ImageManifest
-from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.store import ImageEntry, ImageSummary, Store
 
@@ -263,7 +261,8 @@ def _stored(times: dict[str, str], name: str | None) -> datetime | None:
 
 
 def _describe(store: Store, entry: ImageEntry) -> _Image:
-    return _Image(_summarize(store, entry), entry.image_id, _config(store, entry))
+    summary = _summarize(store, entry)  # first: it notes the config digest image_id needs
+    return _Image(summary, entry.image_id, summary.config)
 
 
 def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:
@@ -275,28 +274,6 @@ def _summarize(store: Store, entry: ImageEntry) -> ImageSummary:
         desc = entry.descriptor
         return ImageSummary(desc.digest, desc.media_type, 0, None, missing=1)
 
-
-def _config(store: Store, entry: ImageEntry) -> ImageConfig | None:
-    """The image's config (labels); for an index, that of the image for this machine's
-    platform, else its first image in the store (as ``summarize`` picks CREATED)."""
-    try:
-        top = store.get_manifest(entry.digest, entry.descriptor.media_type)
-        if isinstance(top, ImageManifest):
-            return store.get_config(top)
-        if not isinstance(top, ImageIndex):
-            return None
-        host = Platform.host()
-        children = sorted(
-            top.manifests,
-            key=lambda c: not (c.platform is not None and host.matches(c.platform)),
-        )
-        for child in children:
-            if store.has_blob(child.digest):
-                manifest = store.get_manifest(child.digest, child.media_type)
-                if isinstance(manifest, ImageManifest):
-                    return store.get_config(manifest)
-    except (BlobNotFound, ManifestError, StoreError):
-        return None
     return None
 
 

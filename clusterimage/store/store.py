@@ -19,6 +19,7 @@ from clusterimage.errors import (
     StoreError,
 )
 from clusterimage.oci import mediatypes as mt
+from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
 from clusterimage.oci.digest import Digest
 from clusterimage.oci.manifest import ImageIndex, ImageManifest, Manifest
@@ -95,6 +96,8 @@ class ImageSummary:
     created: str | None
     platforms: tuple[Platform, ...] = ()
     missing: int = 0  # blobs its image manifests name that the store lacks (fsck repairs)
+    # The config ``created`` comes from (its labels for ``images``): read once, kept.
+    config: ImageConfig | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -415,6 +418,7 @@ class Store(Layout):
         size = 0
         missing = 0
         created: str | None = None
+        chosen: ImageConfig | None = None
         platforms: list[Platform] = []
         want = platform or Platform.host()
 
@@ -445,7 +449,8 @@ class Store(Layout):
                     images.append((child, manifest))
         else:
             images.append((desc, top))
-        created_matches = False
+            self._config_digests[desc.digest] = top.config.digest  # image_id reads no more
+        created_matches = chosen_matches = False
         for child, manifest in images:
             count(_stored(manifest, child))
             for blob in manifest.blobs:
@@ -459,7 +464,11 @@ class Store(Layout):
             matches = child.platform is not None and want.matches(child.platform)
             if created is None or (matches and not created_matches):
                 created, created_matches = config.created, matches
-        return ImageSummary(desc.digest, top.media_type, size, created, tuple(platforms), missing)
+            if chosen is None or (matches and not chosen_matches):
+                chosen, chosen_matches = config, matches
+        return ImageSummary(
+            desc.digest, top.media_type, size, created, tuple(platforms), missing, chosen
+        )
 
     # -- maintenance ------------------------------------------------------------------------
 
