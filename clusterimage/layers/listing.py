@@ -30,7 +30,7 @@ KINDS: Final[dict[bytes, str]] = {
 
 
 def list_layer(blob: IO[bytes]) -> list[Record]:
-    """The records of the layer blob ``blob`` (an open, seekable file; any compression), in
+    """The records of the layer blob ``blob`` (an open file or a stream; any compression), in
     archive order. Members of other types (PAX/GNU metadata, sparse) are left out."""
     records: list[Record] = []
     with open_tar(blob) as tar:

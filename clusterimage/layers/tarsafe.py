@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import io
 import lzma
 import tarfile
 from collections.abc import Iterator
@@ -138,12 +139,42 @@ def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
 
 @contextmanager
 def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
-    """A tar archive or layer blob (an open, seekable binary file), decompressed as its content
-    says, read as a stream."""
-    compression = compression_of_head(raw.read(8))
-    raw.seek(0)
+    """A tar archive or layer blob (an open binary file, or a stream that cannot seek: a
+    registry's), decompressed as its content says, read as a stream."""
+    head = raw.read(8)
+    compression = compression_of_head(head)
+    try:
+        seekable = raw.seekable()
+    except (AttributeError, ValueError):
+        seekable = False
+    if seekable:
+        raw.seek(0)
+    else:  # the head again, then the rest: nothing spooled to disk
+        raw = io.BufferedReader(_HeadThenRest(head, raw), 1 << 20)
     with (
         decompressed(raw, compression) as stream,
         stream_tar(stream) as tar,
     ):
         yield tar
+
+
+class _HeadThenRest(io.RawIOBase):
+    """The bytes ``head`` already read from ``rest``, then the rest of it."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)

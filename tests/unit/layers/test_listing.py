@@ -47,6 +47,29 @@ COMPRESSORS = {
 }
 
 
+class _Unseekable(io.RawIOBase):
+    """A registry response as the listing sees it: read only, never rewound."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        return self._data.read(n)
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+def test_a_stream_that_cannot_seek_lists_as_a_file_does(compression: str) -> None:
+    # The head that tells the compression is read once and given back: nothing is spooled.
+    data = COMPRESSORS[compression](_tar())
+    assert list_layer(_Unseekable(data)) == list_layer(io.BytesIO(data))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("compression", sorted(COMPRESSORS))
 def test_records_of_a_blob_in_any_compression(compression: str) -> None:
     blob = io.BytesIO(COMPRESSORS[compression](_tar()))
