@@ -9,16 +9,14 @@ env, entrypoint, cmd and type. What a delivery engineer checks before shipping v
 from __future__ import annotations
 
 import json
-import posixpath
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from clusterimage.image import ResolvedImage, resolve
 from clusterimage.images.embed import IMAGES_ANNOTATION
-from clusterimage.layers.listing import list_layer
-from clusterimage.layers.whiteout import OPAQUE, PREFIX
+from clusterimage.layers.listing import Record, list_layer, member_path
+from clusterimage.layers.whiteout import apply_whiteouts, is_whiteout
+from clusterimage.oci.digest import Digest
 from clusterimage.oci.platform import Platform
 from clusterimage.runtime.command import image_type
 from clusterimage.transports.base import Context, ImageReference, ImageSource
@@ -65,35 +63,31 @@ def diff(
         result = ImageDiff()
         if first.manifest.digest == second.manifest.digest:
             return result
-        files_a = _files(source_a, first)
-        files_b = _files(source_b, second)
+        listings: dict[Digest, list[Record]] = {}
+        files_a = _files(source_a, first, listings)
+        files_b = _files(source_b, second, listings)
         result.files = _compare(files_a, files_b)
-        result.images = _compare(_images(first, files_a), _images(second, files_b))
+        result.images = _images(first, files_a, second, files_b)
         result.config = _config(first, second)
     return result
 
 
-def _files(source: ImageSource, image: ResolvedImage) -> dict[str, str]:
-    """Every path of the image's filesystem -> what identifies its content."""
+def _files(
+    source: ImageSource, image: ResolvedImage, listings: dict[Digest, list[Record]]
+) -> dict[str, str]:
+    """Every path of the image's filesystem -> what identifies its content. ``listings``
+    keeps each layer's records by digest: a layer both images have is read once."""
     tree: dict[str, str] = {}
     for layer in image.manifest.layers:
-        with source.open_blob(layer) as stream:
-            records = list_layer(_seekable(stream))
+        records = listings.get(layer.digest)
+        if records is None:
+            with source.open_blob(layer) as stream:
+                records = listings[layer.digest] = list_layer(stream)
+        # Whiteouts first: they hide what lower layers hold, never what this one adds.
+        apply_whiteouts(tree, [path for record in records if (path := member_path(record[0]))])
         for record in records:
-            name = posixpath.normpath("/" + record[0]).lstrip("/")
-            base = posixpath.basename(name)
-            parent = posixpath.dirname(name)
-            if base == OPAQUE:
-                prefix = f"{parent}/" if parent else ""
-                for path in [p for p in tree if p.startswith(prefix)]:
-                    del tree[path]
-                continue
-            if base.startswith(PREFIX):
-                gone = posixpath.join(parent, base[len(PREFIX) :])
-                for path in [p for p in tree if p == gone or p.startswith(gone + "/")]:
-                    del tree[path]
-                continue
-            if not name or name == ".":
+            name = member_path(record[0])
+            if name is None or is_whiteout(name):
                 continue
             kind, mode, size, link = record[1], record[2], record[5], record[6]
             content = record[9] if kind == "file" and len(record) > 9 else link
@@ -101,21 +95,19 @@ def _files(source: ImageSource, image: ResolvedImage) -> dict[str, str]:
     return tree
 
 
-def _seekable(stream: IO[bytes]) -> IO[bytes]:
-    """A registry stream cannot seek, and the listing reads the head, then starts over: such
-    a layer is spooled to a temporary file first (never held in memory)."""
-    try:
-        if stream.seekable():
-            return stream
-    except (AttributeError, ValueError):
-        pass
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the listing's reader
-    shutil.copyfileobj(stream, spool, 1 << 20)
-    spool.seek(0)
-    return spool
+def _images(
+    a: ResolvedImage, files_a: dict[str, str], b: ResolvedImage, files_b: dict[str, str]
+) -> Changes:
+    """Embedded images added, removed and changed: from the record builds make of them
+    (reference -> manifest digest), or, when either image has none (built elsewhere, or
+    merged), from both images' registry/ tag links: like is compared with like."""
+    recorded_a, recorded_b = _recorded(a), _recorded(b)
+    if recorded_a is None or recorded_b is None:
+        return _compare(_linked(files_a), _linked(files_b))
+    return _compare(recorded_a, recorded_b)
 
 
-def _images(image: ResolvedImage, files: dict[str, str]) -> dict[str, str]:
+def _recorded(image: ResolvedImage) -> dict[str, str] | None:
     recorded = (image.manifest.annotations or {}).get(IMAGES_ANNOTATION)
     if recorded:
         try:
@@ -124,7 +116,11 @@ def _images(image: ResolvedImage, files: dict[str, str]) -> dict[str, str]:
                 return {str(k): str(v) for k, v in data.items()}
         except ValueError:
             pass
-    # No record (an image built elsewhere): the tag links in registry/ say it, by content id.
+    return None
+
+
+def _linked(files: dict[str, str]) -> dict[str, str]:
+    """reference -> the content id of its tag link (which names its manifest digest)."""
     found = {}
     root = "registry/docker/registry/v2/repositories/"
     for path, identity in files.items():

@@ -54,3 +54,9 @@ def test_diff_names_exactly_the_changed_image_and_file(
     assert "~ file manifests/app.yaml" in text and "+ image pause:3.9" in text
     same = run_cli("diff", "localhost/app:v1", "localhost/app:v1")
     assert same.returncode == 0 and same.stdout == ""
+    # A merged image records no embedded images: both sides are then read from registry/'s
+    # tag links, so the same images are not reported changed.
+    run_cli("merge", "-q", "-t", "localhost/merged:v1", "localhost/app:v1", "localhost/app:v1")
+    merged = json.loads(run_cli("diff", "localhost/app:v1", "localhost/merged:v1", "--json").stdout)
+    assert merged["images"] == {"added": [], "removed": [], "changed": []}
+    assert merged["files"] == {"added": [], "removed": [], "changed": []}
