@@ -783,6 +783,12 @@ class VerifyResult:
         }
 
 
+def _about(image: ImageReference, exc: ClusterImageError) -> str:
+    """``exc``'s message, named after ``image`` once (a source's errors often name it)."""
+    message = str(exc)
+    return message if message.startswith(f"{image}:") else f"{image}: {message}"
+
+
 def verify(path: Path, ctx: Context) -> VerifyResult:
     """Hash every manifest and blob of every image of the bundle at ``path``. A delta's
     omitted blobs are no damage, as long as they are exactly those its index names."""
@@ -808,17 +814,20 @@ def verify(path: Path, ctx: Context) -> VerifyResult:
                             continue
                         seen.add(str(blob.digest))
                         is_layer = blob.digest != manifest.config.digest
-                        if result.delta is not None and is_layer and not _present(source, blob):
-                            result.omitted[str(blob.digest)] = blob.size
-                            continue
                         try:
                             with source.open_blob(blob) as stream:
                                 hashed = hash_stream(stream, blob.digest.algorithm)
                         except BlobNotFound:
-                            result.problems.append(
-                                f"{image}: blob {blob.digest} is missing from the bundle"
-                            )
+                            if result.delta is not None and is_layer:
+                                result.omitted[str(blob.digest)] = blob.size
+                            else:
+                                result.problems.append(
+                                    f"{image}: blob {blob.digest} is missing from the bundle"
+                                )
                             continue
+                        except ClusterImageError as exc:  # an archive's size for it is wrong
+                            result.problems.append(_about(image, exc))
+                            continue  # that blob only: the others are still checked
                         result.blobs += 1
                         result.bytes += hashed.size
                         if hashed.digest() != blob.digest or hashed.size != blob.size:
@@ -827,7 +836,7 @@ def verify(path: Path, ctx: Context) -> VerifyResult:
                                 f"{hashed.digest()} ({hashed.size} of {blob.size} bytes)"
                             )
         except ClusterImageError as exc:
-            result.problems.append(f"{image}: {exc}")
+            result.problems.append(_about(image, exc))
     if result.delta is not None and not result.delta.matches(result.omitted):
         result.problems.append(
             f"{path}: {_missing(len(result.omitted))} from the delta bundle, but its "

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -362,3 +363,29 @@ def test_save_to_and_load_from_a_terminal_are_usage_errors(ci_home: Path, tmp_pa
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
         assert "terminal" in line and ("-o FILE" in line or "-i FILE" in line), line
+
+
+def test_bundle_verify_goes_on_past_a_blob_whose_archive_size_is_wrong(tmp_path: Path) -> None:
+    """An oci-archive member of the wrong size is one problem: the image's other blobs are
+    still hashed, and a flipped byte in the next one is named too."""
+    image = make_oci_layout(
+        tmp_path / "layout", ref="v1", layers=({"a.txt": b"a" * 100}, {"b.txt": b"b" * 100})
+    )
+    longer, flipped = (
+        tmp_path / "layout" / "blobs" / "sha256" / x.digest[7:] for x in image.layers
+    )
+    longer.write_bytes(longer.read_bytes() + b"X")
+    data = bytearray(flipped.read_bytes())
+    data[5] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    archive = tmp_path / "bundle.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("oci-layout", "index.json", "blobs"):
+            tar.add(tmp_path / "layout" / name, arcname=name)
+    result = run_cli("bundle", "verify", "--json", archive, check=False)
+    assert result.returncode == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert len(problems) == 2, problems
+    assert f"blob {image.layers[0].digest} has 111 bytes, its descriptor says 110" in problems[0]
+    assert f"blob {image.layers[1].digest} is damaged" in problems[1]
+    assert all(p.count(f"oci-archive:{archive}") == 1 for p in problems), problems
