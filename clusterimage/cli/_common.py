@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,9 +237,6 @@ class CopyProgress:
 
 # -- shell completion of stored image names -------------------------------------------------------
 
-_REF_NAME = "org.opencontainers.image.ref.name"
-_MAX_INDEX = 16 << 20  # more than any index.json a person keeps; read no further
-
 
 def StoredImage(**kwargs: Any) -> Any:  # CamelCase: it stands where typer.Argument does
     """``typer.Argument(...)`` for an argument that names images in the store: the same
@@ -255,20 +250,19 @@ def complete_images(ctx: typer.Context, incomplete: str) -> list[str]:
     Reads index.json only (no manifest, no lock: a TAB must answer at once), honours a
     ``--store`` given earlier on the line, and never fails: any problem means no completions.
     """
+    from clusterimage.oci.descriptor import REF_NAME_ANNOTATION
+    from clusterimage.store.layout import read_index_bytes
+
     try:
         chosen = ctx.find_root().params.get("store")
         root = Path(chosen) if chosen else store_dir()
-        # Non-blocking: a FIFO in place of index.json must not hang the shell.
-        fd = os.open(root / "index.json", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                return []
-            data = json.loads(stream.read(_MAX_INDEX))
+        # Bounded, and never from a FIFO (StoreError): a TAB must not hang the shell.
+        data = json.loads(read_index_bytes(root / "index.json"))
         names = [
-            entry["annotations"][_REF_NAME]
+            entry["annotations"][REF_NAME_ANNOTATION]
             for entry in data["manifests"]
             if isinstance(entry.get("annotations"), dict)
-            and isinstance(entry["annotations"].get(_REF_NAME), str)
+            and isinstance(entry["annotations"].get(REF_NAME_ANNOTATION), str)
         ]
         return image_name_completions(names, incomplete)
     except Exception:  # a completion never breaks the user's shell: no answer instead
@@ -299,9 +293,11 @@ def _short_form(name: str, held: set[str]) -> str | None:
             break
     else:
         return None
-    first, slash, _ = short.partition("/")
-    if slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
+    from clusterimage.oci.reference import is_short_name
+
+    if not is_short_name(short):
         return None  # the short form would name a registry
+    slash = "/" in short
     if prefix != "localhost/" and f"localhost/{short}" in held:
         return None  # localhost/SHORT is looked up first
     if prefix == "docker.io/" and not slash:

@@ -384,8 +384,7 @@ def _time_of(f: _Filter, store: Store, rows: list[_Row]) -> datetime:
     """The time ``before=IMAGE``/``since=IMAGE`` compare with: when IMAGE's name was stored
     (the order ``images`` lists in); by ID or digest, when the image was first stored."""
     try:
-        desc = store.resolve(f.value)
-        name = store.lookup_name(f.value)
+        desc, name = store.resolve_named(f.value)  # one lookup, not two
     except (ImageNotFound, InvalidReference) as exc:
         raise ImageNotFound(f"--filter {f.key}={f.value}: {exc}") from None
     same = [row for row in rows if row.entry.digest == desc.digest]

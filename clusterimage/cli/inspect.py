@@ -210,15 +210,14 @@ _OCI_CONFIG_FIELDS = (
     "StopSignal",
     "ArgsEscaped",
 )
-# Shown even when empty (podman omits them), so that {{.Config.Labels}} and {{.Config.Env}}
-# work on any image.
-_ALWAYS_SHOWN = ("User", "Env", "Entrypoint", "Cmd", "WorkingDir", "Labels")
 _HISTORY_FIELDS = ("created", "created_by", "author", "comment", "empty_layer")
 
 
 def _config_section(config: ImageConfig) -> dict[str, Any]:
     """The config's ``config`` object as an OCI ImageConfig, with the usual fields filled in."""
     given = config.container_config
+    # Shown even when empty (podman omits them), so that {{.Config.Labels}} and
+    # {{.Config.Env}} work on any image.
     filled = {
         "User": config.user,
         "Env": config.env,

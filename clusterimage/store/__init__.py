@@ -56,7 +56,6 @@ Public API (what the build and remote code uses; keep it stable)::
                                              # ImageNotFound, AmbiguousImageID, InvalidReference
     store.resolve_named(name) -> (Descriptor, str | None)  # and the entry name it was
                                              # found by (None: by ID or digest)
-    store.lookup_name(name) -> str | None    # only that name
     store.image_id(desc) -> Digest           # IMAGE ID: config digest (an index: its digest)
     store.images() -> list[ImageEntry]       # ImageEntry(name: str | None, descriptor);
                                              # .digest manifest, .image_id / .id config

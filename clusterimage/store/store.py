@@ -308,10 +308,6 @@ class Store(Layout):
         match = self._lookup(name)
         return match.descriptor, match.name
 
-    def lookup_name(self, name: str) -> str | None:
-        """The index-entry name ``name`` was found by; see :meth:`resolve_named`."""
-        return self._lookup(name).name
-
     # -- names ------------------------------------------------------------------------------
 
     def tag(self, image: Descriptor | str, ref: str | Reference) -> Reference:
