@@ -38,15 +38,18 @@ class FsckReport:
         }
 
 
-def check(layout: Layout, jobs: int | None = None) -> FsckReport:
-    """Re-hash every blob and walk every entry of ``index.json``."""
+def check(layout: Layout, jobs: int | None = None, *, trust_stamps: bool = False) -> FsckReport:
+    """Re-hash every blob and walk every entry of ``index.json``. ``trust_stamps``: a blob
+    whose verification stamp still matches is not hashed again (the check after a repair,
+    right after a full one stamped every sound blob)."""
     report = FsckReport()
     problem = layout.layout_problem()
     if problem is not None:
         report.problems.append(Problem("layout", problem))
         return report
     with layout.writing():  # keeps gc from removing blobs while we read them
-        damaged = _check_blobs(layout, report, jobs or min(4, os.cpu_count() or 1))
+        jobs = jobs or min(4, os.cpu_count() or 1)
+        damaged = _check_blobs(layout, report, jobs, trust_stamps)
         try:
             result = walk(layout, skip=frozenset(damaged))
         except StoreError as exc:
@@ -57,14 +60,16 @@ def check(layout: Layout, jobs: int | None = None) -> FsckReport:
     return report
 
 
-def _check_blobs(layout: Layout, report: FsckReport, jobs: int) -> set[Digest]:
+def _check_blobs(layout: Layout, report: FsckReport, jobs: int, trust_stamps: bool) -> set[Digest]:
     """Re-hash every blob; returns the digests whose file is damaged (walk must not parse them)."""
     damaged: set[Digest] = set()
     named: list[Digest] = []
+    vouched: set[Digest] = set()  # stamped as they are: not hashed again (trust_stamps)
     for path, digest in layout.iter_blobs():
         where = path.relative_to(layout.root)
         try:
-            kind = special_kind(path.lstat().st_mode)
+            info = path.lstat()
+            kind = special_kind(info.st_mode)
         except FileNotFoundError:
             continue  # removed meanwhile (the writing guard keeps gc out, not rmi of a name)
         if digest is None or kind == "a directory":
@@ -80,9 +85,13 @@ def _check_blobs(layout: Layout, report: FsckReport, jobs: int) -> set[Digest]:
             )
         else:
             named.append(digest)
+            if trust_stamps and verified_as_is(path, info, digest):
+                vouched.add(digest)
     report.blobs = len(named) + len(damaged)
 
     def actual(digest: Digest) -> Digest | str | None:
+        if digest in vouched:
+            return digest
         try:
             with layout.open_blob(digest) as stream:
                 before = os.fstat(stream.fileno())

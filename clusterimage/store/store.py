@@ -478,8 +478,8 @@ class Store(Layout):
         """Every problem found; empty when the store is sound."""
         return self.fsck_report().problems
 
-    def fsck_report(self) -> _fsck.FsckReport:
-        report = _fsck.check(self)
+    def fsck_report(self, *, trust_stamps: bool = False) -> _fsck.FsckReport:
+        report = _fsck.check(self, trust_stamps=trust_stamps)
         seen: set[str] = set()
         try:
             entries = self.images()

@@ -131,3 +131,29 @@ def test_repair_reads_the_blob_even_when_its_stamp_still_matches(
     done = repair(store, report, timeout=0.3)
     assert [d for d, _ in done.removed] == [layer]
     assert not path.exists()
+
+
+def test_the_check_after_a_repair_hashes_no_sound_blob_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsck --repair checks again to say what is left; the first pass stamped every sound
+    blob, so that second pass walks the index but hashes nothing (it hashed the whole store
+    twice), and finds what a full check finds."""
+    store, layer, path = _stored(tmp_path)
+    good = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    assert [digest for digest, _ in repair(store, check(store)).removed] == [layer]
+    hashed: list[int] = []
+    real = fsck.hash_stream
+
+    def counting(stream: IO[bytes], algorithm: str = "sha256") -> Hasher:
+        hashed.append(1)
+        return real(stream, algorithm)
+
+    monkeypatch.setattr(fsck, "hash_stream", counting)
+    after = store.fsck_report(trust_stamps=True)
+    assert hashed == []
+    assert after.to_dict() == store.fsck_report().to_dict()
+    assert len(hashed) == after.blobs  # the full check does hash every one
+    assert [p.kind for p in after.problems] == ["missing-blob"]
