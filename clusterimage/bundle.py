@@ -124,17 +124,15 @@ class Delta:
     """What a delta bundle leaves out: blobs its bases (inventories, by digest) hold."""
 
     bases: tuple[str, ...]
-    omitted: dict[str, int]  # digest -> size
-    # From the bundle's annotations when it was read (the list itself is not in it).
+    # What it omits (digest -> size of each), as its annotations say it: the list itself is
+    # not in the bundle, only its length, total and digest.
     count: int = 0
     bytes: int = 0
     list_digest: str = ""
 
     @classmethod
     def of(cls, bases: Sequence[str], omitted: dict[str, int]) -> Delta:
-        return cls(
-            tuple(bases), omitted, len(omitted), sum(omitted.values()), _list_digest(omitted)
-        )
+        return cls(tuple(bases), len(omitted), sum(omitted.values()), _list_digest(omitted))
 
     def annotations(self) -> dict[str, str]:
         return {
@@ -163,7 +161,7 @@ class Delta:
                 f"{where}: index.json names a delta base but not what it omits "
                 f"({DELTA_OMITTED}, {DELTA_OMITTED_BYTES}, {DELTA_OMITTED_DIGEST})"
             ) from None
-        return cls(bases, {}, count, nbytes, list_digest)
+        return cls(bases, count, nbytes, list_digest)
 
     def matches(self, absent: dict[str, int]) -> bool:
         """Whether ``absent`` (what the bundle lacks) is exactly what it says it omits."""
