@@ -268,32 +268,49 @@ def _entry(name: str, index: ImageIndex) -> dict[str, Any]:
     return desc.to_dict()
 
 
-def _edit(store: Store, name: str, change: Callable[[dict[str, Any]], None]) -> ManifestList:
-    """Apply ``change`` to the list's index data, atomically (see the module docstring)."""
-    found = find_list(store, name)  # a clear error before the lock is taken
+def put_list(
+    store: Store, full: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+) -> ManifestList:
+    """Store the list named ``full`` as ``change`` makes it from the list's current index data
+    (a copy to change; None when there is no such list yet), and return it.
+
+    One read-modify-write of index.json under its lock: the list is re-read there, so an edit
+    that landed meanwhile is kept. A name that holds an image, not a list, is NotAList."""
     result: list[ManifestList] = []
 
     def update(entries: IndexEntries) -> IndexEntries:
         result.clear()
-        for position, entry in enumerate(entries):
-            if entry_name(entry) != found.name:
-                continue
-            # Re-read under the lock: another edit may have landed since find_list.
-            current = _list_of(store, found.name, entry, name)
-            data = copy.deepcopy(current.index.data)
-            change(data)
-            index = _store_index(store, data)
-            out = list(entries)
-            out[position] = _entry(found.name, index)
-            result.append(ManifestList(found.name, index.descriptor(), index))
-            return out
-        raise _unknown(name)  # removed meanwhile
+        position = next((i for i, e in enumerate(entries) if entry_name(e) == full), -1)
+        current = None
+        if position >= 0:
+            current = copy.deepcopy(_list_of(store, full, entries[position], full).index.data)
+        index = _store_index(store, change(current))
+        out = list(entries)
+        if position < 0:
+            out.append(_entry(full, index))
+        else:
+            out[position] = _entry(full, index)
+        result.append(ManifestList(full, index.descriptor(), index))
+        return out
 
     # The new index blob is referenced only once index.json is written: hold gc off till then.
     with store.writing():
         store.update_index(update)
-    store.note_stored(found.name, result[0].descriptor.digest)  # edited now: listed first
+    store.note_stored(full, result[0].descriptor.digest)  # made or edited now: listed first
     return result[0]
+
+
+def _edit(store: Store, name: str, change: Callable[[dict[str, Any]], None]) -> ManifestList:
+    """Apply ``change`` to the list's index data, atomically (see :func:`put_list`)."""
+    found = find_list(store, name)  # a clear error before the lock is taken
+
+    def edited(data: dict[str, Any] | None) -> dict[str, Any]:
+        if data is None:
+            raise _unknown(name)  # removed meanwhile
+        change(data)
+        return data
+
+    return put_list(store, found.name, edited)
 
 
 def _put_entries(data: dict[str, Any], entries: Sequence[dict[str, Any]]) -> None:
@@ -325,37 +342,21 @@ def create(
     full = str(ref)
     if not amend and any(entry_name(e) == full for e in store.read_index()["manifests"]):
         raise _exists(name, full)  # before any image is copied; checked again under the lock
-    result: list[ManifestList] = []
     with store.writing():
         # Fetched before the list is made: a failing image leaves no half-made list.
         added = [e for image in images for e in _fetch(store, image, ctx, all_images, None)]
 
-        def update(entries: IndexEntries) -> IndexEntries:
-            result.clear()
-            position = next((i for i, e in enumerate(entries) if entry_name(e) == full), -1)
-            if position < 0:
-                data: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX}
-                data["manifests"] = []
+        def made(data: dict[str, Any] | None) -> dict[str, Any]:
+            if data is None:
+                data = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
             elif not amend:
                 raise _exists(name, full)
-            else:
-                current = _list_of(store, full, entries[position], name)
-                data = copy.deepcopy(current.index.data)
             if annotations:
                 data["annotations"] = {**(data.get("annotations") or {}), **annotations}
             _put_entries(data, added)
-            index = _store_index(store, data)
-            result.append(ManifestList(full, index.descriptor(), index))
-            out = list(entries)
-            if position < 0:
-                out.append(_entry(full, index))
-            else:
-                out[position] = _entry(full, index)
-            return out
+            return data
 
-        store.update_index(update)
-    store.note_stored(full, result[0].descriptor.digest)  # `images` orders by it
-    return result[0]
+        return put_list(store, full, made)
 
 
 def _exists(name: str, full: str) -> ClusterImageError:

@@ -13,7 +13,6 @@ and under the manifest list (which keeps the entries of other platforms it held)
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clusterimage import transports
+from clusterimage import manifests, transports
 from clusterimage.build.baseimage import BaseImages, Image
 from clusterimage.build.cache import chain_id
 from clusterimage.build.context import load_ignore_rules
@@ -42,9 +41,9 @@ from clusterimage.images.embed import IMAGES_ANNOTATION, EmbedResult, images_ann
 from clusterimage.images.found import Discovery
 from clusterimage.kubefile.parser import find_kubefile
 from clusterimage.oci import mediatypes as mt
-from clusterimage.oci.descriptor import REF_NAME_ANNOTATION, Descriptor
+from clusterimage.oci.descriptor import Descriptor
 from clusterimage.oci.digest import Digest
-from clusterimage.oci.manifest import ImageIndex, canonical_json
+from clusterimage.oci.manifest import ImageIndex
 from clusterimage.oci.platform import Platform
 from clusterimage.oci.reference import Reference
 from clusterimage.paths import home_dir
@@ -421,7 +420,7 @@ def build_index(
         job.check()
         jobs.append(job)
     if manifest is not None:
-        _existing_list(store, manifest)  # an image of that name is refused before building
+        _check_list_name(store, manifest)  # an image of that name is refused before building
     with store.writing():  # the untagged images are unreferenced until the index is stored
         before = {e.digest for e in store.images() if e.name is None}
         builds: list[BuildOutcome] = []
@@ -494,43 +493,27 @@ def _index_entry(store: Store, desc: Descriptor) -> Descriptor:
 
 def _add_to_list(store: Store, ref: Reference, entries: list[Descriptor]) -> Descriptor:
     """Put ``entries`` in the manifest list ``ref`` (made when missing), replacing its entries
-    of the same platforms; returns the list's new descriptor. One read-modify-write of
-    index.json under its lock, as the ``manifest`` verbs edit a list: the list is re-read
-    there, so an edit that lands meanwhile is kept, and so are the list's own annotations and
-    its other entries as they are."""
-    full = str(ref)
+    of the same platforms; returns the list's new descriptor. The ``manifest`` verbs' one
+    locked edit (:func:`manifests.put_list`): an edit that lands meanwhile is kept, and so are
+    the list's own annotations and its other entries as they are."""
     built = {_platform_key(entry.platform) for entry in entries}
-    result: list[Descriptor] = []
 
-    def update(old: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        result.clear()
-        position = next((i for i, e in enumerate(old) if entry_name(e) == full), -1)
-        data: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-        if position >= 0:
-            current = Descriptor.from_dict(old[position], f"{full} in index.json")
-            listed = store.get_manifest(current.digest, current.media_type)
-            if not isinstance(listed, ImageIndex):
-                raise _not_a_list(ref)
-            data = copy.deepcopy(listed.data)
-            data["manifests"] = [
-                raw
-                for raw, desc in zip(data.get("manifests") or [], listed.manifests, strict=True)
-                if _platform_key(desc.platform) not in built
-            ]
+    def change(data: dict[str, Any] | None) -> dict[str, Any]:
+        if data is None:
+            data = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+        data["manifests"] = [
+            raw
+            for raw in data.get("manifests") or []
+            if _platform_key(Descriptor.from_dict(raw, f"{ref}").platform) not in built
+        ]
         data["mediaType"] = mt.OCI_INDEX  # its entries are OCI images now
         data["manifests"] += [entry.to_dict() for entry in entries]
-        index = ImageIndex(canonical_json(data), mt.OCI_INDEX, data)
-        store.put_bytes(index.raw, expected=index.digest)
-        descriptor = index.descriptor()
-        named = descriptor.with_annotations({REF_NAME_ANNOTATION: full}).to_dict()
-        result.append(descriptor)
-        if position < 0:
-            return [*old, named]
-        return [*old[:position], named, *old[position + 1 :]]
+        return data
 
-    store.update_index(update)
-    store.note_stored(full, result[0].digest)  # `images` lists it by this build's time
-    return result[0]
+    try:
+        return manifests.put_list(store, str(ref), change).descriptor
+    except manifests.NotAList:
+        raise _not_a_list(ref) from None
 
 
 def _not_a_list(ref: Reference) -> UsageError:
@@ -540,17 +523,14 @@ def _not_a_list(ref: Reference) -> UsageError:
     )
 
 
-def _existing_list(store: Store, ref: Reference) -> tuple[Digest | None, list[Descriptor]]:
-    """The digest and entries of the manifest list ``ref`` (None, [] when there is none yet);
-    an image of that name that is not a list is an error, as in podman."""
-    found = [e for e in store.images() if e.name == str(ref)]
-    if not found:
-        return None, []
-    desc = found[0].descriptor
-    manifest = store.get_manifest(desc.digest, desc.media_type)
-    if not isinstance(manifest, ImageIndex):
-        raise _not_a_list(ref)
-    return desc.digest, manifest.manifests
+def _check_list_name(store: Store, ref: Reference) -> None:
+    """An image of the name ``--manifest`` gives that is not a list is an error, as in podman."""
+    try:
+        manifests.find_list(store, str(ref))
+    except ImageNotFound:
+        pass  # made by this build
+    except manifests.NotAList:
+        raise _not_a_list(ref) from None
 
 
 def registry_folder(context: Path, platform: Platform | None = None) -> Path:
