@@ -28,7 +28,7 @@ from typing import Any, Final
 from clusterimage import transports
 from clusterimage.build.archive import stage_member
 from clusterimage.build.fstree import Content, FsTree, Node, sort_key
-from clusterimage.copy import copy_image
+from clusterimage.copy import CopyOptions, copy_image
 from clusterimage.errors import BuildError, ClusterImageError, ImageNotFound
 from clusterimage.image import resolve
 from clusterimage.layers.listing import Record, list_layer, member_path
@@ -94,7 +94,30 @@ def ensure_image(
                 f"{name} is not in the local store and pulling it failed: {exc}"
             ) from None
         desc = store.resolve(name)
-    return _load(store, name, desc, platform)
+    image = _load(store, name, desc, platform)
+    have = image.config.platform
+    if have is None or not have.architecture or platform.matches(have):
+        return image
+    # The store holds the name for one platform only (pulled for this machine, say): a build
+    # for another would get that image, silently. Its whole index is fetched under the name
+    # instead (as `pull --all`), so every platform of this and later builds finds its own.
+    if not pull:
+        raise ImageNotFound(
+            f"{name}: the store holds it for {have}, not {platform}, and pulling is off "
+            f"(pull it with `clusterimage pull --all {name}`)"
+        )
+    try:
+        copy_image(
+            transports.parse(f"docker://{name}"),
+            StoreReference(name),
+            dataclasses.replace(ctx, platform=platform),
+            CopyOptions(all_platforms=True),
+        )
+    except ClusterImageError as exc:
+        raise ImageNotFound(
+            f"{name}: the store holds it for {have}, not {platform}, and fetching it failed: {exc}"
+        ) from None
+    return _load(store, name, store.resolve(name), platform)
 
 
 def _load(store: Store, name: str, desc: Descriptor, platform: Platform) -> Image:

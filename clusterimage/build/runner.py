@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clusterimage import manifests, transports
-from clusterimage.build.baseimage import BaseImages, Image
+from clusterimage import manifests
+from clusterimage.build.baseimage import BaseImages
 from clusterimage.build.cache import chain_id
 from clusterimage.build.context import load_ignore_rules
 from clusterimage.build.dockerignore import IgnoreRules
@@ -233,47 +233,6 @@ class _Planner:
         )
 
 
-class _BaseImages(BaseImages):
-    """Base images that are always of the platform asked for. A name the store holds for one
-    platform only (pulled for this machine, say) would otherwise give its image to a build for
-    another platform, silently: then the image's whole index is fetched under that name (as
-    ``pull --all``), so every platform of this and later builds finds its own image there."""
-
-    def get(self, name: str, platform: Platform) -> Image:
-        image = super().get(name, platform)
-        have = image.config.platform
-        if (
-            have is None
-            or not have.architecture
-            or platform.matches(have)
-            or name.startswith("store:")
-            or transports.is_transport_reference(name)
-        ):
-            return image
-        if not self.pull:
-            raise ImageNotFound(
-                f"{name}: the store holds it for {have}, not {platform}, and pulling is off "
-                f"(pull it with `clusterimage pull --all {name}`)"
-            )
-        from clusterimage.copy import CopyOptions, copy_image
-        from clusterimage.transports.store import StoreReference
-
-        try:
-            copy_image(
-                transports.parse(f"docker://{name}"),
-                StoreReference(name),
-                replace(self.ctx, platform=platform),
-                CopyOptions(all_platforms=True),
-            )
-        except ClusterImageError as exc:
-            raise ImageNotFound(
-                f"{name}: the store holds it for {have}, not {platform}, and fetching it "
-                f"failed: {exc}"
-            ) from None
-        self._images.pop((name, str(platform)), None)
-        return super().get(name, platform)
-
-
 def _context(store: Store | None, settings: BuildSettings, ctx: Context | None) -> Context:
     ctx = ctx or Context()
     if store is not None:
@@ -290,7 +249,7 @@ def plan(settings: BuildSettings, store: Store | None = None) -> BuildPlan:
     if len(settings.platforms()) > 1:
         raise UsageError("several platforms: use plans()")
     ctx = _context(store, settings, None)
-    images = _BaseImages(store, ctx, pull=False) if store is not None else None
+    images = BaseImages(store, ctx, pull=False) if store is not None else None
     return _Planner(settings, images).plan()
 
 
@@ -326,7 +285,7 @@ class _Job:
         self.settings = settings
         self.store = store
         self.ctx = ctx
-        self.images = _BaseImages(store, ctx, pull=settings.pull is not PullPolicy.never)
+        self.images = BaseImages(store, ctx, pull=settings.pull is not PullPolicy.never)
         self.planner = _Planner(settings, self.images)
         self.plan = self.planner.plan()
 
