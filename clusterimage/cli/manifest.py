@@ -83,6 +83,18 @@ def _existing_store() -> Store | None:
     return Store.existing(store_dir())
 
 
+def _store_of(name: str) -> Store:
+    """The store a list ``name`` is edited in; without one, the error find_list gives (the
+    manifest functions look the list up themselves, before anything is made)."""
+    from clusterimage import manifests
+
+    store = _existing_store()
+    if store is None:
+        manifests.find_list(None, name)  # raises ImageNotFound: nothing is stored yet
+    assert store is not None
+    return store
+
+
 def _platform(**flags: Any) -> PlatformFlags:
     from clusterimage.manifests import PlatformFlags
 
@@ -185,9 +197,7 @@ def add(
     annotations = manifests.parse_annotations(annotation)
     flags = _platform(os=os, arch=arch, variant=variant, os_version=os_version, features=features)
     ctx = registry.context()
-    store = _existing_store()
-    manifests.find_list(store, name)  # a missing store or list: said before anything is made
-    assert store is not None
+    store = _store_of(name)
     found, added = manifests.add(
         store,
         name,
@@ -248,9 +258,7 @@ def annotate(
         features=features,
         os_features=os_features,
     )
-    store = _existing_store()
-    manifests.find_list(store, name)
-    assert store is not None
+    store = _store_of(name)
     found, _ = manifests.annotate(
         store, name, target, platform=flags, annotations=annotations, on_index=index
     )
@@ -270,9 +278,7 @@ def remove(
     """
     from clusterimage import manifests
 
-    store = _existing_store()
-    manifests.find_list(store, name)
-    assert store is not None
+    store = _store_of(name)
     typer.echo(str(manifests.remove(store, name, digest).digest))
 
 
@@ -329,10 +335,7 @@ def rm(
     """
     from clusterimage import manifests
 
-    store = _existing_store()
-    for name in names:
-        manifests.find_list(store, name)
-    assert store is not None
+    store = _store_of(names[0])  # delete checks every name before it removes any
     for removed, deleted in manifests.delete(store, names):
         typer.echo(f"Untagged: {removed}")
         if deleted is not None:
