@@ -18,7 +18,6 @@ the build cache keys a cached ADD on) all come from the same pass.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import lzma
 import os
@@ -26,7 +25,7 @@ import posixpath
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Final
 
 import zstandard
 
@@ -35,6 +34,7 @@ from clusterimage.build.layer import open_content
 from clusterimage.errors import BuildError, KubefileError
 from clusterimage.layers.tarsafe import compression_of_head as _compression_of_head
 from clusterimage.layers.tarsafe import decompressed, read_member, stream_tar
+from clusterimage.oci.digest import Hasher, ReadThrough
 
 # Bump when read_archive gives another tree for the same archive: cached ADD layers then miss.
 # 2: members keep their owners.
@@ -47,32 +47,6 @@ _KINDS: Final[dict[bytes, NodeKind]] = {
     tarfile.BLKTYPE: "block",
     tarfile.FIFOTYPE: "fifo",
 }
-
-
-class _HashingReader(io.RawIOBase):
-    """The archive file as the decompressor reads it, hashed on the way: the file's own digest
-    comes from the pass that unpacks it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = self._raw.readinto(view)  # type: ignore[attr-defined]
-        if count:
-            self.hasher.update(view[:count])
-            self.size += count
-        return count or 0
-
-    def drain(self) -> None:
-        """Read (and hash) what the decompressor left: trailing blocks, padding."""
-        while self.read(_CHUNK):
-            pass
 
 
 def _member_path(name: str) -> str | None:
@@ -104,7 +78,7 @@ def read_archive(
         return error(f"ADD {label}: {message}")
 
     with os.fdopen(open_content(content, f"ADD {label}"), "rb") as raw:
-        reader = _HashingReader(raw)
+        reader = ReadThrough(raw, Hasher())
         buffered = io.BufferedReader(reader, _CHUNK)
         try:
             with decompressed(buffered, _compression_of_head(buffered.peek(8)[:8])) as stream:
@@ -119,9 +93,10 @@ def read_archive(
             reader.drain()
         except _READ_ERRORS as exc:
             raise fail(f"cannot read the archive: {exc}") from None
-    if reader.size != content.size:
+    assert reader.hasher is not None
+    if reader.hasher.size != content.size:
         raise BuildError(f"{content.path} changed during the build (for ADD {label}); build again")
-    content.digest = f"sha256:{reader.hasher.hexdigest()}"
+    content.digest = str(reader.hasher.digest())
     return tree
 
 

@@ -20,6 +20,8 @@ from typing import IO, Any, Final, cast
 import zstandard
 from isal import igzip
 
+from clusterimage.oci.digest import ReadThrough
+
 _CHUNK: Final = 1 << 20
 # Go's archive/tar (moby, containers/image) caps PAX and GNU long-name headers at 1 MiB.
 MAX_METADATA_HEADER: Final = 1 << 20
@@ -138,40 +140,18 @@ def decompressed(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
 def open_tar(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
     """A tar archive or layer blob (an open binary file, or a stream that cannot seek: a
     registry's), decompressed as its content says, read as a stream."""
-    head = raw.read(8)
-    compression = compression_of_head(head)
     try:
         seekable = raw.seekable()
     except (AttributeError, ValueError):
         seekable = False
     if seekable:
+        compression = compression_of_head(raw.read(8))
         raw.seek(0)
-    else:  # the head again, then the rest: nothing spooled to disk
-        raw = io.BufferedReader(_HeadThenRest(head, raw), 1 << 20)
+    else:  # peeked at through a buffer: nothing spooled to disk
+        raw = io.BufferedReader(ReadThrough(raw), 1 << 20)
+        compression = compression_of_head(raw.peek(8)[:8])
     with (
         decompressed(raw, compression) as stream,
         stream_tar(stream) as tar,
     ):
         yield tar
-
-
-class _HeadThenRest(io.RawIOBase):
-    """The bytes ``head`` already read from ``rest``, then the rest of it."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            count = min(len(view), len(self._head))
-            view[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        data = self._rest.read(len(view))
-        view[: len(data)] = data
-        return len(data)

@@ -6,9 +6,10 @@ A digest is always computed over the bytes as stored or sent, never over a re-se
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from dataclasses import dataclass
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from clusterimage.errors import DigestMismatch, InvalidDigest
 
@@ -78,6 +79,37 @@ class Hasher:
         clone._hash = self._hash.copy()
         clone.size = self.size
         return clone
+
+
+class ReadThrough(io.RawIOBase):
+    """Any binary stream as a RawIOBase, its bytes hashed into ``hasher`` on the way when
+    given: a decompressor reads it and the digest of what it read comes from the same pass,
+    and io.BufferedReader can wrap it to peek at the head of a stream that cannot seek."""
+
+    def __init__(self, raw: IO[bytes], hasher: Hasher | None = None) -> None:
+        super().__init__()
+        self._raw = raw
+        self.hasher = hasher
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if isinstance(self._raw, io.BufferedIOBase | io.FileIO):  # a file: read with no copy
+            count = self._raw.readinto(view) or 0
+        else:  # any stream (RawIOBase subclasses may leave readinto unimplemented)
+            data = self._raw.read(len(view))
+            count = len(data)
+            view[:count] = data
+        if count and self.hasher is not None:
+            self.hasher.update(view[:count])
+        return count
+
+    def drain(self, chunk: int = 1 << 20) -> None:
+        """Read (and hash) what the reader above left: trailing blocks, padding."""
+        while self.read(chunk):
+            pass
 
 
 def check(expected: Digest, expected_size: int | None, hasher: Hasher, what: str = "blob") -> None:

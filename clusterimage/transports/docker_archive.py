@@ -45,7 +45,6 @@ The config, and with it the image ID and every diff_id, stays the same.
 from __future__ import annotations
 
 import contextlib
-import io
 import lzma
 import posixpath
 import re
@@ -71,7 +70,7 @@ from clusterimage.oci import jsonsafe
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
 from clusterimage.oci.descriptor import Descriptor
-from clusterimage.oci.digest import Digest, Hasher
+from clusterimage.oci.digest import Digest, Hasher, ReadThrough
 from clusterimage.oci.manifest import ImageManifest, Manifest, canonical_json
 from clusterimage.oci.reference import Reference
 from clusterimage.recompress import zlib_error, zstd_error
@@ -337,12 +336,11 @@ class DockerArchiveSource(ImageSource):
         packed = Hasher()
         try:
             with self._index.open(member) as raw:
-                tee = _Hashing(raw, packed)
+                tee = ReadThrough(raw, packed)
                 with decompressed(tee, compression) as stream:  # type: ignore[arg-type]
                     while data := stream.read(_CHUNK):
                         plain.update(data)
-                while tee.read(_CHUNK):  # bytes after the data still count in its digest
-                    pass
+                tee.drain()  # bytes after the data still count in its digest
         except (OSError, EOFError, ValueError, lzma.LZMAError, zlib_error(), zstd_error()) as exc:
             raise TransportError(
                 f"{self._where}: layer {path}: not valid {compression} data ({exc})"
@@ -392,24 +390,6 @@ def _link_targets(path: Path, where: str) -> dict[str, str]:
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise TransportError(f"{where}: not a readable tar archive ({exc})") from None
     return targets
-
-
-class _Hashing(io.RawIOBase):
-    """``raw`` read through, every byte hashed into ``hasher``."""
-
-    def __init__(self, raw: IO[bytes], hasher: Hasher) -> None:
-        super().__init__()
-        self._raw = raw
-        self._hasher = hasher
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
-        self._hasher.update(data)
-        buffer[: len(data)] = data
-        return len(data)
 
 
 # -- writing ------------------------------------------------------------------------------------
