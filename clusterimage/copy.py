@@ -125,9 +125,22 @@ def copy_to(
     """Copy the image at ``src`` into an open destination (one image of a multi-image
     archive, say) and commit it; the caller closes ``dest``."""
     ctx = ctx or Context()
+    with src.new_source(ctx) as source:
+        return copy_from(source, source.get_manifest(), dest, ctx, options, str(src))
+
+
+def copy_from(
+    source: ImageSource,
+    top: Manifest,
+    dest: ImageDestination,
+    ctx: Context,
+    options: CopyOptions | None = None,
+    name: str = "",
+) -> CopyResult:
+    """:func:`copy_to` from a source the caller opened and whose top manifest (``top``) it
+    has read already: read once, not again by the copy."""
     try:
-        with src.new_source(ctx) as source:
-            return _copy(source, source.get_manifest(), dest, ctx, options, str(src))
+        return _copy(source, top, dest, ctx, options, name or str(source))
     finally:
         ctx.blob_info.close()
 

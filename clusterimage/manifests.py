@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from clusterimage.copy import CopyOptions, CopyResult, copy_image, copy_to
+from clusterimage.copy import CopyOptions, CopyResult, copy_from, copy_image
 from clusterimage.errors import (
     ClusterImageError,
     ImageNotFound,
@@ -569,14 +569,15 @@ def _fetch(
             digest = select_platform(top, want, source.get_manifest, where=image, hint=hint).digest
     else:
         assert ref is not None
-        with ref.new_source(ctx) as remote:
-            top = remote.get_manifest()
-        dest = _BlobsOnly(store)
-        try:
-            picked = dataclasses.replace(ctx, platform=want)
-            result = copy_to(ref, dest, picked, CopyOptions(all_platforms=all_images))
-        finally:
-            dest.close()
+        picked = dataclasses.replace(ctx, platform=want)
+        with ref.new_source(picked) as remote:
+            top = remote.get_manifest()  # read once: the copy starts from it
+            dest = _BlobsOnly(store)
+            try:
+                options = CopyOptions(all_platforms=all_images)
+                result = copy_from(remote, top, dest, picked, options, str(ref))
+            finally:
+                dest.close()
         digest = result.digest
     if isinstance(top, ImageIndex) and all_images:
         return [copy.deepcopy(e) for e in top.data.get("manifests") or []]
