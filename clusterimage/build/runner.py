@@ -319,6 +319,9 @@ class _Job:
             on_plan(the_plan)
         engine = select_engine(settings.engine, the_plan)
         embedded = _embed(settings, ctx, on_copy) if settings.save_image else None
+        for warning in embedded.warnings if embedded is not None else []:
+            if on_event is not None:
+                on_event(BuildEvent("warning", warning))
         request = BuildRequest(
             store=store,
             home=home_dir(),

@@ -76,6 +76,7 @@ class EmbedResult:
     images: dict[str, Digest] = field(default_factory=dict)  # name in registry/ -> digest
     fetched: int = 0  # images copied into the cache by this run
     reused: bool = False  # the folder was already laid out for this set of images
+    warnings: list[str] = field(default_factory=list)  # images of another platform only
 
 
 def images_annotation(images: Mapping[str, Digest]) -> str:
@@ -100,19 +101,46 @@ def embed(
     key = _key(items, settings)
     marker = folder.parent / _MARKER
     unchanged = settings.policy is not PullPolicy.always and folder.is_dir()
-    if unchanged and _read_marker(marker).get("key") == key:
-        images = {k: Digest.parse(v) for k, v in _read_marker(marker)["images"].items()}
-        return EmbedResult(folder, images, 0, True)
+    known = _read_marker(marker) if unchanged else {}
+    if known.get("key") == key:
+        images = {k: Digest.parse(v) for k, v in known["images"].items()}
+        return EmbedResult(folder, images, 0, True, list(known.get("warnings") or []))
     fetched = fetch(items, cache, ctx, settings, on_event)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".registry-", dir=folder.parent))
     try:
         images = lay_out(items, staging, cache, ctx, settings, on_event)
+        warnings = _foreign(items, staging, ctx, settings)
         _swap(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _write_marker(marker, {"key": key, "images": {k: str(v) for k, v in images.items()}})
-    return EmbedResult(folder, images, fetched, False)
+    data = {"key": key, "images": {k: str(v) for k, v in images.items()}, "warnings": warnings}
+    _write_marker(marker, data)
+    return EmbedResult(folder, images, fetched, False, warnings)
+
+
+def _foreign(
+    items: Sequence[EmbedItem], folder: Path, ctx: Context, settings: EmbedSettings
+) -> list[str]:
+    """What ``pull --platform`` says of an image that exists for one other platform only (a
+    single-platform source offers no choice, so it is embedded as it is): one line each."""
+    if settings.all_platforms:
+        return []
+    want = settings.platform or Platform.host()
+    out = []
+    for item in items:
+        place = RegistryDirReference(folder, item.repository, item.tag, item.digest)
+        try:
+            with place.new_source(ctx) as source:
+                have = resolve(source, want, where=item.name).platform
+        except ClusterImageError:
+            continue  # not an image (an artifact): it has no platform to disagree with
+        if have.architecture and not want.matches(have):
+            out.append(
+                f"{item.origin}: image {item.source} is for {have}, not {want}: "
+                "registry/ holds it as it is"
+            )
+    return out
 
 
 def fetch(
@@ -166,10 +194,9 @@ def _wanted(item: EmbedItem, cache: Path, ctx: Context, settings: EmbedSettings)
         with _cached(item, cache).new_source(ctx) as source:
             top = source.get_manifest()
             if not settings.all_platforms:  # --all builds keep a cache of their own
-                want = settings.platform or Platform.host()
-                found = resolve(source, want, where=item.name, top=top)
-                if not want.matches(found.platform):
-                    raise ClusterImageError(f"{item.name}: cached for {found.platform}")
+                # The cache is this platform's (image_cache): an image of another platform
+                # in it is the source's only one, and fetching it again gives the same.
+                resolve(source, settings.platform or Platform.host(), where=item.name, top=top)
     except ClusterImageError:
         if settings.policy is PullPolicy.never:
             raise ClusterImageError(

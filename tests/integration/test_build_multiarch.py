@@ -20,6 +20,7 @@ from clusterimage.oci.platform import Platform
 from clusterimage.store import Store
 from tests.conftest import run_cli
 from tests.fixtures.dockerd import DockerDaemon
+from tests.fixtures.oci_layout import make_oci_layout
 from tests.fixtures.registry import Registry
 from tests.helpers.images import OciIndexImage, make_index_layout
 from tests.integration.registry_support import one_line_error, skopeo
@@ -380,3 +381,33 @@ def test_each_platform_starts_from_its_own_base_image(
     # own and fetched the base's index under its name, where every platform finds its image.
     base = store.get_manifest(store.resolve(image).digest)
     assert isinstance(base, ImageIndex) and len(base.manifests) == 2
+
+
+def test_an_image_of_another_platform_only_is_embedded_with_a_warning_and_cached(
+    tmp_path: Path, ci_home: Path, registry_factory: Callable[..., Registry]
+) -> None:
+    """A single-platform image offers no choice: registry/ holds it as it is, and the build
+    says so, as `pull --platform` does; the next build takes it from the cache (it was fetched
+    again on every build) and says so again."""
+    registry = registry_factory()
+    host = Platform.host()
+    other = "arm64" if host.architecture != "arm64" else "amd64"
+    source = make_oci_layout(tmp_path / "one", ref="v1", architecture=host.architecture)
+    name = f"{registry.host}/team/only:v1"
+    run_cli("copy", source.transport_ref, f"docker://{name}")
+    context = _context(tmp_path / "ctx", name)
+    warning = (
+        f"manifests/app.yaml:2: image docker://{name} is for {host.os}/{host.architecture}, "
+        f"not linux/{other}: "
+        "registry/ holds it as it is"
+    )
+    for round_ in (1, 2):
+        mark = registry.log_mark()
+        built = run_cli("build", "--platform", f"linux/{other}", "--json", context)
+        result = json.loads(built.stdout)
+        assert result["images"] == {"team/only:v1": source.manifest.digest}
+        assert warning in result["warnings"], result["warnings"]
+        gets = [e for e in registry.requests(mark) if e.method == "GET" and "/blobs/" in e.path]
+        assert (len(gets) > 0) == (round_ == 1), gets
+    text = run_cli("build", "--platform", f"linux/{other}", context).stderr
+    assert f"warning: {warning}\n" in text, text
