@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         if not quiet:
             for image in result.images:
                 info(
-                    f"{image.name} ({image.type}) -> {directory}/{image.root}: "
+                    f"{image.name} ({image.type}) -> {Path(directory) / image.root}: "
                     f"{count(image.stats.files, 'file')} written, {image.stats.kept} already there"
                 )
-            info(f"registry cache: {directory}/{result.registry}")
+            info(f"registry cache: {Path(directory) / result.registry}")

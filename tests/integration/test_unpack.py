@@ -203,8 +203,10 @@ def test_a_killed_unpack_is_finished_by_the_next(tmp_path: Path, ci_home: Path) 
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert big.stat().st_size < len(payload)
-    run_cli("unpack", "localhost/big:v1", target)
+    resumed = run_cli("unpack", "localhost/big:v1", target)
     assert big.read_bytes() == payload and (target / "small.txt").read_text() == "small\n"
+    # The plain layout unpacks into DIR itself: the line names DIR, not "DIR/.".
+    assert f"-> {target}: " in resumed.stderr and "/.:" not in resumed.stderr, resumed.stderr
 
 
 def test_an_application_unpacked_by_id_or_short_name_is_named_after_its_repository(
