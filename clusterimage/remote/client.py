@@ -514,7 +514,6 @@ class Registry:
                 shown,
                 missing=missing,
                 scopes=scopes,
-                bearer=token_value is not None,
                 token=token_value,
             )
 
@@ -559,8 +558,7 @@ class Registry:
         *,
         missing: type[Exception] | None = None,
         scopes: Scopes | None = None,
-        bearer: bool = False,
-        token: str | None = None,
+        token: str | None = None,  # the bearer token the request carried, if any
     ) -> Exception:
         status = response.status_code
         header = response.headers.get("WWW-Authenticate", "")
@@ -574,7 +572,7 @@ class Registry:
         # A token was issued and the registry still says no (401, or 403 DENIED as some
         # registries answer): it does not grant what the request needs, whatever the password.
         scope_refusal = status == 401 or "DENIED" in detail or "insufficient_scope" in header
-        if bearer and scopes and scope_refusal:
+        if token is not None and scopes and scope_refusal:
             wanted = scopes
             for challenge in auth.parse_www_authenticate(header):
                 if challenge.scope:

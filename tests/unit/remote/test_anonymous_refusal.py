@@ -19,7 +19,6 @@ def test_403_denied_without_credentials_says_to_log_in() -> None:
         "manifest",
         "GET x",
         scopes=Scopes(["repository:team/private:pull"]),
-        bearer=True,
         token="opaque-anonymous-token",
     )
     message = str(error)

@@ -57,7 +57,6 @@ def test_403_denied_for_a_token_without_push_names_the_scope() -> None:
         "manifest upload",
         "PUT x",
         scopes=Scopes(["repository:team/app:pull,push"]),
-        bearer=True,
         token=token,
     )
     assert str(error) == (
@@ -69,7 +68,7 @@ def test_403_denied_for_a_token_without_push_names_the_scope() -> None:
 def test_403_that_is_no_scope_matter_stays_access_denied() -> None:
     registry = _registry("bob:pw")
     response = httpx.Response(403, json={"errors": [{"code": "TOOMANY", "message": "quota"}]})
-    error = registry.error_for(response, "blob upload", "POST x", scopes=Scopes(), bearer=False)
+    error = registry.error_for(response, "blob upload", "POST x", scopes=Scopes())
     assert str(error) == "127.0.0.1:5999: blob upload: access denied (TOOMANY: quota)"
 
 
