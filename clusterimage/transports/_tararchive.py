@@ -50,6 +50,7 @@ class Member:
     offset: int  # of its data in the file
     size: int
     kind: str  # "file", "dir", "symlink", "hardlink" or "other"
+    link: str = ""  # a link's target, as its header names it
 
 
 class TarIndex:
@@ -72,7 +73,9 @@ class TarIndex:
                         continue
                     if info.isfile() and info.offset_data + info.size > size:
                         raise TransportError(f"{where}: truncated in member {name}")
-                    members[name] = Member(name, info.offset_data, info.size, _kind(info))
+                    members[name] = Member(
+                        name, info.offset_data, info.size, _kind(info), info.linkname
+                    )
                 # tarfile ends quietly at a cut or damaged header past the first; Go's
                 # archive/tar (skopeo, docker) refuses it, and so do we.
                 if not _ends_cleanly(tar, size):

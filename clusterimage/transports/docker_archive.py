@@ -48,7 +48,6 @@ import contextlib
 import lzma
 import posixpath
 import re
-import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,7 +64,7 @@ from clusterimage.errors import (
     ManifestError,
     TransportError,
 )
-from clusterimage.layers.tarsafe import compression_of_head, decompressed, open_indexed
+from clusterimage.layers.tarsafe import compression_of_head, decompressed
 from clusterimage.oci import jsonsafe
 from clusterimage.oci import mediatypes as mt
 from clusterimage.oci.config import ImageConfig
@@ -244,7 +243,6 @@ class DockerArchiveSource(ImageSource):
         self._index = index
         self._where = where
         self._blobs: dict[Digest, _Blob] = {}
-        self._links: dict[str, str] | None = None  # link member -> its target, read on demand
         self._manifest = self._describe(entry)
 
     def get_manifest(self, digest: Digest | None = None) -> Manifest:
@@ -363,33 +361,12 @@ class DockerArchiveSource(ImageSource):
             if member.kind == "file":
                 return member
             if member.kind == "symlink":
-                path = posixpath.join(posixpath.dirname(path), self._link(path))
+                path = posixpath.join(posixpath.dirname(path), member.link)
             elif member.kind == "hardlink":
-                path = self._link(path)  # named from the archive's root
+                path = member.link  # named from the archive's root
             else:
                 raise TransportError(f"{self._where}: {what} {name} is a {member.kind}, not a file")
         raise TransportError(f"{self._where}: {what} {name}: more than {_LINK_DEPTH} links")
-
-    def _link(self, name: str) -> str:
-        if self._links is None:
-            self._links = _link_targets(self._index.path, self._where)
-        target = self._links.get(name)
-        if target is None:  # the file changed since it was indexed
-            raise TransportError(f"{self._where}: member {name} is no longer a link")
-        return target
-
-
-def _link_targets(path: Path, where: str) -> dict[str, str]:
-    """Where each link member of the tar at ``path`` points (headers only, bodies skipped)."""
-    targets: dict[str, str] = {}
-    try:
-        with open_indexed(path) as tar:
-            for info in tar:
-                if info.issym() or info.islnk():
-                    targets[posixpath.normpath("/" + info.name).lstrip("/")] = info.linkname
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        raise TransportError(f"{where}: not a readable tar archive ({exc})") from None
-    return targets
 
 
 # -- writing ------------------------------------------------------------------------------------
