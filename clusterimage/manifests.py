@@ -49,14 +49,6 @@ from clusterimage.transports.base import Context, ImageDestination, ImageReferen
 #: ``push --format`` values, as podman spells them.
 FORMATS = ("oci", "v2s2")
 
-_NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-# Layer types of one format and their twins in the other (containers/image's conversion).
-_TO_DOCKER = {
-    mt.OCI_LAYER_GZIP: mt.DOCKER_LAYER_GZIP,
-    mt.OCI_LAYER: mt.DOCKER_LAYER,
-    _NONDISTRIBUTABLE: mt.DOCKER_FOREIGN_LAYER,
-}
-_TO_OCI = {docker: oci for oci, docker in _TO_DOCKER.items()}
 _CONFIGS = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
 _WORD = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -653,7 +645,7 @@ def convert_manifest(manifest: Manifest, fmt: str) -> Manifest:
                 f"it cannot be converted to {fmt}"
             )
         config["mediaType"] = mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG
-        table = _TO_DOCKER if docker else _TO_OCI
+        table = mt.OCI_TO_DOCKER_LAYERS if docker else mt.DOCKER_TO_OCI_LAYERS
         for layer in data.get("layers") or []:
             kind = layer.get("mediaType")
             if kind in table:

@@ -33,7 +33,6 @@ GZIP_LEVEL = 1  # isal: level 1 is several times faster than zlib -6 at a simila
 ZSTD_LEVEL = 3  # zstd's own default
 _READ = 1 << 20
 _LAYERS = mt.GZIP_LAYERS | mt.ZSTD_LAYERS | mt.UNCOMPRESSED_LAYERS
-_NONDISTRIBUTABLE_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 
 
 def check_format(value: str | None) -> str | None:
@@ -191,10 +190,8 @@ class _Counting:
 
 def _oci_media_type(media_type: str) -> str:
     return {
+        **mt.DOCKER_TO_OCI_LAYERS,
         mt.DOCKER_CONFIG: mt.OCI_CONFIG,
-        mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP,
-        mt.DOCKER_LAYER: mt.OCI_LAYER,
-        mt.DOCKER_FOREIGN_LAYER: _NONDISTRIBUTABLE_GZIP,
         mt.DOCKER_MANIFEST: mt.OCI_MANIFEST,
         mt.DOCKER_MANIFEST_LIST: mt.OCI_INDEX,
     }.get(media_type, media_type)

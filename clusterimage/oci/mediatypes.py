@@ -10,6 +10,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER_NONDISTRIBUTABLE_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -31,6 +32,14 @@ ACCEPT_MANIFESTS = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFE
 GZIP_LAYERS = frozenset({OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_FOREIGN_LAYER})
 ZSTD_LAYERS = frozenset({OCI_LAYER_ZSTD})
 UNCOMPRESSED_LAYERS = frozenset({OCI_LAYER, DOCKER_LAYER})
+
+# Each OCI layer type and its Docker twin (containers/image's conversion between formats).
+OCI_TO_DOCKER_LAYERS = {
+    OCI_LAYER_GZIP: DOCKER_LAYER_GZIP,
+    OCI_LAYER: DOCKER_LAYER,
+    OCI_LAYER_NONDISTRIBUTABLE_GZIP: DOCKER_FOREIGN_LAYER,
+}
+DOCKER_TO_OCI_LAYERS = {docker: oci for oci, docker in OCI_TO_DOCKER_LAYERS.items()}
 
 
 def is_index(media_type: str) -> bool:
