@@ -6,9 +6,11 @@ ADD (and each WORKDIR that creates its folder) computes its layer's entries on t
 (:mod:`clusterimage.build.copier`) and writes them with the deterministic layer writer straight
 into a store blob writer: one streaming pass, no temporary copy. The build cache is asked first:
 when the parent layers, the instruction and the content of every entry are unchanged, the layer
-from the last build is reused without reading a file. A COPY of ``registry/`` alone is written
-as one layer per embedded image (:mod:`clusterimage.images.layering`), each cached on its own,
-so a changed image changes its layer only and the others keep their digests (deltas, pushes).
+from the last build is reused without hashing a file again. A COPY that brings ``registry/``
+(``COPY registry registry``, ``COPY . .``) is written as one layer per embedded image, at most
+32 (:mod:`clusterimage.images.layering`), each cached on its own, so a changed image changes its
+layer only and the others keep their digests (deltas, pushes); to split it, the tag links and
+manifests under ``registry/`` (small files) are read on every build, cached or not.
 
 The target stage's layers, the plan's final config (Env, Cmd, Entrypoint, Labels, WorkingDir,
 User, ExposedPorts, Volumes, StopSignal), history entries and platform become an OCI config and
